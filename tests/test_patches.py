@@ -1,0 +1,60 @@
+"""Every verl monkeypatch still finds its target, with the signature it was written for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_python
+from verl_avconfuse import patches
+
+
+@pytest.mark.parametrize("target", patches.ALL_TARGETS, ids=lambda t: f"{t.module}.{t.attribute}")
+def test_patch_target_exists_with_expected_signature(target):
+    assert target.current_signature() == target.signature, (
+        f"{target.module}.{target.attribute} changed since verl {patches.VERL_VERSION}: review the patch ({target.reason})"
+    )
+
+
+def test_installed_verl_is_the_patched_version():
+    import verl
+
+    assert verl.__version__ == patches.VERL_VERSION
+
+
+def test_process_group_backend_patch_gives_plain_gloo_on_cpu(tmp_path):
+    code = """
+import json, os
+import verl
+from verl.utils import distributed
+os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29611")
+import torch.distributed as dist
+distributed.initialize_global_process_group_ray()
+# the name engine_workers imports must be the patched one too
+from verl.workers.engine_workers import initialize_global_process_group_ray as imported
+print(json.dumps([dist.get_backend(), getattr(imported, "_avconfuse_patched", False)]))
+dist.destroy_process_group()
+"""
+    result = run_python(["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu"}, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", True]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["+recipe=avconfuse", "+recipe=cpu_tiny"], ["+recipe=[avconfuse,cpu_tiny]"]),
+        (["a=1", "+recipe=x", "b=2", "+recipe=y", "+recipe=z"], ["a=1", "+recipe=[x,y,z]", "b=2"]),
+        (["+recipe=[a,b]", "+recipe=c"], ["+recipe=[a,b,c]"]),
+        (["+recipe=avconfuse", "trainer.device=cpu"], ["+recipe=avconfuse", "trainer.device=cpu"]),
+        (["recipe=x", "+recipe_other=y"], ["recipe=x", "+recipe_other=y"]),
+        ([], []),
+    ],
+)
+def test_repeated_recipe_overrides_fold_into_hydras_list_form(argv, expected):
+    assert patches.fold_repeated_recipe_overrides(argv) == expected
+
+
+def test_recipes_are_visible_to_hydras_plugin_discovery():
+    assert patches.recipes_visible_to_hydra()

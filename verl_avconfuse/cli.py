@@ -1,0 +1,41 @@
+"""The ``avconfuse`` command line.
+
+Each subcommand lives next to the code it drives: :data:`COMMANDS` maps its name to a module with
+``add_arguments(command, parser)`` and ``run(command, args) -> int``. Those modules are imported to
+build the parser, so they keep heavy imports (torch, verl, transformers) inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> module defining ``add_arguments(parser)`` and ``run(args) -> int``, plus help text.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "make-tiny-models": ("verl_avconfuse.tiny.cli", "build the tiny offline models (HF directories) into a folder"),
+    "tiny-asset": ("verl_avconfuse.tiny.cli", "print the path of a cached tiny asset, building it if needed"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avconfuse", description="verl-avconfuse: RL-CoMM tools for verl")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(name, sub)
+        sub.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    return int(module.run(args.command, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

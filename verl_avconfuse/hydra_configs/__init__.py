@@ -1,0 +1,1 @@
+"""Hydra config root: ``recipe/`` here is the top-level ``recipes/`` folder, mapped at install time."""

@@ -1,0 +1,165 @@
+"""Every monkeypatch this project applies to verl (or to the tools around it), in one place.
+
+Each patch names the version and the function it targets and why no extension point covers it.
+``tests/test_patches.py`` fails when a target disappears or changes its signature, so a verl
+upgrade cannot silently turn a patch into a no-op. Patches are applied from
+:mod:`verl_avconfuse.plugin`, lazily, when verl imports the module that owns the target.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+#: The verl release every patch below was written against.
+VERL_VERSION = "0.9.1"
+
+
+@dataclass(frozen=True)
+class PatchTarget:
+    """Where a patch applies and the signature it was written for."""
+
+    module: str
+    attribute: str
+    signature: str
+    reason: str
+
+    def resolve(self) -> Callable:
+        module = sys.modules.get(self.module) or __import__(self.module, fromlist=[self.attribute])
+        target = getattr(module, self.attribute)
+        return getattr(target, "__wrapped__", target)
+
+    def current_signature(self) -> str:
+        return str(inspect.signature(self.resolve()))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. gloo on the CPU platform
+# --------------------------------------------------------------------------------------------------
+
+PROCESS_GROUP_BACKEND = PatchTarget(
+    module="verl.utils.distributed",
+    attribute="initialize_global_process_group_ray",
+    signature="(timeout_second=None, backend=None)",
+    reason=(
+        "verl 0.9.1 builds the default backend as f'cpu:gloo,{device}:{backend}', which on the CPU "
+        "platform is 'cpu:gloo,cpu:gloo' and torch rejects the duplicate device type. TrainingWorker "
+        "calls it without a backend, so there is no config knob."
+    ),
+)
+
+
+def _patch_process_group_backend(module: ModuleType) -> None:
+    original = getattr(module, PROCESS_GROUP_BACKEND.attribute)
+    if getattr(original, "_avconfuse_patched", False):
+        return
+
+    @functools.wraps(original)
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        from verl.utils.device import get_device_name
+
+        if backend is None and get_device_name() == "cpu":
+            backend = "gloo"
+        return original(timeout_second=timeout_second, backend=backend)
+
+    initialize_global_process_group_ray._avconfuse_patched = True
+    setattr(module, PROCESS_GROUP_BACKEND.attribute, initialize_global_process_group_ray)
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. `+recipe=a +recipe=b` on the command line
+# --------------------------------------------------------------------------------------------------
+
+RECIPE_GROUP = "recipe"
+
+
+def fold_repeated_recipe_overrides(argv: list[str]) -> list[str]:
+    """Rewrite ``+recipe=a +recipe=b`` as Hydra's list form ``+recipe=[a,b]``.
+
+    Hydra 1.3 composes several configs of one group only through the list form and rejects a
+    repeated ``+recipe=`` ("Multiple values for recipe"). Recipes here are overlays meant to be
+    stacked (``+recipe=avconfuse +recipe=cpu_tiny``), so the repeated form is folded, keeping order,
+    into one override at the position of the first. Anything else is left untouched.
+    """
+    prefix = f"+{RECIPE_GROUP}="
+    names: list[str] = []
+    first = None
+    rest: list[str] = []
+    for arg in argv:
+        if arg.startswith(prefix):
+            value = arg[len(prefix) :]
+            if value.startswith("[") and value.endswith("]"):
+                names.extend(part.strip() for part in value[1:-1].split(",") if part.strip())
+            else:
+                names.append(value)
+            if first is None:
+                first = len(rest)
+                rest.append(arg)
+            continue
+        rest.append(arg)
+    if len(names) < 2:
+        return list(argv)
+    rest[first] = f"{prefix}[{','.join(names)}]"
+    return rest
+
+
+def _is_verl_entry_point() -> bool:
+    """True in the process started as ``python -m verl.<...>`` (or ``python .../main_ppo.py``).
+
+    The plugin loads while runpy is still importing the parent packages, before ``sys.argv[0]``
+    holds the module path, so the interpreter's original command line is what tells.
+    """
+    orig = list(getattr(sys, "orig_argv", []))
+    if "-m" in orig:
+        index = orig.index("-m")
+        return index + 1 < len(orig) and orig[index + 1].startswith("verl.")
+    return bool(sys.argv) and sys.argv[0].endswith(("main_ppo.py", "main_generation_server.py"))
+
+
+def recipes_visible_to_hydra() -> bool:
+    """Whether Hydra's plugin discovery (``pkgutil`` over ``hydra_plugins``) finds our search path.
+
+    A default ``pip install -e .`` hides mapped packages behind an import hook that ``pkgutil``
+    cannot list; Hydra would then treat ``+recipe=avconfuse`` as a plain new config key and train
+    with none of the recipe applied, silently.
+    """
+    import pkgutil
+
+    try:
+        import hydra_plugins
+    except ImportError:
+        return False
+    return any(info.name == "avconfuse_searchpath" for info in pkgutil.iter_modules(list(hydra_plugins.__path__)))
+
+
+def apply_cli_patches() -> None:
+    """On verl's Hydra entry points: fold repeated ``+recipe=`` and refuse recipes Hydra cannot see."""
+    if not _is_verl_entry_point():
+        return
+    sys.argv[1:] = fold_repeated_recipe_overrides(sys.argv[1:])
+    if any(arg.startswith(f"+{RECIPE_GROUP}=") for arg in sys.argv[1:]) and not recipes_visible_to_hydra():
+        # SystemExit on purpose: verl swallows plugin exceptions, and running on without the recipe
+        # would train with verl's defaults while the user believes the recipe applied.
+        raise SystemExit(
+            "verl-avconfuse: '+recipe=...' was given but Hydra cannot discover verl-avconfuse's recipes. "
+            "Install the package normally (pip install .) or, for development, "
+            "pip install -e . --config-settings editable_mode=strict"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# registry of module-level patches, applied from the plugin through post-import hooks
+# --------------------------------------------------------------------------------------------------
+
+MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], None]]]] = {
+    PROCESS_GROUP_BACKEND.module: [(PROCESS_GROUP_BACKEND, _patch_process_group_backend)],
+}
+
+ALL_TARGETS: list[PatchTarget] = [target for patches in MODULE_PATCHES.values() for target, _ in patches]

@@ -1,0 +1,114 @@
+"""verl-avconfuse as a verl plugin: the module named by the ``verl.plugins`` entry point.
+
+verl 0.9.1 imports every ``verl.plugins`` entry point at the end of ``import verl``, in the driver
+and in every Ray worker (``verl/__init__.py``), and logs load errors at debug level only. So this
+module must be cheap, must never raise, and must say loudly (WARNING) when a registration fails.
+``VERL_USE_EXTERNAL_PLUGINS=none`` keeps verl from importing it at all.
+
+What it registers, each through verl's own extension point and each only when verl imports the
+module that owns the registry (see :mod:`verl_avconfuse._import_hooks`):
+
+================================  ==========================================================
+CPU platform ``cpu``              ``verl.plugin.platform.PlatformRegistry``
+HF rollout ``hf``                 ``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``
+FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
+``${avconfuse_tiny:...}``         an OmegaConf resolver building the tiny offline assets
+patches                           :mod:`verl_avconfuse.patches`
+================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Callable
+
+from verl_avconfuse._import_hooks import when_imported
+
+logger = logging.getLogger("verl_avconfuse")
+
+_REGISTERED = False
+
+
+def _guarded(what: str, fn: Callable[..., None]) -> Callable[..., None]:
+    def run(*args) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            logger.warning("verl-avconfuse: could not register %s; that feature is unavailable", what, exc_info=True)
+
+    return run
+
+
+def _register_platform() -> None:
+    from verl.plugin.platform import PlatformRegistry
+
+    from verl_avconfuse.platform.cpu import PLATFORM_NAME, PlatformCPU
+
+    if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
+        PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
+
+
+def _register_rollout_class(module: ModuleType) -> None:
+    from verl_avconfuse.rollout import ROLLOUT_NAME
+
+    module._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = "verl_avconfuse.rollout.hf_server.HFServerAdapter"
+
+
+def _load_hf_replica():
+    from verl_avconfuse.rollout.hf_server import HFRolloutReplica
+
+    return HFRolloutReplica
+
+
+def _register_rollout_replica(module: ModuleType) -> None:
+    from verl_avconfuse.rollout import ROLLOUT_NAME
+
+    module.RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_hf_replica)
+
+
+def _register_cpu_engines(module: ModuleType) -> None:
+    """verl registers its FSDP engines for cuda and npu only; the same classes run on host memory."""
+    registry = module.EngineRegistry
+    for model_type, engine_cls in (
+        ("language_model", module.FSDPEngineWithLMHead),
+        ("value_model", getattr(module.fsdp, "FSDPEngineWithValueHead", None)),
+    ):
+        if engine_cls is None:
+            continue
+        backends = registry._engines.get(model_type, {})
+        if all("cpu" in backends.get(backend, {}) for backend in ("fsdp", "fsdp2")):
+            continue
+        registry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device="cpu")(engine_cls)
+
+
+def _register_resolvers() -> None:
+    from verl_avconfuse.tiny.resolver import register_resolver
+
+    register_resolver()
+
+
+def _register_patches() -> None:
+    from verl_avconfuse import patches
+
+    patches.apply_cli_patches()
+    for module_name, module_patches in patches.MODULE_PATCHES.items():
+        for target, patch in module_patches:
+            when_imported(module_name, _guarded(f"patch {target.module}.{target.attribute}", patch))
+
+
+def register() -> None:
+    """Register everything (idempotent). Runs on import of this module."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
+    _guarded("the cpu platform", _register_platform)()
+    _guarded("the ${avconfuse_tiny:...} resolver", _register_resolvers)()
+    _guarded("patches", _register_patches)()
+    when_imported("verl.workers.rollout.base", _guarded("the hf rollout class", _register_rollout_class))
+    when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))
+    when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))
+
+
+register()
