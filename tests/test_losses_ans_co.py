@@ -1,0 +1,300 @@
+"""Ans-CO loss: hand-computed values, gating, aggregation, and gradients against a plain reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from verl_avconfuse.losses import (
+    ans_co_denominators,
+    ans_co_loss,
+    ans_co_loss_from_stats,
+    answer_uncertainty,
+    token_entropy,
+    token_log_probs,
+)
+
+LN2 = math.log(2.0)
+D = torch.float64
+# Distribution with nice logs: p = (1/2, 1/4, 1/8, 1/8); H = 1/2 ln2 + 1/4 * 2ln2 + 2 * 1/8 * 3ln2 = 1.75 ln2.
+SKEW = [math.log(0.5), math.log(0.25), math.log(0.125), math.log(0.125)]
+# Uniform over V=4: every token has p = 1/4 (log-prob -2 ln2); H = ln4 = 2 ln2.
+UNIFORM = [0.0, 0.0, 0.0, 0.0]
+
+
+def hand_batch():
+    """Two responses, V=4, L=4 (logits[:, t] already predicts response_ids[:, t]).
+
+    Row A: positions 0..2 real, position 3 padding; answer = positions 1, 2.
+      t0 SKEW id 0: lp = -ln2      t1 UNIFORM id 2: lp = -2ln2, H = 2ln2      t2 SKEW id 0: lp = -ln2, H = 1.75ln2
+      NLL_A = (1 + 2 + 1) ln2 / 3 = 4/3 ln2;  Hbar_A = (2 + 1.75) ln2 / 2 = 1.875 ln2
+      u_A (answer_prob) = 1 - exp((-2ln2 - ln2) / 2) = 1 - 2^-1.5 = 0.646446...  (<= 0.75: lam_A = 0.5)
+      u_A (entropy)     = 1.875 ln2 / ln4 = 0.9375
+    Row B: all 4 real; answer = positions 2, 3.
+      t0 UNIFORM id 1: lp = -2ln2  t1 SKEW id 0: lp = -ln2  t2 SKEW id 3: lp = -3ln2, H = 1.75ln2  t3 SKEW id 2: -3ln2
+      NLL_B = (2 + 1 + 3 + 3) ln2 / 4 = 9/4 ln2;  Hbar_B = 1.75 ln2
+      u_B (answer_prob) = 1 - exp(-3ln2) = 1 - 1/8 = 0.875 (> 0.75: gated, lam_B = 0)
+      u_B (entropy)     = 1.75 ln2 / ln4 = 0.875
+    """
+    logits = torch.tensor(
+        [
+            [SKEW, UNIFORM, SKEW, [9.0, -9.0, 3.0, 0.5]],  # last row is padding: arbitrary values
+            [UNIFORM, SKEW, SKEW, SKEW],
+        ],
+        dtype=D,
+    )
+    ids = torch.tensor([[0, 2, 0, 1], [1, 0, 3, 2]])
+    resp = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    ans = torch.tensor([[0, 1, 1, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    return logits, ids, resp, ans
+
+
+U_A = 1.0 - 2.0**-1.5
+
+
+def test_token_pieces_match_hand_values():
+    logits, ids, _, _ = hand_batch()
+    lp = token_log_probs(logits, ids)
+    assert torch.allclose(lp[0, :3], torch.tensor([-LN2, -2 * LN2, -LN2], dtype=D))
+    assert torch.allclose(lp[1], torch.tensor([-2 * LN2, -LN2, -3 * LN2, -3 * LN2], dtype=D))
+    h = token_entropy(logits)
+    assert torch.allclose(h[1], torch.tensor([2 * LN2, 1.75 * LN2, 1.75 * LN2, 1.75 * LN2], dtype=D))
+
+
+def test_token_pieces_match_torch_categorical():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, generator=g, dtype=D)
+    ids = torch.randint(0, 11, (3, 5), generator=g)
+    dist = torch.distributions.Categorical(logits=logits)
+    assert torch.allclose(token_log_probs(logits, ids), dist.log_prob(ids))
+    assert torch.allclose(token_entropy(logits), dist.entropy())
+
+
+def test_hand_computed_loss_nll_on_right_answers_only():
+    logits, ids, resp, ans = hand_batch()
+    loss, m = ans_co_loss(logits, ids, resp, ans, torch.tensor([True, False]))
+    # S_nll = {A}: 4/3 ln2.  S_ans = {A, B}: (0.5 * 1.875 ln2 + 0 * 1.75 ln2) / 2 = 0.46875 ln2.
+    assert loss.item() == pytest.approx((4 / 3 + 0.46875) * LN2, rel=1e-12)
+    assert m["ansco/nll"] == pytest.approx(4 / 3 * LN2, rel=1e-12)
+    assert m["ansco/answer_entropy"] == pytest.approx((1.875 + 1.75) / 2 * LN2, rel=1e-12)
+    assert m["ansco/u_mean"] == pytest.approx((U_A + 0.875) / 2, rel=1e-12)
+    assert m["ansco/gated_frac"] == 0.5
+    assert m["ansco/nll_count"] == 1.0 and m["ansco/answer_count"] == 2.0 and m["ansco/gated_count"] == 1.0
+    assert m["ansco/weighted_entropy_sum"] == pytest.approx(0.5 * 1.875 * LN2, rel=1e-12)
+    assert m["ansco/loss"] == pytest.approx(loss.item(), rel=1e-12)
+    assert all(isinstance(v, float) for v in m.values())
+
+
+def test_hand_computed_loss_nll_on_all_responses():
+    logits, ids, resp, ans = hand_batch()
+    loss, m = ans_co_loss(logits, ids, resp, ans, torch.ones(2, dtype=torch.bool))
+    # NLL term (4/3 + 9/4) ln2 / 2 = 43/24 ln2; entropy term unchanged 0.46875 ln2.
+    assert loss.item() == pytest.approx((43 / 24 + 0.46875) * LN2, rel=1e-12)
+    assert m["ansco/nll"] == pytest.approx(43 / 24 * LN2, rel=1e-12)
+
+
+def test_lam_zero_is_pure_nll():
+    logits, ids, resp, ans = hand_batch()
+    loss, m = ans_co_loss(logits, ids, resp, ans, torch.ones(2, dtype=torch.bool), lam=0.0)
+    assert loss.item() == pytest.approx(43 / 24 * LN2, rel=1e-12)
+    assert m["ansco/weighted_entropy_sum"] == 0.0
+
+
+def test_uncertainty_entropy_path():
+    logits, ids, resp, ans = hand_batch()
+    nll_mask = torch.tensor([True, False])
+    # u_A = 0.9375, u_B = 0.875: with u_max = 0.75 both are gated -> only NLL remains.
+    loss, m = ans_co_loss(logits, ids, resp, ans, nll_mask, uncertainty="entropy")
+    assert loss.item() == pytest.approx(4 / 3 * LN2, rel=1e-12)
+    assert m["ansco/u_mean"] == pytest.approx((0.9375 + 0.875) / 2, rel=1e-12)
+    assert m["ansco/gated_frac"] == 1.0
+    # u_max = 0.9 gates A only: entropy term (0 + 0.5 * 1.75 ln2) / 2.
+    loss, m = ans_co_loss(logits, ids, resp, ans, nll_mask, uncertainty="entropy", u_max=0.9)
+    assert loss.item() == pytest.approx((4 / 3 + 0.4375) * LN2, rel=1e-12)
+    assert m["ansco/gated_frac"] == 0.5
+
+
+def test_gate_is_strict_at_u_max():
+    log_probs = torch.tensor([[-0.3, math.log(0.25), -0.7]], dtype=D)
+    entropy = torch.tensor([[0.0, 1.2, 0.0]], dtype=D)
+    resp = torch.ones(1, 3)
+    ans = torch.tensor([[False, True, False]])
+    u = answer_uncertainty(log_probs, entropy, ans).item()
+    assert u == pytest.approx(0.75, abs=1e-15)
+    nll_mask = torch.tensor([False])
+    at, m_at = ans_co_loss_from_stats(log_probs, entropy, resp, ans, nll_mask, u_max=u)
+    assert at.item() == pytest.approx(0.5 * 1.2, rel=1e-12) and m_at["ansco/gated_frac"] == 0.0
+    below, m_below = ans_co_loss_from_stats(log_probs, entropy, resp, ans, nll_mask, u_max=math.nextafter(u, 0.0))
+    assert below.item() == 0.0 and m_below["ansco/gated_frac"] == 1.0
+
+
+def test_empty_answer_adds_no_entropy_and_is_not_counted():
+    logits, ids, resp, ans = hand_batch()
+    nll_mask = torch.tensor([True, False])
+    # Row B without answer tokens (its "answer" only on padding would be the same: masks are intersected).
+    ans_b_empty = ans.clone()
+    ans_b_empty[1] = False
+    loss, m = ans_co_loss(logits, ids, resp, ans_b_empty, nll_mask)
+    # S_ans = {A}: 0.5 * 1.875 ln2 / 1; B adds neither NLL (nll_mask) nor entropy.
+    assert loss.item() == pytest.approx((4 / 3 + 0.9375) * LN2, rel=1e-12)
+    assert m["ansco/answer_count"] == 1.0 and m["ansco/gated_frac"] == 0.0
+    alone, _ = ans_co_loss(logits[:1], ids[:1], resp[:1], ans[:1], nll_mask[:1])
+    assert loss.item() == pytest.approx(alone.item(), rel=1e-12)
+    on_padding = torch.zeros_like(ans)
+    on_padding[0, 3] = True  # position 3 of row A is padding
+    loss_pad, m_pad = ans_co_loss(logits, ids, resp, on_padding, nll_mask)
+    assert m_pad["ansco/answer_count"] == 0.0 and loss_pad.item() == pytest.approx(4 / 3 * LN2, rel=1e-12)
+
+
+def test_nothing_contributes_gives_zero_loss_that_still_backpropagates():
+    logits, ids, resp, _ = hand_batch()
+    logits = logits.clone().requires_grad_(True)
+    loss, m = ans_co_loss(logits, ids, resp, torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and m["ansco/nll"] == 0.0 and m["ansco/u_mean"] == 0.0
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_unread_positions_may_hold_nan():
+    logits, ids, resp, ans = hand_batch()
+    lp = token_log_probs(logits, ids)
+    ent = token_entropy(logits)
+    nll_mask = torch.tensor([True, False])
+    ref, _ = ans_co_loss_from_stats(lp, ent, resp, ans, nll_mask)
+    lp_nan = lp.clone()
+    lp_nan[0, 3] = float("nan")  # padding
+    ent_nan = torch.where(ans, ent, torch.full_like(ent, float("nan")))  # entropy only at answer positions
+    loss, _ = ans_co_loss_from_stats(lp_nan, ent_nan, resp, ans, nll_mask)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_temperature_divides_logits():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, 6, generator=g, dtype=D)
+    ids = torch.randint(0, 6, (2, 4), generator=g)
+    resp = torch.ones(2, 4)
+    ans = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 0]], dtype=torch.bool)
+    nll_mask = torch.tensor([True, True])
+    hot, _ = ans_co_loss(logits, ids, resp, ans, nll_mask, temperature=0.7, u_max=1.0)
+    plain, _ = ans_co_loss(logits / 0.7, ids, resp, ans, nll_mask, u_max=1.0)
+    assert hot.item() == pytest.approx(plain.item(), rel=1e-12)
+    assert hot.item() != pytest.approx(ans_co_loss(logits, ids, resp, ans, nll_mask, u_max=1.0)[0].item())
+
+
+# ---------------------------------------------------------------- gradients against a plain reference
+
+
+def reference_loss(logits, ids, resp, ans, nll_mask, lam, u_max, uncertainty, temperature):
+    """The formula written out sample by sample, token by token."""
+    bs, length, vocab = logits.shape
+    nll_terms, ent_terms, n_ans = [], [], 0
+    for i in range(bs):
+        real = [t for t in range(length) if resp[i, t]]
+        answer = [t for t in real if ans[i, t]]
+        logp = torch.log_softmax(logits[i] / temperature, dim=-1)
+        if nll_mask[i] and real:
+            nll_terms.append(-sum(logp[t, ids[i, t]] for t in real) / len(real))
+        if answer:
+            n_ans += 1
+            h = [-(logp[t].exp() * logp[t]).sum() for t in answer]
+            hbar = sum(h) / len(answer)
+            if uncertainty == "answer_prob":
+                u = 1 - math.exp(sum(logp[t, ids[i, t]].item() for t in answer) / len(answer))
+            else:
+                u = hbar.item() / math.log(vocab)
+            ent_terms.append((lam if u <= u_max else 0.0) * hbar)
+    zero = logits.sum() * 0
+    nll = sum(nll_terms) / len(nll_terms) if nll_terms else zero
+    ent = sum(ent_terms) / n_ans if n_ans else zero
+    return nll + ent
+
+
+def random_batch(seed: int, bs: int = 5, length: int = 6, vocab: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    logits = (2.0 * torch.randn(bs, length, vocab, generator=g, dtype=D)).requires_grad_(True)
+    ids = torch.randint(0, vocab, (bs, length), generator=g)
+    lengths = torch.randint(0, length + 1, (bs,), generator=g)
+    resp = (torch.arange(length)[None] < lengths[:, None]).long()
+    starts = torch.randint(0, length, (bs,), generator=g)
+    ans = torch.arange(length)[None] >= starts[:, None]
+    nll_mask = torch.rand(bs, generator=g) < 0.6
+    return logits, ids, resp, ans, nll_mask
+
+
+@pytest.mark.parametrize("uncertainty", ["answer_prob", "entropy"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loss_and_gradient_match_plain_reference(uncertainty, seed):
+    logits, ids, resp, ans, nll_mask = random_batch(seed)
+    with torch.no_grad():  # put u_max between the samples' u so both gated and ungated rows occur
+        hot = logits / 0.8
+        u = answer_uncertainty(token_log_probs(hot, ids), token_entropy(hot), ans & resp.bool(), uncertainty, 7)
+        u = u[(ans & resp.bool()).any(-1)].sort().values
+    u_max = float(u[len(u) // 2] + u[len(u) // 2 - 1]) / 2 if len(u) > 1 else 0.75
+    kwargs = dict(lam=0.5, u_max=u_max, uncertainty=uncertainty)
+    loss, m = ans_co_loss(logits, ids, resp, ans, nll_mask, temperature=0.8, **kwargs)
+    (grad,) = torch.autograd.grad(loss, logits)
+    ref = reference_loss(logits, ids, resp, ans, nll_mask, temperature=0.8, **kwargs)
+    (ref_grad,) = torch.autograd.grad(ref, logits)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-10)
+    assert torch.allclose(grad, ref_grad, atol=1e-12)
+    if len(u) > 1:
+        assert 0.0 < m["ansco/gated_frac"] < 1.0
+
+
+def test_microbatches_with_global_denominators_sum_to_full_batch():
+    logits, ids, resp, ans, nll_mask = random_batch(7, bs=8)
+    full, m_full = ans_co_loss(logits, ids, resp, ans, nll_mask, u_max=0.8)
+    (full_grad,) = torch.autograd.grad(full, logits)
+    d_nll, d_ans = ans_co_denominators(resp, ans, nll_mask)
+    assert (d_nll, d_ans) == (m_full["ansco/nll_count"], m_full["ansco/answer_count"])
+    total, grad, counts = 0.0, torch.zeros_like(logits), 0.0
+    for part in (slice(0, 3), slice(3, 8)):
+        loss, m = ans_co_loss(
+            logits[part],
+            ids[part],
+            resp[part],
+            ans[part],
+            nll_mask[part],
+            u_max=0.8,
+            nll_denominator=d_nll,
+            entropy_denominator=d_ans,
+        )
+        (g,) = torch.autograd.grad(loss, logits)
+        total, grad, counts = total + loss.item(), grad + g, counts + m["ansco/nll_count"]
+    assert total == pytest.approx(full.item(), rel=1e-12)
+    assert torch.allclose(grad, full_grad, atol=1e-14)
+    assert counts == d_nll
+
+
+def test_float64_gradcheck():
+    logits, ids, resp, ans, nll_mask = random_batch(3, bs=3, length=4, vocab=5)
+    nll_mask[:] = True
+
+    def fn(x):
+        # u_max = 1.0 keeps every u away from the (non-differentiable) gate
+        return ans_co_loss(x, ids, resp, ans, nll_mask, u_max=1.0, temperature=0.9)[0]
+
+    assert torch.autograd.gradcheck(fn, (logits.detach().clone().requires_grad_(True),))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_arguments_are_rejected():
+    logits, ids, resp, ans = hand_batch()
+    nll_mask = torch.ones(2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="uncertainty must be one of"):
+        ans_co_loss(logits, ids, resp, ans, nll_mask, uncertainty="variance")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ans_co_loss(logits, ids, resp, ans, nll_mask, temperature=0.0)
+    with pytest.raises(ValueError, match="nll_mask must have shape"):
+        ans_co_loss(logits, ids, resp, ans, torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="answer_mask must have shape"):
+        ans_co_loss(logits, ids, resp, ans[:, :3], nll_mask)
+    with pytest.raises(ValueError, match="logits must be"):
+        ans_co_loss(logits[0], ids, resp, ans, nll_mask)
+    lp = token_log_probs(logits, ids)
+    with pytest.raises(ValueError, match="needs vocab_size"):
+        ans_co_loss_from_stats(lp, token_entropy(logits), resp, ans, nll_mask, uncertainty="entropy")

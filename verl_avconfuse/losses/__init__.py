@@ -1,0 +1,43 @@
+"""Ans-CO (RL-CoMM stage 3) as pure torch functions; verl-facing glue wraps these, it never re-derives them."""
+
+from verl_avconfuse.losses.ans_co import (
+    DEFAULT_LAM,
+    DEFAULT_U_MAX,
+    UNCERTAINTIES,
+    AnsCoSampleTerms,
+    ans_co_denominators,
+    ans_co_loss,
+    ans_co_loss_from_stats,
+    ans_co_sample_terms,
+    answer_uncertainty,
+    token_entropy,
+    token_log_probs,
+)
+from verl_avconfuse.losses.answer_mask import (
+    ANSWER_SPANS,
+    THINK_END_TAGS,
+    TokenBytes,
+    answer_span,
+    answer_token_mask,
+    token_bytes_table,
+)
+
+__all__ = [
+    "ANSWER_SPANS",
+    "DEFAULT_LAM",
+    "DEFAULT_U_MAX",
+    "THINK_END_TAGS",
+    "UNCERTAINTIES",
+    "AnsCoSampleTerms",
+    "TokenBytes",
+    "ans_co_denominators",
+    "ans_co_loss",
+    "ans_co_loss_from_stats",
+    "ans_co_sample_terms",
+    "answer_span",
+    "answer_token_mask",
+    "answer_uncertainty",
+    "token_bytes_table",
+    "token_entropy",
+    "token_log_probs",
+]
