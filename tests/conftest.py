@@ -34,7 +34,9 @@ def tiny_asset():
     return resolve
 
 
-def run_python(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_python(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` in a clean subprocess (verl's own entry points run this way)."""
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")

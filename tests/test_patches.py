@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_python
+
 from verl_avconfuse import patches
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import yaml
-
 from conftest import run_python
 
 
@@ -36,6 +35,8 @@ def test_cpu_tiny_overlay_stacks_on_the_recipe(tmp_path):
 
 
 def test_unknown_recipe_fails_loudly(tmp_path):
-    result = run_python(["-m", "verl.trainer.main_ppo", "+recipe=no_such_recipe", "--cfg", "job"], cwd=tmp_path, timeout=180)
+    result = run_python(
+        ["-m", "verl.trainer.main_ppo", "+recipe=no_such_recipe", "--cfg", "job"], cwd=tmp_path, timeout=180
+    )
     assert result.returncode != 0
     assert "no_such_recipe" in result.stderr

@@ -14,8 +14,8 @@ import logging
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-models": ("verl_avconfuse.tiny.cli", "build the tiny offline models (HF directories) into a folder"),
     "tiny-asset": ("verl_avconfuse.tiny.cli", "print the path of a cached tiny asset, building it if needed"),
+    "omni-params": ("verl_avconfuse.omni.cli", "parameter counts of a Qwen2.5-Omni config: thinker vs full model"),
+    "extract-thinker": ("verl_avconfuse.omni.cli", "write the thinker of a full Qwen2.5-Omni checkpoint on its own"),
+    "export-omni": ("verl_avconfuse.omni.cli", "merge a trained thinker back into the full Qwen2.5-Omni checkpoint"),
 }
 
 

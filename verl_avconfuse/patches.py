@@ -12,9 +12,9 @@ import functools
 import inspect
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,46 @@ def _patch_process_group_backend(module: ModuleType) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. `+recipe=a +recipe=b` on the command line
+# 2. the Qwen2.5-Omni processor
+# --------------------------------------------------------------------------------------------------
+
+HF_PROCESSOR = PatchTarget(
+    module="verl.utils.tokenizer.tokenizer",
+    attribute="hf_processor",
+    signature="(name_or_path, **kwargs)",
+    reason=(
+        "verl 0.9.1 picks the get_rope_index to bind with a `match` on the processor class name and "
+        "has no Qwen2_5OmniProcessor case; the ValueError is caught and the processor becomes None, "
+        "so every audio and video input is silently dropped. There is no processor registry."
+    ),
+)
+#: Modules that re-export ``hf_processor`` by name (``from ... import hf_processor``).
+HF_PROCESSOR_REEXPORTS = ("verl.utils.tokenizer", "verl.utils")
+
+
+def _patch_hf_processor(module: ModuleType) -> None:
+    original = getattr(module, HF_PROCESSOR.attribute)
+    if getattr(original, "_avconfuse_patched", False):
+        return
+
+    @functools.wraps(original)
+    def hf_processor(name_or_path, **kwargs):
+        from verl_avconfuse.omni.processor import is_omni_checkpoint, load_omni_processor
+
+        if is_omni_checkpoint(str(name_or_path)):
+            return load_omni_processor(name_or_path, **kwargs)
+        return original(name_or_path, **kwargs)
+
+    hf_processor._avconfuse_patched = True
+    setattr(module, HF_PROCESSOR.attribute, hf_processor)
+    for name in HF_PROCESSOR_REEXPORTS:
+        reexporter = sys.modules.get(name)
+        if reexporter is not None and getattr(reexporter, HF_PROCESSOR.attribute, None) is original:
+            setattr(reexporter, HF_PROCESSOR.attribute, hf_processor)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. `+recipe=a +recipe=b` on the command line
 # --------------------------------------------------------------------------------------------------
 
 RECIPE_GROUP = "recipe"
@@ -160,6 +199,7 @@ def apply_cli_patches() -> None:
 
 MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], None]]]] = {
     PROCESS_GROUP_BACKEND.module: [(PROCESS_GROUP_BACKEND, _patch_process_group_backend)],
+    HF_PROCESSOR.module: [(HF_PROCESSOR, _patch_hf_processor)],
 }
 
 ALL_TARGETS: list[PatchTarget] = [target for patches in MODULE_PATCHES.values() for target, _ in patches]

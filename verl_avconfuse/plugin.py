@@ -13,6 +13,8 @@ CPU platform ``cpu``              ``verl.plugin.platform.PlatformRegistry``
 HF rollout ``hf``                 ``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``
 FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
 ``${avconfuse_tiny:...}``         an OmegaConf resolver building the tiny offline assets
+``${avconfuse_thinker:...}``      an OmegaConf resolver giving a thinker-only Omni directory
+Omni processor                    :mod:`verl_avconfuse.patches` (verl has no processor registry)
 patches                           :mod:`verl_avconfuse.patches`
 ================================  ==========================================================
 """
@@ -20,8 +22,8 @@ patches                           :mod:`verl_avconfuse.patches`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 from verl_avconfuse._import_hooks import when_imported
 
@@ -83,9 +85,11 @@ def _register_cpu_engines(module: ModuleType) -> None:
 
 
 def _register_resolvers() -> None:
-    from verl_avconfuse.tiny.resolver import register_resolver
+    from verl_avconfuse.omni.resolver import register_resolver as register_thinker_resolver
+    from verl_avconfuse.tiny.resolver import register_resolver as register_tiny_resolver
 
-    register_resolver()
+    register_tiny_resolver()
+    register_thinker_resolver()
 
 
 def _register_patches() -> None:
@@ -104,7 +108,7 @@ def register() -> None:
         return
     _REGISTERED = True
     _guarded("the cpu platform", _register_platform)()
-    _guarded("the ${avconfuse_tiny:...} resolver", _register_resolvers)()
+    _guarded("the ${avconfuse_tiny:...} and ${avconfuse_thinker:...} resolvers", _register_resolvers)()
     _guarded("patches", _register_patches)()
     when_imported("verl.workers.rollout.base", _guarded("the hf rollout class", _register_rollout_class))
     when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))

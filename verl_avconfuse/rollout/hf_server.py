@@ -28,20 +28,20 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import ray
 import torch
-
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import HFModelConfig, RolloutConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutMode, RolloutReplica, TokenOutput
 
+from verl_avconfuse.rollout import ROLLOUT_NAME
+
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
 
-from verl_avconfuse.rollout import ROLLOUT_NAME
 #: How long the batcher waits for more concurrent requests before generating.
 BATCH_WINDOW_S = 0.005
 
@@ -51,11 +51,11 @@ class _Request:
     prompt_ids: list[int]
     sampling: dict[str, Any]
     max_tokens: int
-    multi_modal: Optional[dict[str, Any]]
+    multi_modal: dict[str, Any] | None
     future: asyncio.Future
     arrival: float = field(default_factory=time.monotonic)
 
-    def batch_key(self) -> Optional[tuple]:
+    def batch_key(self) -> tuple | None:
         """Requests with equal keys may share one ``generate`` call; multimodal ones never do."""
         if self.multi_modal:
             return None
@@ -114,7 +114,7 @@ class HFRolloutServer:
         self.rollout_mode = rollout_mode
         self.replica_rank = replica_rank
         self.node_rank = node_rank
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
 
         device_name = get_device_name()
         if device_name != "cpu" and cuda_visible_devices:
@@ -130,7 +130,10 @@ class HFRolloutServer:
 
         model_cls = _resolve_model_class(self.model_config.hf_config)
         attn = self.model_config.override_config.get("attn_implementation")
-        load_kwargs = {"dtype": _torch_dtype(self.config.dtype), "trust_remote_code": self.model_config.trust_remote_code}
+        load_kwargs = {
+            "dtype": _torch_dtype(self.config.dtype),
+            "trust_remote_code": self.model_config.trust_remote_code,
+        }
         if attn:
             load_kwargs["attn_implementation"] = attn
         self.model = model_cls.from_pretrained(self.model_config.local_path, **load_kwargs)
@@ -141,21 +144,32 @@ class HFRolloutServer:
         self._params.update(dict(self.model.named_buffers(remove_duplicate=False)))
         self._updated: set[str] = set()
 
-        self._queue: Optional[asyncio.Queue] = None
-        self._batcher: Optional[asyncio.Task] = None
+        # Event-loop state is created lazily in the actor's loop (see _bind_loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._batcher: asyncio.Task | None = None
+        self._resume: asyncio.Event | None = None
         self._abort = threading.Event()
         self._rejecting = False
-        self._resume = asyncio.Event()
-        self._resume.set()
         self._inflight = 0
         self._generate_lock = threading.Lock()
-        logger.info(
-            "HF rollout server %s_%s ready: %s on %s", replica_rank, node_rank, model_cls.__name__, self.device
-        )
+        logger.info("HF rollout server %s_%s ready: %s on %s", replica_rank, node_rank, model_cls.__name__, self.device)
 
     # ----------------------------------------------------------------------------------------------
     # lifecycle
     # ----------------------------------------------------------------------------------------------
+
+    def _bind_loop(self) -> None:
+        """(Re)create the queue, batcher and resume gate in the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop = loop
+        self._queue = asyncio.Queue()
+        self._batcher = loop.create_task(self._batch_loop())
+        self._resume = asyncio.Event()
+        if not self._abort.is_set():
+            self._resume.set()
 
     def _eos_token_ids(self) -> list[int]:
         ids: list[int] = []
@@ -171,7 +185,7 @@ class HFRolloutServer:
         # verl keys replicas by address; this backend is reached through its actor handle only.
         return ray.util.get_node_ip_address().strip("[]"), f"hf-{self.replica_rank}-{self.node_rank}"
 
-    async def wake_up(self, tags: Optional[list[str]] = None):
+    async def wake_up(self, tags: list[str] | None = None):
         if self._offloaded and (tags is None or "weights" in tags):
             self.model.to(self.device)
             self._offloaded = False
@@ -212,6 +226,7 @@ class HFRolloutServer:
 
     async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False) -> dict:
         """Stop in-flight generation (partial rollout): requests return what they have so far."""
+        self._bind_loop()
         self._abort.set()
         self._rejecting = reject_request
         self._resume.clear()
@@ -220,6 +235,7 @@ class HFRolloutServer:
         return {"aborted_count": count, "request_ids": []}
 
     async def resume_generation(self):
+        self._bind_loop()
         self._abort.clear()
         self._rejecting = False
         self._resume.set()
@@ -255,7 +271,7 @@ class HFRolloutServer:
                 f"{unknown[:5]}; actor and rollout must be the same architecture"
             )
 
-    def finish_weight_update(self, global_steps: Optional[int] = None) -> dict:
+    def finish_weight_update(self, global_steps: int | None = None) -> dict:
         """Check that every parameter was refreshed, then tag the new weight version."""
         refreshed = {self._params[name].data_ptr() for name in self._updated}
         # Compare storage, not names: tied weights share one tensor under two names.
@@ -299,14 +315,15 @@ class HFRolloutServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
-        audio_data: Optional[list[Any]] = None,
-        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
+        audio_data: list[Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
         priority: int = 0,
     ) -> TokenOutput:
         from verl.utils.tokenizer import normalize_token_ids
 
+        self._bind_loop()
         await self._resume.wait()
         if self._rejecting:
             return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
@@ -321,11 +338,7 @@ class HFRolloutServer:
                 "audios": audio_data,
                 "mm_processor_kwargs": dict(mm_processor_kwargs or {}),
             }
-        loop = asyncio.get_running_loop()
-        request = _Request(prompt_ids, sampling, max_tokens, multi_modal, loop.create_future())
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._batcher = asyncio.create_task(self._batch_loop())
+        request = _Request(prompt_ids, sampling, max_tokens, multi_modal, self._loop.create_future())
         self._inflight += 1
         try:
             await self._queue.put(request)
@@ -407,7 +420,10 @@ class HFRolloutServer:
         with self._generate_lock, torch.inference_mode():
             if batch[0].multi_modal:
                 assert len(batch) == 1
-                inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self._multimodal_inputs(batch[0]).items()}
+                inputs = {
+                    k: v.to(self.device) if torch.is_tensor(v) else v
+                    for k, v in self._multimodal_inputs(batch[0]).items()
+                }
             else:
                 width = max(len(r.prompt_ids) for r in batch)
                 input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
@@ -438,7 +454,10 @@ class HFRolloutServer:
             if request.sampling.get("logprobs") and logits is not None:
                 step_logits = logits[i, : len(tokens)] / temperature
                 log_probs = (
-                    torch.log_softmax(step_logits, dim=-1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1).tolist()
+                    torch.log_softmax(step_logits, dim=-1)
+                    .gather(-1, torch.tensor(tokens)[:, None])
+                    .squeeze(-1)
+                    .tolist()
                 )
             results.append(
                 TokenOutput(
@@ -507,7 +526,9 @@ class HFRolloutReplica(RolloutReplica):
         if os.environ.get("VERL_PLATFORM"):
             env_vars["VERL_PLATFORM"] = os.environ["VERL_PLATFORM"]
         server = self.server_class.options(
-            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                node_id=node_id, soft=False
+            ),
             runtime_env={"env_vars": env_vars},
             name=self._server_name(),
             max_concurrency=self.max_concurrency,
@@ -553,7 +574,7 @@ class HFServerAdapter(BaseRollout):
 
     @torch.no_grad()
     async def update_weights(
-        self, weights, global_steps: Optional[int] = None, wire_format: str = "named_tensors", **kwargs
+        self, weights, global_steps: int | None = None, wire_format: str = "named_tensors", **kwargs
     ):
         from verl.workers.rollout.utils import ensure_async_iterator
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from verl_avconfuse.prompts import format_question
 
@@ -26,9 +26,17 @@ def _questions(rng: random.Random, n: int) -> list[dict]:
         if kind == 0:
             question, answer, qtype = f"Is there a {instrument} sound?", rng.choice(("yes", "no")), "Existential"
         elif kind == 1:
-            question, answer, qtype = "How many instruments are sounding in the video?", rng.choice(NUMBER_WORDS[1:]), "Counting"
+            question, answer, qtype = (
+                "How many instruments are sounding in the video?",
+                rng.choice(NUMBER_WORDS[1:]),
+                "Counting",
+            )
         else:
-            question, answer, qtype = f"Is the {instrument} in the video making a sound?", rng.choice(("yes", "no")), "Existential"
+            question, answer, qtype = (
+                f"Is the {instrument} in the video making a sound?",
+                rng.choice(("yes", "no")),
+                "Existential",
+            )
         rows.append({"question": question, "answer": answer, "type": qtype})
     return rows
 
@@ -47,7 +55,9 @@ def _write_parquet_atomic(rows: list[dict], path: Path) -> None:
         raise
 
 
-def build_text_dataset(out_dir: Path, *, n_train: int = 32, n_val: int = 8, seed: int = 0, **_: object) -> dict[str, Path]:
+def build_text_dataset(
+    out_dir: Path, *, n_train: int = 32, n_val: int = 8, seed: int = 0, **_: object
+) -> dict[str, Path]:
     """Music-AVQA-style yes/no and counting questions with no media (for a text-only policy)."""
     rng = random.Random(seed)
     paths = {}
@@ -60,7 +70,12 @@ def build_text_dataset(out_dir: Path, *, n_train: int = 32, n_val: int = 8, seed
                     "prompt": [{"role": "user", "content": format_question(q["question"])}],
                     "ability": "audio_visual_qa",
                     "reward_model": {"style": "rule", "ground_truth": q["answer"]},
-                    "extra_info": {"index": index, "split": split, "question": q["question"], "question_type": q["type"]},
+                    "extra_info": {
+                        "index": index,
+                        "split": split,
+                        "question": q["question"],
+                        "question_type": q["type"],
+                    },
                 }
             )
         paths[split] = Path(out_dir) / f"{split}.parquet"

@@ -21,7 +21,9 @@ TINY_ASSETS_VERSION = "1"
 
 
 def tiny_cache_dir() -> Path:
-    root = os.environ.get("AVCONFUSE_TINY_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "verl_avconfuse", "tiny")
+    root = os.environ.get("AVCONFUSE_TINY_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "verl_avconfuse", "tiny"
+    )
     return Path(root) / f"v{TINY_ASSETS_VERSION}"
 
 
@@ -31,9 +33,7 @@ def tiny_asset(name: str) -> str:
 
     parts = name.strip("/").split("/")
     if len(parts) < 2 or parts[0] not in ("models", "data"):
-        raise ValueError(
-            f"${{{RESOLVER_NAME}:{name}}}: expected 'models/<name>' or 'data/<set>/<split>.parquet'"
-        )
+        raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: expected 'models/<name>' or 'data/<set>/<split>.parquet'")
     root = tiny_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root.joinpath(*parts)
@@ -49,11 +49,15 @@ def tiny_asset(name: str) -> str:
             if len(parts) != 3:
                 raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: expected 'data/<set>/<split>.parquet'")
             if not target.exists():
-                from verl_avconfuse.tiny.data import build_tiny_dataset
+                from verl_avconfuse.tiny.data import TINY_DATASETS, build_tiny_dataset
 
+                if parts[1] not in TINY_DATASETS:
+                    raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: unknown tiny dataset; known: {sorted(TINY_DATASETS)}")
                 build_tiny_dataset(parts[1], root / "data" / parts[1], models_root=root / "models")
             if not target.exists():
-                raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: the tiny dataset {parts[1]!r} has no split {parts[2]!r}")
+                raise ValueError(
+                    f"${{{RESOLVER_NAME}:{name}}}: the tiny dataset {parts[1]!r} has no split {parts[2]!r}"
+                )
     return str(target)
 
 

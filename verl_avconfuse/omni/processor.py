@@ -1,0 +1,97 @@
+"""The Qwen2.5-Omni processor in verl's multimodal path.
+
+verl 0.9.1's ``hf_processor`` knows the Qwen-VL processors only: for ``Qwen2_5OmniProcessor`` it
+raises inside a try/except, returns ``None``, and every audio and video input is then silently
+dropped. This module provides what verl expects of a multimodal processor, for Omni:
+
+- ``get_rope_index``: the thinker's own TMRoPE position computation, bound to the processor the
+  way verl binds ``Qwen2VLModel.get_rope_index`` for Qwen-VL;
+- ``get_rope_index_kwargs(multi_modal_inputs)``: verl's hook for model-specific RoPE inputs, here
+  ``use_audio_in_video``, ``audio_seqlens`` and ``second_per_grids``;
+- :class:`OmniProcessor`, a ``Qwen2_5OmniProcessor`` that records ``use_audio_in_video`` in its
+  output, so the flag travels with the features it shaped (verl hands ``get_rope_index_kwargs``
+  only the features). The hook pops it again before verl stores the features.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+from transformers import Qwen2_5OmniProcessor
+
+#: Key under which :class:`OmniProcessor` records the input mode in its output.
+USE_AUDIO_IN_VIDEO_KEY = "use_audio_in_video"
+OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+
+
+class OmniProcessor(Qwen2_5OmniProcessor):
+    """``Qwen2_5OmniProcessor`` whose output says which input mode produced it."""
+
+    def __call__(self, *args, **kwargs):
+        use_audio_in_video = bool(kwargs.get("use_audio_in_video", False))
+        videos_kwargs = kwargs.get("videos_kwargs") or {}
+        use_audio_in_video = bool(videos_kwargs.get("use_audio_in_video", use_audio_in_video))
+        outputs = super().__call__(*args, **kwargs)
+        outputs[USE_AUDIO_IN_VIDEO_KEY] = torch.tensor([use_audio_in_video])
+        return outputs
+
+
+def thinker_config(config):
+    """The thinker config of a full Omni config, or the config itself for a thinker-only checkpoint."""
+    return getattr(config, "thinker_config", config)
+
+
+def omni_rope_index_kwargs(multi_modal_inputs: dict[str, Any]) -> dict[str, Any]:
+    """verl's ``get_rope_index_kwargs`` hook: the TMRoPE inputs Qwen-VL does not have.
+
+    Pops the input-mode flag so it is not stored with the features (verl stores this very dict).
+    """
+    flag = multi_modal_inputs.pop(USE_AUDIO_IN_VIDEO_KEY, None)
+    kwargs: dict[str, Any] = {"use_audio_in_video": bool(flag.any()) if torch.is_tensor(flag) else bool(flag)}
+    mask = multi_modal_inputs.get("feature_attention_mask")
+    if mask is not None:
+        kwargs["audio_seqlens"] = mask.sum(-1)
+    seconds = multi_modal_inputs.get("video_second_per_grid")
+    if seconds is not None:
+        kwargs["second_per_grids"] = torch.as_tensor(seconds, dtype=torch.float32).reshape(-1)
+    return kwargs
+
+
+def prepare_omni_processor(processor, config) -> Any:
+    """Attach TMRoPE (``get_rope_index``) and its inputs hook to an Omni processor, verl-style."""
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import (
+        Qwen2_5OmniPreTrainedModelForConditionalGeneration,
+    )
+
+    thinker = thinker_config(config)
+    processor.config = thinker
+    # get_rope_index reads self.spatial_merge_size and self.config.*, as on the thinker model.
+    processor.spatial_merge_size = thinker.vision_config.spatial_merge_size
+    processor.get_rope_index = types.MethodType(
+        Qwen2_5OmniPreTrainedModelForConditionalGeneration.get_rope_index, processor
+    )
+    processor.get_rope_index_kwargs = omni_rope_index_kwargs
+    return processor
+
+
+def load_omni_processor(name_or_path: str, **kwargs) -> OmniProcessor:
+    """Load the processor of a thinker-only or full Omni checkpoint, ready for verl."""
+    from transformers import AutoConfig
+
+    processor = OmniProcessor.from_pretrained(name_or_path, **kwargs)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    return prepare_omni_processor(processor, config)
+
+
+def is_omni_checkpoint(name_or_path: str) -> bool:
+    """Whether a local model directory holds a Qwen2.5-Omni (full or thinker-only) config."""
+    import json
+    import os
+
+    config_file = os.path.join(name_or_path, "config.json")
+    if not os.path.isfile(config_file):
+        return False
+    with open(config_file) as f:
+        return json.load(f).get("model_type") in OMNI_MODEL_TYPES
