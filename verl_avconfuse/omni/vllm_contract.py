@@ -1,0 +1,677 @@
+"""What vLLM 0.24.0's Qwen2.5-Omni thinker needs from verl 0.9.1: the request, the weight names, the config.
+
+verl's agent loop hands the rollout server ``prompt_ids`` built by the HF processor, so every media item's
+placeholder is already *expanded* (``n`` copies of ``<|AUDIO|>``, ``m`` of ``<|VIDEO|>``; with
+``use_audio_in_video=True`` the audio and video tokens interleaved in 2-second chunks). vLLM 0.24.0 does the
+expansion itself. Everything below was read from the vLLM 0.24.0 wheel (paths relative to the ``vllm``
+package) and from transformers 5.10.4; ``docs/vllm_omni.md`` walks through it with the evidence.
+
+Request (:func:`build_omni_prompt`):
+
+- For token prompts ``Qwen2_5OmniThinkerMultiModalProcessor._apply_hf_processor_main``
+  (model_executor/models/qwen2_5_omni_thinker.py) always returns ``is_update_applied=False``: vLLM then
+  applies its own prompt updates (``_maybe_apply_prompt_updates`` -> ``BaseMultiModalProcessor.
+  _apply_prompt_updates``, multimodal/processing/processor.py). ``_get_prompt_updates`` declares one
+  ``PromptReplacement`` per modality whose target is the single token ``<|AUDIO|>`` / ``<|IMAGE|>`` /
+  ``<|VIDEO|>``; ``_apply_matches`` replaces, for the k-th item, the first target occurrence after the
+  previous item's. So each item must be ONE placeholder token. An expanded run is not an error in vLLM: the
+  first token is expanded again and the other ``n - 1`` stay in the prompt as text, silently.
+- ``use_audio_in_video=True``: the audio updates are dropped (``_maybe_apply_prompt_updates``) and the
+  ``<|VIDEO|>`` replacement (``omni_get_updates_use_audio_in_video``) writes
+  ``<|audio_bos|> (video chunk, audio chunk)* <|audio_eos|>`` itself; the audio placeholders are derived from
+  the video's (``_derive_audio_from_video_placeholders``, one audio item per video). So the prompt must read
+  ``<|vision_bos|><|VIDEO|><|vision_eos|>`` per video with no ``<|AUDIO|>``/``<|audio_bos|>`` of its own.
+- Media: ``Qwen2_5OmniThinkerMultiModalDataParser`` (a ``MultiModalDataParser``, multimodal/parse.py)
+  takes audio as ``(samples, sample_rate)`` tuples (resampled to the feature extractor's rate when the rate
+  differs, ``AudioResampler.resample``; downmixed to mono, ``normalize_audio``) and videos as frame arrays
+  (``video_needs_metadata`` is False, so ``(frames, metadata)`` loses its metadata there).
+- ``mm_processor_kwargs`` is read per request (renderers/base.py passes it as ``hf_processor_mm_kwargs``):
+  ``use_audio_in_video`` (``_get_prompt_updates``, ``_call_hf_processor``, ``_apply_hf_processor_mm_only``),
+  ``sampling_rate`` (to the HF processor's Whisper feature extractor, which raises on a different rate) and
+  ``second_per_grid_ts`` (``_get_prompt_updates``: the chunk layout of an audio-in-video replacement; 1.0 per
+  video when absent, whatever ``fps`` the HF processor was given).
+
+Weights (:func:`vllm_thinker_weight_name`): ``Qwen2_5OmniThinkerForConditionalGeneration.hf_to_vllm_mapper``
+maps ``thinker.lm_head.`` / ``thinker.model.`` / ``thinker.`` and nothing else, and its children are
+``audio_tower``, ``visual`` and ``language_model``; the actor's bare ``model.*`` and ``lm_head.*`` names make
+``AutoWeightsLoader._load_module`` raise. Prefixing ``thinker.`` (the full checkpoint's names) fixes all four.
+
+Engine (:func:`vllm_engine_overrides`): model_executor/models/registry.py registers the thinker class under
+``Qwen2_5OmniModel`` and ``Qwen2_5OmniForConditionalGeneration`` only, and the class reads
+``hf_config.thinker_config``: a thinker-only directory needs its config wrapped (:func:`wrap_thinker_config`).
+
+Importing this module is cheap (numpy only); transformers is imported inside :func:`wrap_thinker_config`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "OmniTokenIds",
+    "QWEN2_5_OMNI_TOKEN_IDS",
+    "audio_token_count",
+    "build_omni_prompt",
+    "collapse_placeholders",
+    "predict_vllm_prompt_ids",
+    "vllm_engine_overrides",
+    "vllm_internal_weight_name",
+    "vllm_thinker_weight_name",
+    "vllm_thinker_weights",
+    "vllm_thinker_weights_async",
+    "wrap_thinker_config",
+]
+
+VLLM_VERSION = "0.24.0"
+
+# ----------------------------------------------------------------------------------------------- config
+FULL_MODEL_TYPE = "qwen2_5_omni"
+THINKER_MODEL_TYPE = "qwen2_5_omni_thinker"
+#: Architectures vLLM 0.24.0 maps to ``Qwen2_5OmniThinkerForConditionalGeneration``
+#: (model_executor/models/registry.py, ``_MULTIMODAL_MODELS``). The thinker's own HF class name is not one.
+VLLM_OMNI_ARCHITECTURES = ("Qwen2_5OmniModel", "Qwen2_5OmniForConditionalGeneration")
+#: What we set when a config names none of them (the name the official checkpoints carry).
+VLLM_OMNI_ARCHITECTURE = "Qwen2_5OmniModel"
+#: transformers 5.10.4 defaults: ``Qwen2_5OmniThinkerConfig.tie_word_embeddings`` (what the HF thinker's
+#: ``get_expanded_tied_weights_keys`` reads) and ``Qwen2_5OmniTextConfig.tie_word_embeddings`` (what vLLM's
+#: ``Qwen2ForCausalLM`` reads, built from ``thinker_config.text_config``). Pinned by the tests.
+HF_THINKER_TIE_DEFAULT = False
+HF_TEXT_TIE_DEFAULT = True
+
+# ----------------------------------------------------------------------------------------------- media
+#: Whisper features of the thinker's audio encoder: 16 kHz mono.
+DEFAULT_AUDIO_SAMPLE_RATE = 16_000
+#: ``Qwen2_5OmniProcessor`` assumes frames sampled at 2 fps unless ``fps=`` is passed; then
+#: ``video_second_per_grid = temporal_patch_size / fps`` (processing_qwen2_5_omni.py, ``__call__``).
+DEFAULT_VIDEO_FPS = 2.0
+VIDEO_TEMPORAL_PATCH_SIZE = 2
+#: TMRoPE time resolution and audio-in-video chunk length: ``vision_config.tokens_per_second`` (vLLM's
+#: default 25) / ``position_id_per_seconds`` (HF's 25), and ``seconds_per_chunk`` (2 in both).
+TOKENS_PER_SECOND = 25
+SECONDS_PER_CHUNK = 2.0
+SPATIAL_MERGE_SIZE = 2
+
+# ----------------------------------------------------------------------------------------------- weights
+THINKER_WEIGHT_PREFIX = "thinker."
+#: Top-level submodules of transformers' ``Qwen2_5OmniThinkerForConditionalGeneration`` (5.10.4).
+HF_THINKER_SUBMODULES = ("model", "lm_head", "audio_tower", "visual")
+#: ``Qwen2_5OmniThinkerForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix`` in vLLM 0.24.0, in order.
+VLLM_THINKER_PREFIX_MAP = (
+    ("thinker.lm_head.", "language_model.lm_head."),
+    ("thinker.model.", "language_model.model."),
+    ("thinker.", ""),
+)
+#: Direct children of vLLM's thinker module (``__init__``): where ``AutoWeightsLoader`` looks first.
+VLLM_THINKER_CHILDREN = ("audio_tower", "visual", "language_model")
+#: Prefixes vLLM's thinker skips on load (``load_weights``: ``skip_prefixes``).
+VLLM_THINKER_SKIPPED_PREFIXES = ("talker.", "token2wav.")
+
+OMNI_TOKEN_STRINGS = {
+    "audio": "<|AUDIO|>",
+    "image": "<|IMAGE|>",
+    "video": "<|VIDEO|>",
+    "audio_bos": "<|audio_bos|>",
+    "audio_eos": "<|audio_eos|>",
+    "vision_bos": "<|vision_bos|>",
+    "vision_eos": "<|vision_eos|>",
+}
+
+
+@dataclass(frozen=True)
+class OmniTokenIds:
+    """Token ids of Qwen2.5-Omni's media placeholders and their delimiters."""
+
+    audio: int
+    image: int
+    video: int
+    audio_bos: int
+    audio_eos: int
+    vision_bos: int
+    vision_eos: int
+
+    def __post_init__(self) -> None:
+        ids = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in ids.items():
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"OmniTokenIds.{name}: expected a non-negative int token id, got {value!r}")
+        if len(set(ids.values())) != len(ids):
+            raise ValueError(f"OmniTokenIds: token ids must be distinct, got {ids}")
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> OmniTokenIds:
+        """Read the ids from a tokenizer (or a processor carrying one) by their token strings."""
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        unk = getattr(tokenizer, "unk_token_id", None)
+        ids = {}
+        for name, token in OMNI_TOKEN_STRINGS.items():
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id is None or (unk is not None and token_id == unk):
+                raise ValueError(f"tokenizer {type(tokenizer).__name__}: no token {token} (needed for {name})")
+            ids[name] = int(token_id)
+        return cls(**ids)
+
+    @property
+    def placeholders(self) -> frozenset[int]:
+        return frozenset((self.audio, self.image, self.video))
+
+
+#: The real Qwen2.5-Omni vocabulary (``Qwen2_5OmniThinkerConfig`` defaults in transformers 5.10.4:
+#: ``audio_token_index``, ``image_token_index``, ``video_token_index``, ``audio_start_token_id``,
+#: ``audio_end_token_id``; vision bos/eos from the 3B config's ``vision_start/end_token_id``).
+QWEN2_5_OMNI_TOKEN_IDS = OmniTokenIds(
+    audio=151646, image=151655, video=151656, audio_bos=151647, audio_eos=151648, vision_bos=151652, vision_eos=151653
+)
+
+
+# ----------------------------------------------------------------------------------------------- prompt ids
+def _int_ids(prompt_ids: Sequence[int] | Any) -> list[int]:
+    if hasattr(prompt_ids, "tolist"):
+        prompt_ids = prompt_ids.tolist()
+    ids = list(prompt_ids)
+    if ids and isinstance(ids[0], list):
+        raise ValueError(f"prompt_ids: expected one flat sequence of token ids, got a batch of {len(ids)}")
+    return [int(t) for t in ids]
+
+
+def collapse_placeholders(prompt_ids: Sequence[int], token_ids: OmniTokenIds, use_audio_in_video: bool) -> list[int]:
+    """HF-expanded prompt ids -> the ids vLLM 0.24.0 expands itself: one placeholder token per media item.
+
+    Audio as its own item (either mode)::
+
+        <|audio_bos|> <|AUDIO|> x n <|audio_eos|>         ->  <|audio_bos|><|AUDIO|><|audio_eos|>
+        <|vision_bos|> <|VIDEO|> x m <|vision_eos|>       ->  <|vision_bos|><|VIDEO|><|vision_eos|>
+        <|vision_bos|> <|IMAGE|> x k <|vision_eos|>       ->  <|vision_bos|><|IMAGE|><|vision_eos|>
+
+    Audio interleaved in the video (``use_audio_in_video=True``; the processor's 2-second chunks)::
+
+        <|vision_bos|><|audio_bos|> (<|VIDEO|>.. <|AUDIO|>..)* <|audio_eos|><|vision_eos|>
+                                                          ->  <|vision_bos|><|VIDEO|><|vision_eos|>
+
+    vLLM re-creates the interleaved body, ``<|audio_bos|>`` and ``<|audio_eos|>`` included
+    (``omni_get_updates_use_audio_in_video``), so they must go. Every run must sit between its delimiters
+    (that is what separates two items of one modality); a run of one token is kept as is, so collapsing is
+    idempotent. Raises ``ValueError`` naming the position when the ids do not have this structure, e.g. an
+    interleaved region with ``use_audio_in_video=False`` or a plain multi-token video run with it True.
+    """
+    ids = _int_ids(prompt_ids)
+    t = token_ids
+    delimiters = {t.audio: (t.audio_bos, t.audio_eos), t.image: (t.vision_bos, t.vision_eos)}
+    delimiters[t.video] = (t.vision_bos, t.vision_eos)
+    out: list[int] = []
+    i, n = 0, len(ids)
+    while i < n:
+        tok = ids[i]
+        if tok == t.vision_bos and i + 1 < n and ids[i + 1] == t.audio_bos:
+            if not use_audio_in_video:
+                raise ValueError(
+                    f"prompt_ids[{i}]: an audio-in-video region (<|vision_bos|><|audio_bos|>...) but "
+                    "use_audio_in_video=False; send the flag the processor used"
+                )
+            j, n_video = i + 2, 0
+            while j < n and ids[j] in (t.video, t.audio):
+                n_video += ids[j] == t.video
+                j += 1
+            if j + 1 >= n or ids[j] != t.audio_eos or ids[j + 1] != t.vision_eos:
+                raise ValueError(
+                    f"prompt_ids[{i}:{j + 2}]: an audio-in-video region must be <|VIDEO|>/<|AUDIO|> tokens "
+                    f"closed by <|audio_eos|><|vision_eos|>; found {ids[j : j + 2]} at {j}"
+                )
+            if n_video == 0:
+                raise ValueError(f"prompt_ids[{i}:{j + 2}]: an audio-in-video region without any <|VIDEO|> token")
+            out += [t.vision_bos, t.video, t.vision_eos]
+            i = j + 2
+            continue
+        if tok in delimiters:
+            j = i
+            while j < n and ids[j] == tok:
+                j += 1
+            opener, closer = delimiters[tok]
+            before = ids[i - 1] if i > 0 else None
+            after = ids[j] if j < n else None
+            if before != opener or after != closer:
+                raise ValueError(
+                    f"prompt_ids[{i}:{j}]: a run of {j - i} x token {tok} must sit between tokens {opener} and "
+                    f"{closer} (one media item each), found {before} before and {after} after"
+                )
+            if use_audio_in_video and tok == t.video and j - i > 1:
+                raise ValueError(
+                    f"prompt_ids[{i}:{j}]: a plain run of {j - i} <|VIDEO|> tokens with use_audio_in_video=True: "
+                    "the processor that built these ids did not interleave the video's audio"
+                )
+            out.append(tok)
+            i = j
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def audio_token_count(num_mel_frames: int) -> int:
+    """Audio tokens the thinker's encoder makes from ``num_mel_frames`` Whisper frames (10 ms each).
+
+    Two stride-2 stages: ``((L - 1) // 2 + 1 - 2) // 2 + 1``, as in ``Qwen2_5OmniProcessor.__call__`` and
+    vLLM's ``qwen2_audio._get_feat_extract_output_lengths``: 25 tokens per second of audio.
+    """
+    return ((int(num_mel_frames) - 1) // 2 + 1 - 2) // 2 + 1
+
+
+def _interleaved_region(
+    token_ids: OmniTokenIds,
+    grid_thw: Sequence[int],
+    n_audio: int,
+    second_per_grid: float,
+    spatial_merge_size: int,
+    tokens_per_second: int,
+    seconds_per_chunk: float,
+) -> list[int]:
+    """vLLM 0.24's audio-in-video replacement of one ``<|VIDEO|>`` (``omni_get_updates_use_audio_in_video``).
+
+    Video grids are bucketed by their TMRoPE time ``int(k * second_per_grid * tokens_per_second)`` into
+    chunks of ``tokens_per_second * seconds_per_chunk``; empty buckets count (``split_list_into_ranges``),
+    each bucket is followed by up to one chunk of audio, and leftover audio goes at the end.
+    """
+    grid_t, grid_h, grid_w = (int(x) for x in grid_thw)
+    per_chunk = int(tokens_per_second * seconds_per_chunk)
+    times = [int(k * second_per_grid * tokens_per_second) for k in range(grid_t)]
+    buckets = [0] * (max(times) // per_chunk + 1)
+    for time in times:
+        buckets[time // per_chunk] += 1
+    region, added = [token_ids.audio_bos], 0
+    for grids_in_bucket in buckets:
+        region += [token_ids.video] * (grids_in_bucket * grid_h * grid_w // spatial_merge_size**2)
+        take = min(per_chunk, n_audio - added)
+        region += [token_ids.audio] * take
+        added += take
+    region += [token_ids.audio] * (n_audio - added)
+    region.append(token_ids.audio_eos)
+    return region
+
+
+def predict_vllm_prompt_ids(
+    collapsed_ids: Sequence[int],
+    token_ids: OmniTokenIds,
+    *,
+    audio_token_counts: Sequence[int] = (),
+    image_token_counts: Sequence[int] = (),
+    video_grid_thw: Sequence[Sequence[int]] = (),
+    use_audio_in_video: bool = False,
+    second_per_grid_ts: Sequence[float] | None = None,
+    spatial_merge_size: int = SPATIAL_MERGE_SIZE,
+    tokens_per_second: int = TOKENS_PER_SECOND,
+    seconds_per_chunk: float = SECONDS_PER_CHUNK,
+) -> list[int]:
+    """The prompt vLLM 0.24.0 builds from ``collapsed_ids`` (a model of its prompt updates, for checks).
+
+    ``audio_token_counts[k]``: tokens of the k-th audio item (:func:`audio_token_count`); with
+    ``use_audio_in_video`` the k-th audio belongs to the k-th video. ``image_token_counts[k]``:
+    ``prod(image_grid_thw[k]) // merge**2``. ``video_grid_thw[k]``: ``(t, h, w)`` in patches, as the HF
+    processor returns it. ``second_per_grid_ts[k]``: what vLLM reads from ``mm_processor_kwargs`` (1.0 when
+    None, as vLLM). When the HF processor's chunking agrees (``second_per_grid <= seconds_per_chunk``), the
+    result equals the HF-expanded prompt the actor trains on.
+    """
+    t = token_ids
+    seconds = list(second_per_grid_ts) if second_per_grid_ts else [1.0] * len(video_grid_thw)
+    out: list[int] = []
+    n_audio = n_image = n_video = 0
+    try:
+        for tok in _int_ids(collapsed_ids):
+            if tok == t.audio:
+                out += [t.audio] * int(audio_token_counts[n_audio])
+                n_audio += 1
+            elif tok == t.image:
+                out += [t.image] * int(image_token_counts[n_image])
+                n_image += 1
+            elif tok == t.video:
+                grid = video_grid_thw[n_video]
+                if use_audio_in_video:
+                    out += _interleaved_region(
+                        t,
+                        grid,
+                        int(audio_token_counts[n_video]),
+                        float(seconds[n_video]),
+                        spatial_merge_size,
+                        tokens_per_second,
+                        seconds_per_chunk,
+                    )
+                else:
+                    out += [t.video] * (int(np.prod([int(x) for x in grid])) // spatial_merge_size**2)
+                n_video += 1
+            else:
+                out.append(tok)
+    except IndexError:
+        raise ValueError(
+            f"collapsed_ids has more placeholders than media: {n_audio} audio, {n_image} image, {n_video} video "
+            f"consumed, given {len(audio_token_counts)} / {len(image_token_counts)} / {len(video_grid_thw)}"
+        ) from None
+    expected_audio = n_video if use_audio_in_video else n_audio
+    if (len(audio_token_counts), len(image_token_counts), len(video_grid_thw)) != (expected_audio, n_image, n_video):
+        raise ValueError(
+            f"collapsed_ids has {expected_audio} audio, {n_image} image, {n_video} video placeholders; given "
+            f"{len(audio_token_counts)} / {len(image_token_counts)} / {len(video_grid_thw)} media"
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- media items
+def _to_numpy(value: Any, what: str) -> np.ndarray:
+    """A numpy view of an array-like (torch tensors without importing torch; bf16 widened to fp32)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what}: expected an array, got {type(value).__name__} ({error})") from None
+
+
+def _audio_item(item: Any, index: int, sample_rate: int) -> tuple[np.ndarray, int]:
+    """One audio item -> ``(float32 samples (T,), sample_rate)``, the tuple vLLM's parser accepts.
+
+    The same samples must reach the actor's processor, so nothing is resampled or downmixed here: a
+    different rate or a multi-channel array is an error (decode with ``verl_avconfuse.media.audio``).
+    """
+    what = f"audio_data[{index}]"
+    if isinstance(item, (str, bytes, Mapping)):
+        raise ValueError(
+            f"{what}: got a {type(item).__name__}; vLLM needs decoded samples: pass float32 mono arrays at "
+            f"{sample_rate} Hz (verl_avconfuse.media.audio.load_audio), the same the actor's processor gets"
+        )
+    item_rate = sample_rate
+    if isinstance(item, tuple):
+        if len(item) != 2 or not isinstance(item[1], numbers.Real):
+            raise ValueError(f"{what}: a tuple must be (samples, sample_rate), got {len(item)} elements")
+        item, item_rate = item
+    if int(item_rate) != int(sample_rate) or item_rate != int(item_rate):
+        raise ValueError(
+            f"{what}: sampled at {item_rate} Hz, but the processor's feature extractor reads {sample_rate} Hz; "
+            "resample before the agent loop so rollout and training see the same samples"
+        )
+    samples = _to_numpy(item, what)
+    if samples.ndim == 2 and 1 in samples.shape:
+        samples = samples.reshape(-1)
+    if samples.ndim != 1:
+        raise ValueError(f"{what}: expected mono samples of shape (T,), got shape {samples.shape}")
+    if samples.size == 0:
+        raise ValueError(f"{what}: empty audio")
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise ValueError(f"{what}: expected float samples in [-1, 1], got dtype {samples.dtype}")
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{what}: samples contain NaN or inf")
+    return samples, int(sample_rate)
+
+
+def _video_item(item: Any, index: int) -> np.ndarray:
+    """One video item -> its frames as a 4-D array, values and layout untouched.
+
+    verl's dataset gives ``(frames, metadata)`` (qwen_vl_utils, ``return_video_metadata=True``);
+    vLLM's Omni parser drops the metadata anyway, and the HF processor ignores it when frames are not
+    re-sampled (``do_sample_frames=False``, what verl passes the actor's processor). Frames stay as given,
+    ``(T, C, H, W)`` or ``(T, H, W, C)``, float or uint8: converting would change the pixels the encoder
+    sees in rollout against training.
+    """
+    what = f"video_data[{index}]"
+    if isinstance(item, tuple):
+        if len(item) != 2 or not (item[1] is None or isinstance(item[1], Mapping)):
+            raise ValueError(f"{what}: a tuple must be (frames, metadata dict), got {len(item)} elements")
+        item = item[0]
+    if isinstance(item, list):
+        item = np.stack([_to_numpy(frame, f"{what} frame {k}") for k, frame in enumerate(item)])
+    frames = _to_numpy(item, what)
+    if frames.ndim != 4:
+        raise ValueError(f"{what}: expected frames of shape (T, C, H, W) or (T, H, W, C), got {frames.shape}")
+    if frames.shape[1] not in (1, 3) and frames.shape[3] not in (1, 3):
+        raise ValueError(f"{what}: no channel axis of size 1 or 3 in shape {frames.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError(f"{what}: no frames")
+    return frames
+
+
+def _items(data: Any, name: str) -> list[Any]:
+    if data is None:
+        return []
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(f"{name}: expected a list of items, got {type(data).__name__}")
+    if name == "audio_data" and len(data) == 2 and isinstance(data[1], numbers.Real):
+        raise ValueError(f"{name}: got one (samples, sample_rate) pair; pass a list of items: [(samples, rate)]")
+    return list(data)
+
+
+def build_omni_prompt(
+    prompt_ids: Sequence[int],
+    *,
+    token_ids: OmniTokenIds,
+    audio_data: Sequence[Any] | None = None,
+    video_data: Sequence[Any] | None = None,
+    image_data: Sequence[Any] | None = None,
+    use_audio_in_video: bool,
+    audio_sample_rate: int = DEFAULT_AUDIO_SAMPLE_RATE,
+    extra_mm_processor_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``TokensPrompt`` fields verl must send vLLM 0.24.0's Qwen2.5-Omni thinker for one request.
+
+    Args:
+        prompt_ids: the agent loop's prompt, placeholders expanded by the HF processor.
+        token_ids: the checkpoint's placeholder ids (:meth:`OmniTokenIds.from_tokenizer`).
+        audio_data: one item per audio, in prompt order: float mono samples ``(T,)`` at
+            ``audio_sample_rate`` or ``(samples, rate)``. With ``use_audio_in_video`` and videos, exactly one
+            per video (the k-th is the k-th video's soundtrack) and no standalone audio: vLLM 0.24 pairs
+            them that way (``_derive_audio_from_video_placeholders``).
+        video_data: one item per video: frames ``(T, C, H, W)`` / ``(T, H, W, C)`` or verl's
+            ``(frames, metadata)``.
+        image_data: one item per image (PIL images or ``(H, W, C)`` arrays), passed through.
+        use_audio_in_video: the flag the prompt was built with.
+        audio_sample_rate: the rate of the feature extractor (16 kHz for Qwen2.5-Omni).
+        extra_mm_processor_kwargs: the processor kwargs the actor used (verl's ``data.mm_processor_kwargs``:
+            ``fps``, ``min_pixels``...), passed through; ``fps`` also sets ``second_per_grid_ts``.
+
+    Returns:
+        ``{"prompt_token_ids": [...], "multi_modal_data": {"audio": [...], "video": [...], "image": [...]},
+        "mm_processor_kwargs": {...}}`` with only the modalities present; ready for ``TokensPrompt(**d)``.
+    """
+    collapsed = collapse_placeholders(prompt_ids, token_ids, use_audio_in_video)
+    audios = _items(audio_data, "audio_data")
+    videos = _items(video_data, "video_data")
+    images = _items(image_data, "image_data")
+    n_audio, n_image, n_video = (collapsed.count(x) for x in (token_ids.audio, token_ids.image, token_ids.video))
+    interleaved = bool(use_audio_in_video and n_video)
+
+    if interleaved:
+        if n_audio:
+            raise ValueError(
+                f"prompt_ids: {n_audio} standalone <|AUDIO|> item(s) next to audio-in-video videos; vLLM 0.24 "
+                "requires exactly one audio per video then (_derive_audio_from_video_placeholders)"
+            )
+        if len(audios) != n_video:
+            raise ValueError(
+                f"audio_data: {len(audios)} item(s) for {n_video} video(s) with use_audio_in_video=True; "
+                "pass each video's soundtrack, in video order"
+            )
+    elif len(audios) != n_audio:
+        raise ValueError(f"audio_data: {len(audios)} item(s) for {n_audio} <|AUDIO|> placeholder(s) in prompt_ids")
+    if len(videos) != n_video:
+        raise ValueError(f"video_data: {len(videos)} item(s) for {n_video} <|VIDEO|> placeholder(s) in prompt_ids")
+    if len(images) != n_image:
+        raise ValueError(f"image_data: {len(images)} item(s) for {n_image} <|IMAGE|> placeholder(s) in prompt_ids")
+
+    kwargs = dict(extra_mm_processor_kwargs or {})
+    if "use_audio_in_video" in kwargs and bool(kwargs["use_audio_in_video"]) != bool(use_audio_in_video):
+        raise ValueError(
+            f"extra_mm_processor_kwargs: use_audio_in_video={kwargs['use_audio_in_video']!r} contradicts "
+            f"use_audio_in_video={use_audio_in_video!r}"
+        )
+    kwargs["use_audio_in_video"] = bool(use_audio_in_video)
+    if audios:
+        if "sampling_rate" in kwargs and int(kwargs["sampling_rate"]) != int(audio_sample_rate):
+            raise ValueError(
+                f"extra_mm_processor_kwargs: sampling_rate={kwargs['sampling_rate']!r} but audio_sample_rate="
+                f"{audio_sample_rate}"
+            )
+        kwargs["sampling_rate"] = int(audio_sample_rate)
+    if interleaved:
+        kwargs["second_per_grid_ts"] = _second_per_grid_ts(kwargs, n_video)
+
+    multi_modal_data: dict[str, list[Any]] = {}
+    if audios:
+        multi_modal_data["audio"] = [_audio_item(a, k, int(audio_sample_rate)) for k, a in enumerate(audios)]
+    if videos:
+        multi_modal_data["video"] = [_video_item(v, k) for k, v in enumerate(videos)]
+    if images:
+        multi_modal_data["image"] = images
+    return {"prompt_token_ids": collapsed, "multi_modal_data": multi_modal_data, "mm_processor_kwargs": kwargs}
+
+
+def _second_per_grid_ts(kwargs: Mapping[str, Any], n_video: int) -> list[float]:
+    """``temporal_patch_size / fps`` per video: the HF processor's ``video_second_per_grid``.
+
+    vLLM lays out an audio-in-video replacement with ``mm_processor_kwargs["second_per_grid_ts"]`` (1.0 when
+    absent) but computes TMRoPE from the processor's output, so both must agree. Beyond one video grid per
+    chunk (``second_per_grid * 25 > 50``) vLLM's layout keeps empty chunks and the HF processor's does not.
+    """
+    fps = kwargs.get("fps", DEFAULT_VIDEO_FPS)
+    if not isinstance(fps, numbers.Real) or isinstance(fps, bool) or not fps > 0:
+        raise ValueError(f"mm_processor_kwargs: fps must be one positive number (one rate per request), got {fps!r}")
+    second_per_grid = VIDEO_TEMPORAL_PATCH_SIZE / float(fps)
+    if second_per_grid * TOKENS_PER_SECOND > TOKENS_PER_SECOND * SECONDS_PER_CHUNK:
+        raise ValueError(
+            f"mm_processor_kwargs: fps={fps} gives {second_per_grid:g} s per video grid, more than one "
+            f"{SECONDS_PER_CHUNK:g} s chunk; vLLM 0.24 then lays out audio-in-video differently from the HF "
+            f"processor. Sample frames at >= {VIDEO_TEMPORAL_PATCH_SIZE / SECONDS_PER_CHUNK:g} fps"
+        )
+    given = kwargs.get("second_per_grid_ts")
+    expected = [second_per_grid] * n_video
+    if given is not None and [float(x) for x in given] != expected:
+        raise ValueError(f"mm_processor_kwargs: second_per_grid_ts={list(given)} but fps={fps} gives {expected}")
+    return expected
+
+
+# ----------------------------------------------------------------------------------------------- weights
+def vllm_thinker_weight_name(hf_name: str) -> str:
+    """The name a thinker parameter of the FSDP actor must carry in vLLM 0.24's ``load_weights``.
+
+    The actor is transformers' ``Qwen2_5OmniThinkerForConditionalGeneration``: ``model.*`` (the Qwen2
+    decoder, ``model.embed_tokens``), ``lm_head.*``, ``audio_tower.*``, ``visual.*``. vLLM's thinker
+    (``hf_to_vllm_mapper``) maps only ``thinker.``-prefixed names to its ``language_model.model`` /
+    ``language_model.lm_head``; a bare ``model.``/``lm_head.`` reaches ``AutoWeightsLoader`` unmapped and
+    raises "There is no module or parameter named 'model'". So: ``thinker.`` + name, the full checkpoint's
+    name (idempotent on names that already carry it). Tied embeddings need nothing here: vLLM's
+    ``Qwen2ForCausalLM.load_weights`` skips ``lm_head.`` when its text config ties (see
+    :func:`vllm_engine_overrides`, which makes that flag match the actor's).
+    """
+    if not isinstance(hf_name, str) or not hf_name:
+        raise ValueError(f"weight name: expected a non-empty str, got {hf_name!r}")
+    name = hf_name[len(THINKER_WEIGHT_PREFIX) :] if hf_name.startswith(THINKER_WEIGHT_PREFIX) else hf_name
+    head = name.split(".", 1)[0]
+    if head in HF_THINKER_SUBMODULES and "." in name:
+        return THINKER_WEIGHT_PREFIX + name
+    if head + "." in VLLM_THINKER_SKIPPED_PREFIXES:
+        raise ValueError(f"weight {hf_name!r}: a {head} parameter; the rollout runs the thinker only, send none")
+    raise ValueError(
+        f"weight {hf_name!r}: not a Qwen2.5-Omni thinker parameter; expected a name under "
+        f"{', '.join(h + '.' for h in HF_THINKER_SUBMODULES)} (transformers' thinker state dict)"
+    )
+
+
+def vllm_internal_weight_name(vllm_name: str) -> str:
+    """Where vLLM 0.24 puts a ``thinker.``-prefixed weight: its ``hf_to_vllm_mapper`` prefix rules.
+
+    ``WeightsMapper._map_name`` (model_executor/models/utils.py) tries every ``orig_to_new_prefix`` rule in
+    order on the running name, replacing the first occurrence. For checks; verl never calls this.
+    """
+    for old, new in VLLM_THINKER_PREFIX_MAP:
+        if vllm_name.startswith(old):
+            vllm_name = vllm_name.replace(old, new, 1)
+    return vllm_name
+
+
+def vllm_thinker_weights(named_tensors: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(name, tensor)`` pairs renamed by :func:`vllm_thinker_weight_name`, lazily (tensors untouched).
+
+    Wrap the generator a ``ServerAdapter.update_weights`` gets (verl: vllm_rollout.py), before
+    ``BucketedWeightSender`` ships it to the workers that call ``model.load_weights``.
+    """
+    items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+    for name, tensor in items:
+        yield vllm_thinker_weight_name(name), tensor
+
+
+async def vllm_thinker_weights_async(named_tensors: AsyncIterable[tuple[str, Any]]) -> AsyncIterator[tuple[str, Any]]:
+    """:func:`vllm_thinker_weights` for async iterators (verl's sender accepts both)."""
+    async for name, tensor in named_tensors:
+        yield vllm_thinker_weight_name(name), tensor
+
+
+# ----------------------------------------------------------------------------------------------- engine
+def _thinker_tie(thinker: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(does the HF actor tie lm_head to embed_tokens, does vLLM) for a thinker config dict."""
+    text = thinker.get("text_config") or {}
+    return (
+        bool(thinker.get("tie_word_embeddings", HF_THINKER_TIE_DEFAULT)),
+        bool(text.get("tie_word_embeddings", HF_TEXT_TIE_DEFAULT)),
+    )
+
+
+def wrap_thinker_config(config: Any) -> Any:
+    """vLLM ``hf_overrides`` callable: serve a thinker-only checkpoint as the full config vLLM reads.
+
+    vLLM's thinker class reads ``hf_config.thinker_config`` and its processing info asks for a
+    ``Qwen2_5OmniConfig`` (``InputProcessingContext.get_hf_config`` raises ``TypeError`` otherwise), so a
+    ``Qwen2_5OmniThinkerConfig`` is wrapped in one (no talker output, ``architectures=[Qwen2_5OmniModel]``);
+    the text config's ``tie_word_embeddings`` is set to the thinker's (what the HF actor ties on). vLLM also
+    calls this on a dummy config to learn the model type (``HFConfigParser.parse``): anything that is not a
+    Qwen2.5-Omni config comes back unchanged. Module-level, so it pickles by reference into vLLM's processes.
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type == THINKER_MODEL_TYPE:
+        from transformers import Qwen2_5OmniConfig
+
+        config.text_config.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", HF_THINKER_TIE_DEFAULT))
+        wrapped = Qwen2_5OmniConfig(thinker_config=config, enable_audio_output=False)
+        wrapped.architectures = [VLLM_OMNI_ARCHITECTURE]
+        return wrapped
+    if model_type == FULL_MODEL_TYPE:
+        thinker = config.thinker_config
+        thinker.text_config.tie_word_embeddings = bool(getattr(thinker, "tie_word_embeddings", HF_THINKER_TIE_DEFAULT))
+        if not set(config.architectures or ()) & set(VLLM_OMNI_ARCHITECTURES):
+            config.architectures = [VLLM_OMNI_ARCHITECTURE]
+    return config
+
+
+def vllm_engine_overrides(hf_config_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine arguments vLLM 0.24.0 needs to serve this Qwen2.5-Omni ``config.json`` as the RL actor.
+
+    - Full Omni config (``model_type`` ``qwen2_5_omni``): ``{}`` when its architecture is registered and
+      vLLM's lm_head tying (``thinker_config.text_config.tie_word_embeddings``) equals the actor's
+      (``thinker_config.tie_word_embeddings`` in transformers 5.10.4); else a JSON-able
+      ``{"hf_overrides": {...}}`` (nested dicts are applied by ``ModelConfig._apply_dict_overrides``).
+    - Thinker-only config (``qwen2_5_omni_thinker``, what verl's actor loads): its architecture is not
+      registered (vLLM falls back to the Transformers backend, image-only) and no dict override can change
+      the config class, so ``{"hf_overrides": wrap_thinker_config}``. A callable cannot travel through
+      verl's CLI arguments: set it on the parsed namespace before ``AsyncEngineArgs.from_cli_args``.
+    """
+    if not isinstance(hf_config_dict, Mapping):
+        raise ValueError(f"config.json: expected a mapping, got {type(hf_config_dict).__name__}")
+    model_type = hf_config_dict.get("model_type")
+    if model_type == THINKER_MODEL_TYPE:
+        return {"hf_overrides": wrap_thinker_config}
+    if model_type != FULL_MODEL_TYPE:
+        raise ValueError(
+            f"config.json: model_type={model_type!r}, expected {FULL_MODEL_TYPE!r} or {THINKER_MODEL_TYPE!r}"
+        )
+    thinker = hf_config_dict.get("thinker_config")
+    if not isinstance(thinker, Mapping):
+        raise ValueError("config.json: a qwen2_5_omni config without a thinker_config mapping")
+    overrides: dict[str, Any] = {}
+    if not set(hf_config_dict.get("architectures") or ()) & set(VLLM_OMNI_ARCHITECTURES):
+        overrides["architectures"] = [VLLM_OMNI_ARCHITECTURE]
+    actor_ties, vllm_ties = _thinker_tie(thinker)
+    if actor_ties != vllm_ties:
+        overrides["thinker_config"] = {"text_config": {"tie_word_embeddings": actor_ties}}
+    return {"hf_overrides": overrides} if overrides else {}
