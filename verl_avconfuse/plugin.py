@@ -15,6 +15,7 @@ FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
 ``${avconfuse_tiny:...}``         an OmegaConf resolver building the tiny offline assets
 ``${avconfuse_thinker:...}``      an OmegaConf resolver giving a thinker-only Omni directory
 Omni processor                    :mod:`verl_avconfuse.patches` (verl has no processor registry)
+trainer ``avconfuse``             ``register_trainer`` (``trainer.v1.trainer_mode=avconfuse``)
 patches                           :mod:`verl_avconfuse.patches`
 ================================  ==========================================================
 """
@@ -84,6 +85,10 @@ def _register_cpu_engines(module: ModuleType) -> None:
         registry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device="cpu")(engine_cls)
 
 
+def _register_trainer(module: ModuleType) -> None:
+    import verl_avconfuse.trainer  # noqa: F401  (register_trainer("avconfuse") runs on import)
+
+
 def _register_resolvers() -> None:
     from verl_avconfuse.omni.resolver import register_resolver as register_thinker_resolver
     from verl_avconfuse.tiny.resolver import register_resolver as register_tiny_resolver
@@ -113,6 +118,7 @@ def register() -> None:
     when_imported("verl.workers.rollout.base", _guarded("the hf rollout class", _register_rollout_class))
     when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))
     when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))
+    when_imported("verl.trainer.ppo.v1", _guarded("the avconfuse trainer", _register_trainer))
 
 
 register()

@@ -27,7 +27,23 @@ OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 
 
 class OmniProcessor(Qwen2_5OmniProcessor):
-    """``Qwen2_5OmniProcessor`` whose output says which input mode produced it."""
+    """``Qwen2_5OmniProcessor`` whose output says which input mode produced it.
+
+    It also exposes ``image_token_id`` / ``video_token_id`` / ``audio_token_id``, which verl reads
+    directly in places (e.g. ``qwen2_5_vl_dedup_image_tokens`` on the vLLM path).
+    """
+
+    @property
+    def image_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.image_token)
+
+    @property
+    def video_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.video_token)
+
+    @property
+    def audio_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.audio_token)
 
     def __call__(self, *args, **kwargs):
         use_audio_in_video = bool(kwargs.get("use_audio_in_video", False))
@@ -59,19 +75,30 @@ def omni_rope_index_kwargs(multi_modal_inputs: dict[str, Any]) -> dict[str, Any]
     return kwargs
 
 
+class _ThinkerRopeIndex:
+    """Carries what the thinker's ``get_rope_index`` reads from ``self``, without the model.
+
+    The method and its two helpers are the thinker's own (one TMRoPE implementation, not a copy).
+    They are not bound onto the processor itself: ``Qwen2_5OmniProcessor`` has a
+    ``get_chunked_index`` of its own, with another signature, that its ``__call__`` relies on.
+    """
+
+    def __init__(self, thinker_config):
+        from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import (
+            Qwen2_5OmniPreTrainedModelForConditionalGeneration as Thinker,
+        )
+
+        self.config = thinker_config
+        self.spatial_merge_size = thinker_config.vision_config.spatial_merge_size
+        for name in ("get_rope_index", "get_llm_pos_ids_for_vision", "get_chunked_index"):
+            setattr(self, name, types.MethodType(getattr(Thinker, name), self))
+
+
 def prepare_omni_processor(processor, config) -> Any:
     """Attach TMRoPE (``get_rope_index``) and its inputs hook to an Omni processor, verl-style."""
-    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import (
-        Qwen2_5OmniPreTrainedModelForConditionalGeneration,
-    )
-
     thinker = thinker_config(config)
     processor.config = thinker
-    # get_rope_index reads self.spatial_merge_size and self.config.*, as on the thinker model.
-    processor.spatial_merge_size = thinker.vision_config.spatial_merge_size
-    processor.get_rope_index = types.MethodType(
-        Qwen2_5OmniPreTrainedModelForConditionalGeneration.get_rope_index, processor
-    )
+    processor.get_rope_index = _ThinkerRopeIndex(thinker).get_rope_index
     processor.get_rope_index_kwargs = omni_rope_index_kwargs
     return processor
 

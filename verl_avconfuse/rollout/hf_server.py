@@ -380,7 +380,8 @@ class HFRolloutServer:
         if self.processor is None:
             raise ValueError("hf rollout: multimodal request but the model has no processor")
         mm = request.multi_modal
-        text = self.tokenizer.decode(self._collapse_placeholders(request.prompt_ids), skip_special_tokens=False)
+        collapsed = self._collapse_placeholders(request.prompt_ids, mm["mm_processor_kwargs"])
+        text = self.tokenizer.decode(collapsed, skip_special_tokens=False)
         inputs = build_multimodal_processor_inputs(
             self.processor,
             text=[text],
@@ -399,10 +400,17 @@ class HFRolloutServer:
             )
         return inputs
 
-    def _collapse_placeholders(self, ids: list[int]) -> list[int]:
+    def _collapse_placeholders(self, ids: list[int], mm_processor_kwargs: dict[str, Any]) -> list[int]:
         """One placeholder token per media item: the processor re-expands them."""
         from verl.utils.tokenizer import get_processor_token_id
 
+        if hasattr(self.processor, "audio_bos_token"):
+            # Qwen2.5-Omni: with audio in the video the expanded run interleaves <|VIDEO|> and
+            # <|AUDIO|> chunks inside one vision block, so repeated-token squeezing would be wrong.
+            from verl_avconfuse.omni.vllm_contract import OmniTokenIds, collapse_placeholders
+
+            in_video = bool(mm_processor_kwargs.get("use_audio_in_video", False))
+            return collapse_placeholders(ids, OmniTokenIds.from_tokenizer(self.processor), in_video)
         placeholder_ids = {
             token_id
             for modality in ("image", "video", "audio")
@@ -420,10 +428,11 @@ class HFRolloutServer:
         with self._generate_lock, torch.inference_mode():
             if batch[0].multi_modal:
                 assert len(batch) == 1
-                inputs = {
-                    k: v.to(self.device) if torch.is_tensor(v) else v
-                    for k, v in self._multimodal_inputs(batch[0]).items()
-                }
+                features = self._multimodal_inputs(batch[0])
+                inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in features.items()}
+                if "use_audio_in_video" in inputs:
+                    # Recorded by OmniProcessor; the thinker's generate takes it as a plain bool.
+                    inputs["use_audio_in_video"] = bool(torch.as_tensor(inputs["use_audio_in_video"]).any())
             else:
                 width = max(len(r.prompt_ids) for r in batch)
                 input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)

@@ -83,7 +83,88 @@ def build_text_dataset(
     return paths
 
 
-TINY_DATASETS: dict[str, Callable[..., dict[str, Path]]] = {"text": build_text_dataset}
+#: Instrument -> tone frequency of its synthetic "sound"; a muted clip has silence instead.
+INSTRUMENT_TONES_HZ = {"violin": 660.0, "piano": 262.0, "cello": 131.0, "flute": 880.0, "trumpet": 466.0}
+CLIP_SECONDS = 2.0
+CLIP_FPS = 4
+CLIP_SIZE = (64, 48)
+
+
+def _write_clips(media_dir: Path, n: int, seed: int) -> list[dict]:
+    """Synthetic clips: moving shapes plus a tone per 'instrument'; every third clip is muted."""
+    import numpy as np
+
+    from verl_avconfuse.media import tone, write_synthetic_video
+
+    rng = random.Random(seed)
+    clips = []
+    for index in range(n):
+        instrument = rng.choice(sorted(INSTRUMENT_TONES_HZ))
+        muted = index % 3 == 2
+        samples = tone(INSTRUMENT_TONES_HZ[instrument], CLIP_SECONDS)
+        if muted:
+            samples = np.zeros_like(samples)
+        path = media_dir / f"clip_{index:03d}_{instrument}{'_muted' if muted else ''}.mp4"
+        if not path.exists():
+            write_synthetic_video(path, duration_s=CLIP_SECONDS, fps=CLIP_FPS, size=CLIP_SIZE, audio=samples, seed=seed + index)
+        clips.append({"path": str(path), "instrument": instrument, "muted": muted})
+    return clips
+
+
+def _omni_rows(clips: list[dict], *, audio_in_video: bool, split: str) -> list[dict]:
+    rows = []
+    placeholders = "<video>" if audio_in_video else "<video><audio>"
+    for index, clip in enumerate(clips):
+        instrument = clip["instrument"]
+        question = f"Is there a {instrument} sound?"
+        answer = "no" if clip["muted"] else "yes"
+        row = {
+            "data_source": "avconfuse_tiny",
+            "prompt": [{"role": "user", "content": format_question(question, placeholders)}],
+            "videos": [clip["path"]],
+            "ability": "audio_visual_qa",
+            "reward_model": {"style": "rule", "ground_truth": answer},
+            "extra_info": {
+                "index": index,
+                "split": split,
+                "question": question,
+                "question_type": "Existential",
+                "video_id": Path(clip["path"]).stem,
+            },
+        }
+        if not audio_in_video:
+            row["audios"] = [clip["path"]]
+        rows.append(row)
+    return rows
+
+
+def _build_omni(out_dir: Path, *, audio_in_video: bool, n_train: int, n_val: int, seed: int, models_root=None, **_) -> dict[str, Path]:
+    # Both input modes read the same clips, kept next to the first dataset built.
+    media_dir = Path(out_dir).parent / "omni_media"
+    media_dir.mkdir(parents=True, exist_ok=True)
+    clips = _write_clips(media_dir, n_train + n_val, seed)
+    paths = {}
+    for split, part in (("train", clips[:n_train]), ("val", clips[n_train:])):
+        paths[split] = Path(out_dir) / f"{split}.parquet"
+        _write_parquet_atomic(_omni_rows(part, audio_in_video=audio_in_video, split=split), paths[split])
+    return paths
+
+
+def build_omni_dataset(out_dir: Path, *, n_train: int = 16, n_val: int = 4, seed: int = 0, **kwargs) -> dict[str, Path]:
+    """Audio + video questions, the soundtrack as a separate ``<audio>`` item next to the ``<video>``."""
+    return _build_omni(out_dir, audio_in_video=False, n_train=n_train, n_val=n_val, seed=seed, **kwargs)
+
+
+def build_omni_in_video_dataset(out_dir: Path, *, n_train: int = 16, n_val: int = 4, seed: int = 0, **kwargs) -> dict[str, Path]:
+    """The same questions with ``<video>`` only: the soundtrack is read from the video (use_audio_in_video)."""
+    return _build_omni(out_dir, audio_in_video=True, n_train=n_train, n_val=n_val, seed=seed, **kwargs)
+
+
+TINY_DATASETS: dict[str, Callable[..., dict[str, Path]]] = {
+    "text": build_text_dataset,
+    "omni": build_omni_dataset,
+    "omni_in_video": build_omni_in_video_dataset,
+}
 
 
 def build_tiny_dataset(name: str, out_dir: Path, *, models_root: Path | None = None, seed: int = 0) -> dict[str, Path]:
