@@ -28,7 +28,6 @@ THINKER_PREFIX = "thinker."
 THINKER_ARCHITECTURE = "Qwen2_5OmniThinkerForConditionalGeneration"
 #: Files of a checkpoint that are not weights or the model config (tokenizer, processor, templates).
 _SIDECAR_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 #: Largest shard written, as in transformers' save_pretrained default.
 MAX_SHARD_BYTES = 5 * 1024**3
 
@@ -137,9 +136,18 @@ def _atomic_dir(out_dir: Path):
         raise
 
 
-def _copy_sidecars(src: Path, dst: Path, skip: tuple[str, ...]) -> None:
+def _is_weight_file(path: Path) -> bool:
+    return path.name.endswith(".safetensors") or path.name == "model.safetensors.index.json"
+
+
+def _copy_sidecars(
+    src: Path, dst: Path, *, skip: tuple[str, ...] = (), only_suffixes: tuple[str, ...] | None = None
+) -> None:
+    """Copy every non-weight file (processor, tokenizer, templates, speaker dictionary...)."""
     for path in src.iterdir():
-        if path.is_file() and path.name not in skip and path.suffix in _SIDECAR_SUFFIXES:
+        if not path.is_file() or _is_weight_file(path) or path.name in skip:
+            continue
+        if only_suffixes is None or path.suffix in only_suffixes:
             shutil.copy2(path, dst / path.name)
 
 
@@ -167,7 +175,8 @@ def extract_thinker(full_dir: str | Path, out_dir: str | Path) -> Path:
         count = _shard_and_save(renamed, tmp)
         if count == 0:
             raise CheckpointError(f"{full_dir}: no tensors named '{THINKER_PREFIX}*'")
-        _copy_sidecars(full_dir, tmp, skip=("config.json", *_WEIGHT_FILES))
+        # Tokenizer, processor and template files only: talker assets (spk_dict.pt) stay behind.
+        _copy_sidecars(full_dir, tmp, skip=("config.json",), only_suffixes=_SIDECAR_SUFFIXES)
         (tmp / "config.json").write_text(json.dumps(thinker_config, indent=2))
     return out_dir
 
@@ -218,7 +227,7 @@ def merge_thinker(full_dir: str | Path, thinker_dir: str | Path, out_dir: str | 
 
     with _atomic_dir(out_dir) as tmp:
         _shard_and_save(merged(), tmp)
-        _copy_sidecars(full_dir, tmp, skip=_WEIGHT_FILES)
+        _copy_sidecars(full_dir, tmp)
     return out_dir
 
 

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from verl.utils.dataset.rl_dataset import RLHFDataset
@@ -49,7 +48,9 @@ class MediaOptions:
         media = dict(config.get("media", None) or {})
         unknown = set(media) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"data.media: unknown option(s) {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"data.media: unknown option(s) {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}"
+            )
         return cls(**media)
 
 
@@ -185,7 +186,11 @@ class OmniRLDataset(RLHFDataset):
                 kind = item.get("type")
                 if kind == "image":
                     image = item.get("image")
-                    images.append(image if isinstance(image, Image.Image) else Image.open(_media_path(item, options.root, "image")).convert("RGB"))
+                    images.append(
+                        image
+                        if isinstance(image, Image.Image)
+                        else Image.open(_media_path(item, options.root, "image")).convert("RGB")
+                    )
                 elif kind == "video":
                     path = _media_path(item, options.root, "video")
                     videos.append(load_video_item(path, config))
