@@ -71,3 +71,17 @@ print(json.dumps({
         "replica": "HFRolloutReplica",
         "engine": "FSDPEngineWithLMHead",
     }
+
+
+def test_vllm_omni_backend_is_registered_by_name_and_compiles(tmp_path):
+    import py_compile
+
+    from verl_avconfuse.plugin import ROLLOUT_BACKENDS
+
+    adapter, replica = ROLLOUT_BACKENDS["vllm_omni"]
+    assert adapter.endswith("OmniVLLMServerAdapter") and replica.endswith("OmniVLLMReplica")
+    # vLLM cannot be installed here: the glue is compiled, and its requests are tested by contract
+    # in test_omni_vllm_contract.py.
+    import verl_avconfuse.omni as omni
+
+    py_compile.compile(str(__import__("pathlib").Path(omni.__file__).parent / "vllm_server.py"), doraise=True)

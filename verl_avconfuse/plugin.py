@@ -10,7 +10,7 @@ module that owns the registry (see :mod:`verl_avconfuse._import_hooks`):
 
 ================================  ==========================================================
 CPU platform ``cpu``              ``verl.plugin.platform.PlatformRegistry``
-HF rollout ``hf``                 ``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``
+rollouts ``hf``, ``vllm_omni``     ``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``
 FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
 ``${avconfuse_tiny:...}``         an OmegaConf resolver building the tiny offline assets
 ``${avconfuse_thinker:...}``      an OmegaConf resolver giving a thinker-only Omni directory
@@ -52,22 +52,34 @@ def _register_platform() -> None:
         PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
 
 
+#: rollout name -> (server adapter FQN, replica class FQN). vllm_omni needs vLLM at use time only.
+ROLLOUT_BACKENDS = {
+    "hf": ("verl_avconfuse.rollout.hf_server.HFServerAdapter", "verl_avconfuse.rollout.hf_server.HFRolloutReplica"),
+    "vllm_omni": (
+        "verl_avconfuse.omni.vllm_server.OmniVLLMServerAdapter",
+        "verl_avconfuse.omni.vllm_server.OmniVLLMReplica",
+    ),
+}
+
+
 def _register_rollout_class(module: ModuleType) -> None:
-    from verl_avconfuse.rollout import ROLLOUT_NAME
+    for name, (adapter, _) in ROLLOUT_BACKENDS.items():
+        module._ROLLOUT_REGISTRY[(name, "async")] = adapter
 
-    module._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = "verl_avconfuse.rollout.hf_server.HFServerAdapter"
 
+def _replica_loader(fqn: str):
+    def load():
+        import importlib
 
-def _load_hf_replica():
-    from verl_avconfuse.rollout.hf_server import HFRolloutReplica
+        module_name, class_name = fqn.rsplit(".", 1)
+        return getattr(importlib.import_module(module_name), class_name)
 
-    return HFRolloutReplica
+    return load
 
 
 def _register_rollout_replica(module: ModuleType) -> None:
-    from verl_avconfuse.rollout import ROLLOUT_NAME
-
-    module.RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_hf_replica)
+    for name, (_, replica) in ROLLOUT_BACKENDS.items():
+        module.RolloutReplicaRegistry.register(name, _replica_loader(replica))
 
 
 def _register_cpu_engines(module: ModuleType) -> None:

@@ -83,6 +83,27 @@ def _resolve_model_class(hf_config):
     return transformers.AutoModelForCausalLM
 
 
+def placeholder_token_ids(processor) -> list[int]:
+    """Media placeholder (and, for Omni, media delimiter) tokens the policy must never sample.
+
+    A sampled ``<|AUDIO|>`` or ``<|vision_bos|>`` has no media behind it; the training forward would
+    then scatter features into the wrong positions (or fail), and TMRoPE counts media blocks by
+    these tokens. verl's vLLM server bans the image/video placeholders the same way.
+    """
+    if processor is None:
+        return []
+    if hasattr(processor, "audio_bos_token"):
+        from dataclasses import astuple
+
+        from verl_avconfuse.omni.vllm_contract import OmniTokenIds
+
+        return sorted(set(astuple(OmniTokenIds.from_tokenizer(processor))))
+    from verl.utils.tokenizer import get_processor_token_id
+
+    ids = {get_processor_token_id(processor, modality) for modality in ("image", "video", "audio")}
+    return sorted(token_id for token_id in ids if token_id is not None)
+
+
 def _torch_dtype(name: str) -> torch.dtype:
     from verl.utils.torch_dtypes import PrecisionType
 
@@ -127,6 +148,7 @@ class HFRolloutServer:
         if self.pad_token_id is None:
             self.pad_token_id = self.tokenizer.eos_token_id
         self.eos_token_ids = self._eos_token_ids()
+        self.banned_token_ids = placeholder_token_ids(self.processor)
 
         model_cls = _resolve_model_class(self.model_config.hf_config)
         attn = self.model_config.override_config.get("attn_implementation")
@@ -493,6 +515,8 @@ class HFRolloutServer:
             "output_logits": bool(sampling.get("logprobs")),
             "stopping_criteria": StoppingCriteriaList([_AbortOnFlag(self._abort)]),
         }
+        if self.banned_token_ids:
+            kwargs["suppress_tokens"] = self.banned_token_ids
         if do_sample:
             top_k = int(sampling.get("top_k", -1) or -1)
             kwargs.update(temperature=temperature, top_p=float(sampling.get("top_p", 1.0) or 1.0), top_k=max(top_k, 0))

@@ -1,0 +1,141 @@
+"""``rollout.name=vllm_omni``: verl's vLLM rollout, speaking the Qwen2.5-Omni thinker contract.
+
+verl 0.9.1's vLLM server sends Omni requests vLLM 0.24.0 mis-reads (already-expanded placeholder
+runs, audio items without a sample rate, no ``use_audio_in_video``), syncs weights under names
+the thinker's loader rejects, and launches a thinker-only directory on the image-only
+Transformers backend. These subclasses fix each point through :mod:`.vllm_contract`, where every
+field is documented against vLLM's source and tested field by field; nothing else changes:
+
+- :class:`OmniVLLMHttpServer` rewrites each ``generate`` request with ``build_omni_prompt``, sets
+  the engine's ``hf_overrides`` (``vllm_engine_overrides``) and bans every media token;
+- :class:`OmniVLLMServerAdapter` renames the actor's weights (``thinker.`` prefix) on sync;
+- :class:`OmniVLLMReplica` launches the server above under its own actor-name prefix.
+
+Importing this module needs vLLM (the plugin registers it lazily, by name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import astuple
+from typing import Any
+
+from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, vLLMReplica
+from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter
+
+from verl_avconfuse.omni.vllm_contract import (
+    DEFAULT_AUDIO_SAMPLE_RATE,
+    OmniTokenIds,
+    build_omni_prompt,
+    vllm_engine_overrides,
+    vllm_thinker_weights_async,
+)
+
+ROLLOUT_NAME = "vllm_omni"
+SERVER_PREFIX = f"{ROLLOUT_NAME}_"
+
+
+def _engine_overrides(model_path: str) -> dict[str, Any]:
+    with open(os.path.join(model_path, "config.json")) as f:
+        return vllm_engine_overrides(json.load(f))
+
+
+class OmniVLLMHttpServer(vLLMHttpServer):
+    """vLLM server whose requests and engine follow the Omni thinker contract."""
+
+    def _omni_token_ids(self) -> OmniTokenIds:
+        if not hasattr(self, "_token_ids"):
+            self._token_ids = OmniTokenIds.from_tokenizer(self.model_config.processor)
+        return self._token_ids
+
+    def _apply_engine_overrides(self, args) -> None:
+        overrides = _engine_overrides(self.model_config.local_path).get("hf_overrides")
+        if overrides is None:
+            return
+        existing = getattr(args, "hf_overrides", None)
+        if callable(overrides) or not existing:
+            # A callable (thinker-only directory) cannot be merged with a dict; it wraps the config.
+            args.hf_overrides = overrides
+        else:
+            args.hf_overrides = {**existing, **overrides}
+
+    async def run_server(self, args):
+        self._apply_engine_overrides(args)
+        await super().run_server(args)
+        # verl bans <|image_pad|>/<|video_pad|> only; Omni's audio placeholder and media delimiters
+        # are just as meaningless when sampled (and TMRoPE counts media blocks by them).
+        await self.engine.collective_rpc(
+            method="monkey_patch_model",
+            kwargs={
+                "vocab_size": len(self.model_config.tokenizer),
+                "banned_token_ids": sorted(set(astuple(self._omni_token_ids()))),
+            },
+        )
+
+    async def run_headless(self, args):
+        self._apply_engine_overrides(args)
+        await super().run_headless(args)
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        request_id: str,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
+        audio_data: list[Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+        priority: int = 0,
+        kv_transfer_params: dict | None = None,
+    ):
+        mm_processor_kwargs = dict(mm_processor_kwargs or {})
+        use_audio_in_video = bool(mm_processor_kwargs.pop("use_audio_in_video", False))
+        sample_rate = int(mm_processor_kwargs.pop("sampling_rate", DEFAULT_AUDIO_SAMPLE_RATE))
+        request = build_omni_prompt(
+            prompt_ids,
+            token_ids=self._omni_token_ids(),
+            audio_data=audio_data,
+            video_data=video_data,
+            image_data=image_data,
+            use_audio_in_video=use_audio_in_video,
+            audio_sample_rate=sample_rate,
+            extra_mm_processor_kwargs=mm_processor_kwargs,
+        )
+        media = request["multi_modal_data"]
+        return await super().generate(
+            request["prompt_token_ids"],
+            sampling_params,
+            request_id,
+            image_data=media.get("image"),
+            video_data=media.get("video"),
+            audio_data=media.get("audio"),
+            mm_processor_kwargs=request["mm_processor_kwargs"],
+            priority=priority,
+            kv_transfer_params=kv_transfer_params,
+        )
+
+
+class OmniVLLMReplica(vLLMReplica):
+    def __init__(self, *args, **kwargs):
+        import ray
+
+        super().__init__(*args, **kwargs)
+        self.server_class = ray.remote(OmniVLLMHttpServer)
+
+    def _get_server_name_prefix(self) -> str:
+        return SERVER_PREFIX
+
+
+class OmniVLLMServerAdapter(ServerAdapter):
+    """verl's vLLM adapter with the thinker's weight names mapped for vLLM's loader."""
+
+    async def update_weights(self, weights, global_steps: int = None, wire_format: str = "named_tensors", **kwargs):
+        if wire_format == "named_tensors":
+            from verl.workers.rollout.utils import ensure_async_iterator
+
+            weights = vllm_thinker_weights_async(ensure_async_iterator(weights))
+        return await super().update_weights(weights, global_steps=global_steps, wire_format=wire_format, **kwargs)
+
+    def _get_server_name_prefix(self) -> str:
+        return SERVER_PREFIX
