@@ -18,7 +18,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from verl_avconfuse.prompts import OUTPUT_FORMAT_INSTRUCTION, format_question
+from verl_avconfuse.prompts import (
+    ARR_INSTRUCTION,
+    AVC_INSTRUCTION,
+    OUTPUT_FORMAT_INSTRUCTION,
+    REFERENCE_PROMPT,
+    format_question,
+)
 
 #: The 22 instrument classes of Music-AVQA (underscores as in the dataset's ``templ_values``).
 INSTRUMENTS: tuple[str, ...] = (
@@ -64,8 +70,7 @@ WELL_FORMED_RESPONSE = re.compile(
 WELL_FORMED_REFERENCE = re.compile(r"^\s*<a-think>(?P<a>.+?)</a-think>\s*$", re.DOTALL)
 
 REFERENCE_INSTRUCTIONS: tuple[str, ...] = (
-    "Listen to the audio. {question} The answer is {answer}. Reason about what you hear that helps answer the "
-    "question, inside <a-think> </a-think>.",
+    REFERENCE_PROMPT,
     "{question} The answer is {answer}. Describe what you hear inside <a-think> </a-think>.",
     "Describe what you hear inside <a-think> </a-think>.",
 )
@@ -268,8 +273,6 @@ def reference_chats(
 
 def corpus_lines(seed: int = 0, n_chats: int = 3000) -> Iterator[str]:
     """The tokenizer's training text: vocabulary lists, fixed instructions and many rendered chats."""
-    # Imported here so corpus.py stays free of the model module (embedding instructions live there).
-    from verl_avconfuse.tiny.models import ARR_INSTRUCTION, AVC_INSTRUCTION
 
     words = [*INSTRUMENTS, *map(display_name, INSTRUMENTS), *SOUND_TYPES, *NUMBER_WORDS, *YES_NO]
     yield " ".join(words)

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_avconfuse.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
+
 #: AdamW steps of the warm start (batch :data:`WARM_START_BATCH`).
 WARM_START_STEPS = 200
 WARM_START_BATCH = 16
@@ -61,13 +63,11 @@ MEDIA_CLIPS = 6
 #: Threads the builders use: fixed, so a build gives the same bytes whatever the machine's core count.
 BUILD_THREADS = 2
 
-ARR_INSTRUCTION = "Given a reference answer, retrieve semantically similar content"
-AVC_INSTRUCTION = "Given an audio description, retrieve semantically coherent visual content"
 #: Qwen3-Embedding's query prompt format, ``Instruct: {task}\nQuery:``; documents are embedded bare.
 EMBEDDING_PROMPTS: dict[str, str] = {
-    "arr": f"Instruct: {ARR_INSTRUCTION}\nQuery:",
-    "avc": f"Instruct: {AVC_INSTRUCTION}\nQuery:",
-    "query": f"Instruct: {ARR_INSTRUCTION}\nQuery:",
+    "arr": embedding_query_prompt(ARR_INSTRUCTION),
+    "avc": embedding_query_prompt(AVC_INSTRUCTION),
+    "query": embedding_query_prompt(ARR_INSTRUCTION),
 }
 
 # The language model of every tiny model (Qwen2-style decoder).

@@ -1,0 +1,158 @@
+"""The reference audio LM: ``generate(requests) -> list[str]`` (raw generations), batched.
+
+- :class:`HFAudioLM`: HF transformers, any audio LM with a processor and a chat template
+  (Qwen2-Audio-7B-Instruct in the paper; the tiny offline one in tests), CPU or GPU;
+- :class:`VLLMAudioLM`: vLLM's offline ``LLM`` on a GPU, same prompts, ``(waveform, sr)`` audio.
+
+Both sample as the release does: temperature 0.5, top-p 0.95, once per prompt (the cache makes
+that one sample the reference for every rollout of the prompt, in every epoch).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from verl_avconfuse.prompts import REFERENCE_PROMPT
+from verl_avconfuse.reference.cache import ReferenceRequest
+
+_A_THINK = re.compile(r"<\s*a-think\s*>(.*?)<\s*/\s*a-think\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def extract_reference_a_think(generation: str) -> str:
+    """The first ``<a-think>`` block of a generation; the whole text when the LM ignored the tags.
+
+    A real audio LM does not always follow the tag instruction, and what it says about the audio
+    is the reference either way; an empty generation gives an empty reference (similarity 0).
+    """
+    match = _A_THINK.search(generation)
+    return (match.group(1) if match else generation).strip()
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    temperature: float = 0.5
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    seed: int = 0
+
+
+class AudioLM(Protocol):
+    model_id: str
+
+    def generate(self, requests: list[ReferenceRequest]) -> list[str]: ...
+
+
+def reference_messages(request: ReferenceRequest) -> list[dict]:
+    text = REFERENCE_PROMPT.format(question=request.question.strip(), answer=request.answer.strip())
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "audio", "audio_url": request.audio_path}, {"type": "text", "text": text}],
+        }
+    ]
+
+
+class HFAudioLM:
+    """An HF audio LM (the class the checkpoint was saved with), batched left-padded generation."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        sampling: SamplingOptions = SamplingOptions(),
+    ):
+        import torch
+        import transformers
+        from transformers import AutoConfig, AutoProcessor
+
+        self.model_id = str(model_path)
+        self.sampling = sampling
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.processor.tokenizer.padding_side = "left"
+        config = AutoConfig.from_pretrained(model_path)
+        model_cls = next(
+            (getattr(transformers, arch) for arch in config.architectures or [] if hasattr(transformers, arch)),
+            transformers.AutoModelForCausalLM,
+        )
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model_cls.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+
+    def generate(self, requests: list[ReferenceRequest]) -> list[str]:
+        import torch
+
+        from verl_avconfuse.media import load_audio
+
+        if not requests:
+            return []
+        audios = [load_audio(r.audio_path, sr=self.sample_rate) for r in requests]
+        texts = [
+            self.processor.apply_chat_template(reference_messages(r), add_generation_prompt=True, tokenize=False)
+            for r in requests
+        ]
+        inputs = self.processor(
+            text=texts, audio=audios, sampling_rate=self.sample_rate, return_tensors="pt", padding=True
+        )
+        inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+        torch.manual_seed(self.sampling.seed)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                do_sample=self.sampling.temperature > 0,
+                temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p,
+                max_new_tokens=self.sampling.max_new_tokens,
+                pad_token_id=self.processor.tokenizer.pad_token_id,
+            )
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+class VLLMAudioLM:
+    """vLLM's offline engine (GPU): ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``."""
+
+    def __init__(self, model_path: str, *, sampling: SamplingOptions = SamplingOptions(), **engine_kwargs):
+        from transformers import AutoProcessor
+        from vllm import LLM
+
+        self.model_id = str(model_path)
+        self.sampling = sampling
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        engine_kwargs.setdefault("limit_mm_per_prompt", {"audio": 1})
+        self.llm = LLM(model=self.model_id, seed=sampling.seed, **engine_kwargs)
+
+    def generate(self, requests: list[ReferenceRequest]) -> list[str]:
+        from vllm import SamplingParams
+
+        from verl_avconfuse.media import load_audio
+
+        prompts = [
+            {
+                "prompt": self.processor.apply_chat_template(
+                    reference_messages(r), add_generation_prompt=True, tokenize=False
+                ),
+                "multi_modal_data": {"audio": (load_audio(r.audio_path, sr=self.sample_rate), self.sample_rate)},
+            }
+            for r in requests
+        ]
+        params = SamplingParams(
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            max_tokens=self.sampling.max_new_tokens,
+            seed=self.sampling.seed,
+        )
+        return [output.outputs[0].text for output in self.llm.generate(prompts, params)]
+
+
+BACKENDS = {"hf": HFAudioLM, "vllm": VLLMAudioLM}
+
+
+def load_audio_lm(backend: str, model_path: str, **kwargs) -> AudioLM:
+    if backend not in BACKENDS:
+        raise ValueError(f"reference backend {backend!r}: expected one of {sorted(BACKENDS)}")
+    return BACKENDS[backend](model_path, **kwargs)
