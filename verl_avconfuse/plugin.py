@@ -16,6 +16,7 @@ FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
 ``${avconfuse_thinker:...}``      an OmegaConf resolver giving a thinker-only Omni directory
 Omni processor                    :mod:`verl_avconfuse.patches` (verl has no processor registry)
 trainer ``avconfuse``             ``register_trainer`` (``trainer.v1.trainer_mode=avconfuse``)
+reward manager ``step_rr``        the reward-loop registry (``reward.reward_manager.name=step_rr``)
 patches                           :mod:`verl_avconfuse.patches`
 ================================  ==========================================================
 """
@@ -101,6 +102,10 @@ def _register_trainer(module: ModuleType) -> None:
     import verl_avconfuse.trainer  # noqa: F401  (register_trainer("avconfuse") runs on import)
 
 
+def _register_reward_manager(module: ModuleType) -> None:
+    import verl_avconfuse.rewards.manager  # noqa: F401  (@register("step_rr") runs on import)
+
+
 def _register_resolvers() -> None:
     from verl_avconfuse.omni.resolver import register_resolver as register_thinker_resolver
     from verl_avconfuse.tiny.resolver import register_resolver as register_tiny_resolver
@@ -131,6 +136,9 @@ def register() -> None:
     when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))
     when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))
     when_imported("verl.trainer.ppo.v1", _guarded("the avconfuse trainer", _register_trainer))
+    when_imported(
+        "verl.experimental.reward_loop.reward_manager", _guarded("the step_rr reward manager", _register_reward_manager)
+    )
 
 
 register()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,9 +23,9 @@ DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 INSTRUCTIONS = {"arr": ARR_INSTRUCTION, "avc": AVC_INSTRUCTION}
 
 
-@dataclass(frozen=True)
-class SimilarityRequest:
-    """One pair to score: ``kind`` picks the instruction (``arr`` or ``avc``)."""
+class TextPair(Protocol):
+    """One pair to score (e.g. :class:`verl_avconfuse.rewards.SimilarityPair`): ``kind`` picks the
+    instruction (``arr`` or ``avc``), which goes on the ``query`` side only."""
 
     kind: str
     query: str
@@ -73,7 +73,7 @@ class SimilarityModel:
             show_progress_bar=False,
         )
 
-    def score(self, requests: Sequence[SimilarityRequest]) -> np.ndarray:
+    def score(self, requests: Sequence[TextPair]) -> np.ndarray:
         """Cosine similarity per request, shape ``(len(requests),)``, in one pass per (kind, side)."""
         scores = np.zeros(len(requests), dtype=np.float32)
         by_kind: dict[str, list[int]] = {}

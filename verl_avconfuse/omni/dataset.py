@@ -65,7 +65,7 @@ def uses_audio_in_video(config) -> bool:
     return bool((config.get("mm_processor_kwargs", None) or {}).get("use_audio_in_video", False))
 
 
-def _media_path(item: Any, root: str | None, key: str) -> str:
+def media_path(item: Any, root: str | None, key: str) -> str:
     path = item.get(key) or item.get(f"{key}_url") if isinstance(item, dict) else item
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"{key}: expected a file path, got {type(path).__name__}")
@@ -112,9 +112,9 @@ class OmniRLDataset(RLHFDataset):
         needs = []
         in_video = uses_audio_in_video(self.config)
         for item in row.get(self.video_key) or []:
-            needs.append((_media_path(item, options.root, "video"), in_video, True))
+            needs.append((media_path(item, options.root, "video"), in_video, True))
         for item in row.get(self.audio_key) or []:
-            needs.append((_media_path(item, options.root, "audio"), True, False))
+            needs.append((media_path(item, options.root, "audio"), True, False))
         return needs
 
     def _drop_unusable_media(self, dataframe, options: MediaOptions):
@@ -189,15 +189,15 @@ class OmniRLDataset(RLHFDataset):
                     images.append(
                         image
                         if isinstance(image, Image.Image)
-                        else Image.open(_media_path(item, options.root, "image")).convert("RGB")
+                        else Image.open(media_path(item, options.root, "image")).convert("RGB")
                     )
                 elif kind == "video":
-                    path = _media_path(item, options.root, "video")
+                    path = media_path(item, options.root, "video")
                     videos.append(load_video_item(path, config))
                     if in_video:
                         audios.append(load_audio(path, sr=options.audio_sample_rate))
                 elif kind == "audio":
-                    path = _media_path(item, options.root, "audio")
+                    path = media_path(item, options.root, "audio")
                     audios.append(load_audio(path, sr=options.audio_sample_rate))
         return images or None, videos or None, audios or None
 

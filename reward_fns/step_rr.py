@@ -1,0 +1,36 @@
+"""Step-RR as a plain verl reward function, for ``reward.custom_reward_function.path``.
+
+    reward.custom_reward_function.path=pkg://verl_avconfuse.reward_fns.step_rr   (or this file's path)
+    reward.custom_reward_function.name=compute_score
+    +reward.custom_reward_function.reward_kwargs.embedding_model=Qwen/Qwen3-Embedding-0.6B
+
+The reference a-think comes from ``extra_info["reference_a_think"]`` (write it into the dataset with
+``avconfuse reference precompute``); without it ``arr`` is 0. The embedder is loaded once per
+process. The ``step_rr`` reward manager (the ``avconfuse`` recipe) is the batched, reference-worker
+version of the same function.
+"""
+
+from __future__ import annotations
+
+from verl_avconfuse.rewards import DEFAULT_OMEGA, parse_response, similarity_requests, step_rr_scores
+from verl_avconfuse.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict | None = None,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    omega: float = DEFAULT_OMEGA,
+    **kwargs,
+) -> dict[str, float]:
+    extra_info = extra_info or {}
+    parsed = parse_response(solution_str)
+    arr_pair, avc_pair = similarity_requests(parsed, extra_info.get("reference_a_think"))
+    pairs = [pair for pair in (arr_pair, avc_pair) if pair is not None]
+    sims = iter(get_similarity_model(embedding_model).score(pairs).tolist() if pairs else [])
+    sim_a_ref = next(sims) if arr_pair is not None else None
+    sim_a_v = next(sims) if avc_pair is not None else None
+    options = extra_info.get("options")
+    return step_rr_scores(parsed, ground_truth, sim_a_ref, sim_a_v, omega=omega, options=list(options) if options is not None else None)

@@ -1,0 +1,199 @@
+"""``reward.reward_manager.name=step_rr``: Step-RR in verl's reward loop.
+
+verl scores each rollout as it finishes, in several reward-loop workers. For each response this
+manager parses it, finds the prompt's reference a-think, has the similarities computed, and
+combines them with :func:`verl_avconfuse.rewards.step_rr_scores`:
+
+- reference a-think: ``extra_info.reference_a_think`` when precomputed
+  (``avconfuse reference precompute``); else the persistent cache (read directly); else the
+  reference worker (:data:`REFERENCE_ACTOR`), only for misses. A failure or timeout gives
+  ``arr = 0`` and is counted (``ref_error``), and training goes on;
+- similarities: the shared similarity worker when the trainer started one, else an embedder loaded
+  once in this process; either way concurrent responses are embedded in one batch.
+
+Per-sample extra info (``format``, ``arr``, ``avc``, ``acc``, ``ref_cached``, ``ref_error``)
+becomes the trainer's ``reward/*`` and ``reference/*`` metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from verl.experimental.reward_loop.reward_manager import register
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from verl_avconfuse.rewards import parse_response, similarity_requests, step_rr_scores
+from verl_avconfuse.settings import avconfuse_settings
+
+logger = logging.getLogger(__name__)
+
+REWARD_MANAGER_NAME = "step_rr"
+
+
+def _user_text(messages) -> str:
+    parts = []
+    for message in messages or []:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(
+                item.get("text", "") for item in content if isinstance(item, dict) and item.get("type") == "text"
+            )
+    return " ".join(part.strip() for part in parts if part.strip())
+
+
+def reference_request_for(non_tensor: dict, media_root: str | None):
+    """The reference audio LM's request for one sample: its soundtrack, question and answer."""
+    from verl_avconfuse.omni.dataset import media_path
+    from verl_avconfuse.prompts import OUTPUT_FORMAT_INSTRUCTION
+    from verl_avconfuse.reference.cache import ReferenceRequest
+
+    messages = list(non_tensor.get("raw_prompt") or [])
+    audio = video = None
+    for message in messages:
+        for item in message.get("content") or [] if isinstance(message.get("content"), list) else []:
+            if isinstance(item, dict) and item.get("type") == "audio" and audio is None:
+                audio = media_path(item, media_root, "audio")
+            elif isinstance(item, dict) and item.get("type") == "video" and video is None:
+                video = media_path(item, media_root, "video")
+    source = audio or video
+    if source is None:
+        return None
+    extra_info = non_tensor.get("extra_info") or {}
+    question = extra_info.get("question") or _user_text(messages).replace(OUTPUT_FORMAT_INSTRUCTION, "").strip()
+    answer = str((non_tensor.get("reward_model") or {}).get("ground_truth", ""))
+    return ReferenceRequest(str(source), str(question), answer)
+
+
+@register(REWARD_MANAGER_NAME)
+class StepRRRewardManager(RewardManagerBase):
+    """Step-RR (r_format + r_arr + r_avc) for verl's reward loop."""
+
+    def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None):
+        super().__init__(config, tokenizer, compute_score)
+        self.settings = avconfuse_settings(config)
+        media = (config.get("data") or {}).get("media") or {}
+        self.media_root = media.get("root") if hasattr(media, "get") else None
+        self._reference_actor = None
+        self._similarity_actor = None
+        self._local_similarity = None
+        self._cache = None
+
+    # ------------------------------------------------------------------------------ reference
+
+    def _reference_cache(self):
+        if self._cache is None:
+            from verl_avconfuse.reference.cache import ReferenceCache
+
+            try:
+                self._cache = ReferenceCache(self.settings.reference.cache_dir, readonly=True)
+            except FileNotFoundError:
+                return None
+        return self._cache
+
+    async def _reference(self, non_tensor: dict) -> tuple[str | None, float, float]:
+        """(reference a-think, came from cache/precompute, failed)."""
+        extra_info = non_tensor.get("extra_info") or {}
+        precomputed = extra_info.get("reference_a_think")
+        if precomputed:
+            return str(precomputed), 1.0, 0.0
+        if not self.settings.reference.enable:
+            return None, 0.0, 0.0
+        try:
+            request = reference_request_for(non_tensor, self.media_root)
+            if request is None:
+                raise ValueError("the prompt has no audio or video item")
+            cache = self._reference_cache()
+            if cache is not None:
+                from verl_avconfuse.reference.cache import reference_key
+
+                key = reference_key(request, str(self.settings.reference.model_path))
+                hit = cache.get_many([key]).get(key)
+                if hit is not None:
+                    return hit, 1.0, 0.0
+            if self._reference_actor is None:
+                from verl_avconfuse.reference.worker import REFERENCE_ACTOR, find_worker
+
+                self._reference_actor = find_worker(REFERENCE_ACTOR)
+                if self._reference_actor is None:
+                    raise RuntimeError(
+                        "no reference worker is running (use trainer.v1.trainer_mode=avconfuse, or precompute "
+                        "references with `avconfuse reference precompute`)"
+                    )
+            (result,) = await asyncio.wait_for(
+                self._reference_actor.get_many.remote([request]), timeout=self.settings.reference.timeout_s
+            )
+            if result["a_think"] is None:
+                raise RuntimeError(result["error"])
+            return result["a_think"], 1.0 if result["cached"] else 0.0, 0.0
+        except Exception as error:  # noqa: BLE001 -- one sample's reference never stops training
+            logger.warning("step_rr: no reference a-think for this sample (arr = 0): %s", error)
+            return None, 0.0, 1.0
+
+    # ----------------------------------------------------------------------------- similarity
+
+    async def _similarities(self, pairs: list) -> list[float]:
+        if not pairs:
+            return []
+        if self._similarity_actor is None and self._local_similarity is None:
+            from verl_avconfuse.reference.worker import SIMILARITY_ACTOR, find_worker
+
+            self._similarity_actor = find_worker(SIMILARITY_ACTOR)
+            if self._similarity_actor is None:
+                self._local_similarity = _local_similarity_batcher(self.settings.similarity)
+        if self._similarity_actor is not None:
+            return await self._similarity_actor.score.remote(pairs)
+        return await self._local_similarity.submit(pairs)
+
+    # ---------------------------------------------------------------------------------- score
+
+    async def run_single(self, data) -> dict[str, Any]:
+        item = data[-1:][0]
+        response_ids = item.batch["responses"]
+        valid = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
+        text = await self.loop.run_in_executor(
+            None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True)
+        )
+        non_tensor = dict(item.non_tensor_batch)
+        parsed = parse_response(text)
+        ground_truth = str(non_tensor["reward_model"]["ground_truth"])
+        options = (non_tensor.get("extra_info") or {}).get("options")
+
+        reference, ref_cached, ref_error = await self._reference(non_tensor)
+        arr_pair, avc_pair = similarity_requests(parsed, reference)
+        pairs = [pair for pair in (arr_pair, avc_pair) if pair is not None]
+        sims = iter(await self._similarities(pairs))
+        sim_a_ref = next(sims) if arr_pair is not None else None
+        sim_a_v = next(sims) if avc_pair is not None else None
+        scores = step_rr_scores(
+            parsed,
+            ground_truth,
+            sim_a_ref,
+            sim_a_v,
+            omega=self.settings.step_rr.omega,
+            options=list(options) if options is not None else None,
+        )
+        extra = {**scores, "ref_cached": ref_cached, "ref_error": ref_error}
+        return {"reward_score": scores["score"], "reward_extra_info": extra}
+
+
+_local_batchers: dict = {}
+
+
+def _local_similarity_batcher(settings):
+    """An in-process embedder, loaded once per process, batching this process's concurrent calls."""
+    from verl_avconfuse.batching import MicroBatcher
+    from verl_avconfuse.similarity import get_similarity_model
+
+    key = (settings.model, settings.batch_size, settings.use_instructions)
+    if key not in _local_batchers:
+        model = get_similarity_model(
+            settings.model, batch_size=settings.batch_size, use_instructions=settings.use_instructions
+        )
+        _local_batchers[key] = MicroBatcher(lambda pairs: model.score(pairs).tolist(), window_s=settings.batch_window_s)
+    return _local_batchers[key]
