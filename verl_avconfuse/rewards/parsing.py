@@ -1,0 +1,171 @@
+"""Split an RL-CoMM response into its three blocks: ``<a-think>`` (audio), ``<v-think>`` (visual), ``<answer>``.
+
+The policy is asked (``verl_avconfuse.prompts.OUTPUT_FORMAT_INSTRUCTION``) for::
+
+    <a-think> what it hears </a-think> <v-think> what it sees </v-think> <answer> the answer </answer>
+
+Rules (docs/step_rr.md lists every choice and why):
+
+- Tags are the exact six strings above, matched case-insensitively (``<A-Think>`` is a tag). Whitespace
+  inside the brackets is *not* tolerated: ``< answer >`` is plain text. The policy is shown the exact tags,
+  and Ans-CO's answer mask (:mod:`verl_avconfuse.losses.answer_mask`) searches for the exact ``<answer>``,
+  so a looser tag here would pay a format reward for a response whose answer tokens Ans-CO cannot find.
+- A block is an opening tag and the first closing tag of the same kind after it; when a kind is opened
+  twice before it is closed, the later (nearer) opening counts: ``<answer> a <answer> b </answer>`` is ``b``.
+- A block holding only whitespace is absent (``None``): an empty answer is no answer (the paper: "no
+  answer -> 0"), and an empty reasoning block has nothing to embed.
+- ``a_think`` / ``v_think``: the first block of that kind. ``answer``: the first answer block that opens
+  after the last ``</a-think>`` / ``</v-think>`` (the same rule as Ans-CO's answer span, so the answer the
+  reward grades is the answer Ans-CO sharpens), else the first answer block anywhere.
+- ``well_formed`` (the paper's ``r_format``): exactly six tags, in the order ``<a-think> </a-think>
+  <v-think> </v-think> <answer> </answer>``, only whitespace outside the blocks, and no block empty.
+
+Responses are expected decoded with ``skip_special_tokens=True`` (verl's reward managers do); a trailing
+``<|im_end|>`` left in the text is "something outside the blocks" and fails the format.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+A_THINK, V_THINK, ANSWER = "a-think", "v-think", "answer"
+#: The three blocks of RL-CoMM's format, in the order the format requires.
+BLOCK_TAGS: tuple[str, ...] = (A_THINK, V_THINK, ANSWER)
+
+_TAG = re.compile(r"<(/?)(a-think|v-think|answer)>", re.IGNORECASE)
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# (is_closing, kind) of the six tags of a well-formed response, in order.
+_WELL_FORMED_SEQUENCE: tuple[tuple[bool, str], ...] = tuple(
+    (closing, kind) for kind in BLOCK_TAGS for closing in (False, True)
+)
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """One response split into RL-CoMM's blocks.
+
+    Attributes:
+        a_think: audio reasoning, stripped; ``None`` when there is no (non-empty) ``<a-think>`` block.
+        v_think: visual reasoning, stripped; ``None`` likewise.
+        answer: the answer, stripped; ``None`` when there is no (non-empty) ``<answer>`` block.
+        well_formed: the three-part format holds exactly (the paper's ``r_format = 1``).
+    """
+
+    a_think: str | None
+    v_think: str | None
+    answer: str | None
+    well_formed: bool
+
+
+class _Tag(NamedTuple):
+    start: int
+    end: int
+    closing: bool
+    kind: str
+
+
+class _Block(NamedTuple):
+    open_start: int
+    content_start: int
+    content_end: int
+    close_end: int
+
+
+def _pair_blocks(tags: list[_Tag]) -> dict[str, list[_Block]]:
+    """Every complete block per kind, in order of their closing tags (nearest opening wins)."""
+    open_at: dict[str, _Tag] = {}
+    blocks: dict[str, list[_Block]] = {}
+    for tag in tags:
+        if not tag.closing:
+            open_at[tag.kind] = tag
+        elif tag.kind in open_at:
+            opening = open_at.pop(tag.kind)
+            blocks.setdefault(tag.kind, []).append(_Block(opening.start, opening.end, tag.start, tag.end))
+    return blocks
+
+
+def _content(text: str, block: _Block | None) -> str | None:
+    if block is None:
+        return None
+    content = text[block.content_start : block.content_end].strip()
+    return content or None
+
+
+def _is_well_formed(text: str, tags: list[_Tag]) -> bool:
+    if len(tags) != len(_WELL_FORMED_SEQUENCE):
+        return False
+    if any((t.closing, t.kind) != expected for t, expected in zip(tags, _WELL_FORMED_SEQUENCE, strict=True)):
+        return False
+    # Outside: before the first tag, between consecutive blocks, after the last tag.
+    outside = [text[: tags[0].start], text[tags[-1].end :]]
+    outside += [text[tags[i].end : tags[i + 1].start] for i in (1, 3)]
+    inside = [text[tags[i].end : tags[i + 1].start] for i in (0, 2, 4)]
+    return all(not s.strip() for s in outside) and all(s.strip() for s in inside)
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Parse one decoded response (module docstring: the rules). Never raises on a ``str``.
+
+    Args:
+        text: the response text, special tokens removed.
+
+    Returns:
+        :class:`ParsedResponse`; partial responses keep what they have (e.g. an answer without a v-think
+        gives ``answer`` set, ``v_think=None``, ``well_formed=False``) so the partial rewards still apply.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_response expects the decoded response as str, got {type(text).__name__}")
+    tags = [_Tag(m.start(), m.end(), m.group(1) == "/", m.group(2).lower()) for m in _TAG.finditer(text)]
+    blocks = _pair_blocks(tags)
+
+    think_end = max((t.end for t in tags if t.closing and t.kind != ANSWER), default=0)
+    answers = blocks.get(ANSWER, [])
+    answer = next((b for b in answers if b.open_start >= think_end), answers[0] if answers else None)
+
+    return ParsedResponse(
+        a_think=_content(text, blocks.get(A_THINK, [None])[0]),
+        v_think=_content(text, blocks.get(V_THINK, [None])[0]),
+        answer=_content(text, answer),
+        well_formed=_is_well_formed(text, tags),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _tag_pattern(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"<(/?)({re.escape(tag)})>", re.IGNORECASE)
+
+
+def extract_block(text: str, tag: str) -> str | None:
+    """Content of the first complete ``<tag>...</tag>`` block, stripped; ``None`` if absent or blank.
+
+    Same matching as :func:`parse_response` (case-insensitive, nearest opening wins), but always the
+    *first* block: for ``tag="answer"`` this can differ from ``parse_response(text).answer``, which
+    prefers the answer written after the reasoning.
+
+    Args:
+        text: any text.
+        tag: the tag name without brackets, e.g. ``"a-think"`` (letters, digits, ``_`` and ``-``).
+    """
+    if not _TAG_NAME.fullmatch(tag):
+        raise ValueError(f"extract_block: tag must be a bare tag name like 'a-think', got {tag!r}")
+    name = tag.lower()
+    tags = [_Tag(m.start(), m.end(), m.group(1) == "/", name) for m in _tag_pattern(tag).finditer(text)]
+    blocks = _pair_blocks(tags).get(name)
+    return _content(text, blocks[0] if blocks else None)
+
+
+def reference_a_think(reference_response: str) -> str | None:
+    """The reference LALM's audio reasoning, the target of the paper's ``r_arr``.
+
+    The LALM is asked to reason inside ``<a-think> </a-think>``. Its first complete a-think block is used;
+    when it wrote no complete block (forgot the tags, or was cut off), its whole response with any
+    a-think tags removed is used: unlike the policy, the reference is not being graded on its format,
+    and its text is still audio reasoning. ``None`` when nothing but whitespace is left.
+    """
+    block = extract_block(reference_response, A_THINK)
+    if block is not None:
+        return block
+    return _tag_pattern(A_THINK).sub(" ", reference_response).strip() or None
