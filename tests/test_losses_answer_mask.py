@@ -358,3 +358,14 @@ def test_property_mask_is_a_minimal_cover_of_the_answer(trained_tok, sample, pad
         if span == "through_end":
             assert last == len(ids) - 1
             assert trained_tok.decode(ids[first:]).find(f"<answer>{content}</answer>") >= 0
+
+
+def test_answer_tags_are_case_insensitive_like_the_reward_parser():
+    from verl_avconfuse.losses.answer_mask import answer_span
+    from verl_avconfuse.rewards import parse_response
+
+    text = "<A-THINK> hear </A-THINK> <V-Think> see </V-Think> <ANSWER> yes </Answer>"
+    assert parse_response(text).answer == "yes"
+    start, end = answer_span(text, "content")
+    assert text[start:end].strip() == "yes"
+    assert answer_span(text.encode(), "through_end") == (text.index("<ANSWER>"), len(text))

@@ -21,6 +21,7 @@ bytes is the same as searching text.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -64,21 +65,28 @@ def answer_span(
         raise ValueError(f"span must be one of {ANSWER_SPANS}, got {span!r}")
     as_bytes = isinstance(text, bytes)
 
-    def tag(s: str) -> Any:
-        return s.encode() if as_bytes else s
+    def find(tag: str, start: int = 0, last: bool = False) -> int:
+        # Case-insensitive, like the reward's parser (<ANSWER> is an answer there too); a regex keeps
+        # the offsets exact where str.lower() could change a string's length.
+        pattern = re.compile(re.escape(tag.encode() if as_bytes else tag), re.IGNORECASE)
+        if last:
+            matches = list(pattern.finditer(text, start))
+            return matches[-1].start() if matches else -1
+        match = pattern.search(text, start)
+        return match.start() if match else -1
 
     think_end = 0
     for t in think_end_tags:
-        pos = text.rfind(tag(t))
+        pos = find(t, last=True)
         if pos >= 0:
-            think_end = max(think_end, pos + len(tag(t)))
-    open_start = text.find(tag(ANSWER_OPEN), think_end)
+            think_end = max(think_end, pos + len(t))
+    open_start = find(ANSWER_OPEN, think_end)
     if open_start < 0:
         return None
     if span == "through_end":
         return open_start, len(text)
-    content_start = open_start + len(tag(ANSWER_OPEN))
-    close_start = text.find(tag(ANSWER_CLOSE), content_start)
+    content_start = open_start + len(ANSWER_OPEN)
+    close_start = find(ANSWER_CLOSE, content_start)
     if close_start < 0:
         return None
     return content_start, close_start
