@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "omni-params": ("verl_avconfuse.omni.cli", "parameter counts of a Qwen2.5-Omni config: thinker vs full model"),
     "extract-thinker": ("verl_avconfuse.omni.cli", "write the thinker of a full Qwen2.5-Omni checkpoint on its own"),
     "export-omni": ("verl_avconfuse.omni.cli", "merge a trained thinker back into the full Qwen2.5-Omni checkpoint"),
+    "reference": ("verl_avconfuse.reference.cli", "the reference audio LM: `reference precompute` fills a dataset"),
 }
 
 

@@ -1,0 +1,110 @@
+"""The reference audio LM: content-keyed cache, service (misses only, isolated failures), precompute."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from verl_avconfuse.reference.backends import HFAudioLM, extract_reference_a_think
+from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, reference_key
+from verl_avconfuse.reference.cli import precompute
+from verl_avconfuse.reference.service import ReferenceService
+
+
+@pytest.fixture(scope="module")
+def audio_lm(tiny_asset):
+    return HFAudioLM(tiny_asset("models/qwen2_audio"))
+
+
+@pytest.fixture(scope="module")
+def clips(tiny_asset):
+    frame = pd.read_parquet(tiny_asset("data/omni/train.parquet"))
+    return [str(v[0]) for v in frame["videos"][:4]]
+
+
+class CountingLM:
+    """The real tiny audio LM, counting what it is asked to generate."""
+
+    def __init__(self, inner):
+        self.inner, self.model_id, self.generated = inner, inner.model_id, []
+
+    def generate(self, requests):
+        self.generated.extend(requests)
+        return self.inner.generate(requests)
+
+
+def test_cache_key_follows_content_not_paths(clips, tmp_path):
+    copy = tmp_path / "same_clip_elsewhere.mp4"
+    shutil.copy(clips[0], copy)
+    base = ReferenceRequest(clips[0], "Is there a violin sound?", "yes")
+    assert reference_key(base, "m") == reference_key(ReferenceRequest(str(copy), base.question, base.answer), "m")
+    assert reference_key(base, "m") != reference_key(ReferenceRequest(clips[1], base.question, base.answer), "m")
+    assert reference_key(base, "m") != reference_key(ReferenceRequest(clips[0], base.question, "no"), "m")
+    assert reference_key(base, "m") != reference_key(base, "other-model")
+    assert reference_key(base, "m") != reference_key(base, "m", prompt_version="v2")
+
+
+def test_service_generates_each_prompt_once_then_serves_the_cache(audio_lm, clips, tmp_path):
+    lm = CountingLM(audio_lm)
+    service = ReferenceService(lm, ReferenceCache(tmp_path), batch_size=2)
+    requests = [ReferenceRequest(c, "Is there a violin sound?", "yes") for c in clips] * 2  # a group repeats
+    first = service.get_many(requests)
+    assert all(r.a_think for r in first) and len(lm.generated) == len(clips)
+    assert [r.a_think for r in first[: len(clips)]] == [r.a_think for r in first[len(clips) :]]
+    second = ReferenceService(lm, ReferenceCache(tmp_path), batch_size=2).get_many(requests)  # a new run
+    assert len(lm.generated) == len(clips)
+    assert all(r.cached for r in second) and [r.a_think for r in second] == [r.a_think for r in first]
+
+
+def test_one_bad_file_costs_one_sample_and_is_not_retried(audio_lm, clips, shared_dir, tmp_path):
+    lm = CountingLM(audio_lm)
+    service = ReferenceService(lm, ReferenceCache(tmp_path), batch_size=4)
+    silent = str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")
+    requests = [ReferenceRequest(clips[0], "q", "yes"), ReferenceRequest(silent, "q", "no"), ReferenceRequest(str(tmp_path / "missing.mp4"), "q", "no")]
+    results = service.get_many(requests)
+    assert results[0].a_think and results[0].error is None
+    assert results[1].a_think is None and "video_only_no_audio.mp4" in results[1].error and "audio" in results[1].error
+    assert results[2].a_think is None and "missing.mp4" in results[2].error
+    asked = len(lm.generated)
+    service.get_many(requests[1:2])
+    assert len(lm.generated) == asked, "a known-bad file is not generated again in the same run"
+    assert service.stats.errors == 3 and len(ReferenceCache(tmp_path)) == 1
+
+
+def test_reference_paragraph_is_the_a_think_block_or_the_whole_generation():
+    assert extract_reference_a_think("blah <A-think> I hear a violin. </a-think> tail") == "I hear a violin."
+    assert extract_reference_a_think("I hear a violin playing.") == "I hear a violin playing."
+    assert extract_reference_a_think("   ") == ""
+
+
+def test_read_only_cache_refuses_writes_and_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ReferenceCache(tmp_path / "nothing", readonly=True).get_many(["k"])
+    ReferenceCache(tmp_path).put_many([("k", "a", "raw")], model="m")
+    readonly = ReferenceCache(tmp_path, readonly=True)
+    assert readonly.get_many(["k", "other"]) == {"k": "a"}
+    with pytest.raises(PermissionError):
+        readonly.put_many([("x", "a", "raw")], model="m")
+
+
+def test_precompute_writes_extra_info_atomically_and_resumes_from_the_cache(audio_lm, tiny_asset, shared_dir, tmp_path):
+    frame = pd.read_parquet(tiny_asset("data/omni/train.parquet")).head(5)
+    silent = str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")
+    frame.at[3, "videos"] = [silent]
+    frame.at[3, "audios"] = [silent]
+    data = tmp_path / "train.parquet"
+    frame.to_parquet(data)
+    lm = CountingLM(audio_lm)
+    out = tmp_path / "out" / "train.ref.parquet"
+    summary = precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2)
+    written = pd.read_parquet(out)
+    refs = [info["reference_a_think"] for info in written["extra_info"]]
+    assert [r is None for r in refs] == [False, False, False, True, False]
+    assert summary["failures"][0]["row"] == 3 and "video_only_no_audio.mp4" in summary["failures"][0]["reason"]
+    assert written["extra_info"][0]["question"] == frame["extra_info"][0]["question"]  # other fields kept
+    generated = len(lm.generated)
+    precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2)
+    assert len(lm.generated) == generated + 1  # only the failed row is tried again
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train.ref.parquet"]
