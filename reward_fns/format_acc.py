@@ -10,7 +10,9 @@ from __future__ import annotations
 from verl_avconfuse.rewards import answers_match, parse_response
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **kwargs) -> dict[str, float]:
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **kwargs
+) -> dict[str, float]:
     parsed = parse_response(solution_str)
     options = (extra_info or {}).get("options")
     fmt = 1.0 if parsed.well_formed else 0.0

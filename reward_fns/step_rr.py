@@ -33,4 +33,6 @@ def compute_score(
     sim_a_ref = next(sims) if arr_pair is not None else None
     sim_a_v = next(sims) if avc_pair is not None else None
     options = extra_info.get("options")
-    return step_rr_scores(parsed, ground_truth, sim_a_ref, sim_a_v, omega=omega, options=list(options) if options is not None else None)
+    return step_rr_scores(
+        parsed, ground_truth, sim_a_ref, sim_a_v, omega=omega, options=list(options) if options is not None else None
+    )

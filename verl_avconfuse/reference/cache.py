@@ -68,7 +68,7 @@ class ReferenceCache:
     FILENAME = "reference_a_think.sqlite"
 
     def __init__(self, directory: str | os.PathLike, *, readonly: bool = False):
-        self.path = Path(directory) / self.FILENAME
+        self.path = Path(directory).expanduser() / self.FILENAME
         self.readonly = readonly
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)

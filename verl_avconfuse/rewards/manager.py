@@ -156,7 +156,7 @@ class StepRRRewardManager(RewardManagerBase):
         item = data[-1:][0]
         response_ids = item.batch["responses"]
         valid = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
-        text = await self.loop.run_in_executor(
+        text = await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True)
         )
         non_tensor = dict(item.non_tensor_batch)
