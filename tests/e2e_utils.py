@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 from conftest import REPO, run_python
-
-_STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
-_NUMBER = re.compile(r"^(?:np\.\w+\()?(-?[\d.eE+-]+|nan|inf)\)?$")
-
-
-def parse_console_metrics(log: str) -> dict[int, dict[str, float]]:
-    """verl's console logger prints ``step:N - key:value - key:value ...``; numbers only."""
-    steps: dict[int, dict[str, float]] = {}
-    for line in log.splitlines():
-        match = _STEP_LINE.search(line)
-        if not match:
-            continue
-        metrics = {}
-        for item in match.group(2).split(" - "):
-            key, _, value = item.rpartition(":")
-            number = _NUMBER.match(value.strip())
-            if key and number:
-                metrics[key.strip()] = float(number.group(1))
-        steps[int(match.group(1))] = metrics
-    return steps
+from verl_avconfuse.console_metrics import parse_console_metrics
 
 
 def ray_processes() -> set[int]:
