@@ -57,10 +57,30 @@ class StepRRSettings:
 
 
 @dataclass(frozen=True)
+class AnsCoSettings:
+    """Ans-CO, RL-CoMM stage 3 (see docs/ans_co.md): ``pg_coef * L_PG + ansco_coef * L_OP``."""
+
+    enable: bool = False
+    #: Entropy weight lambda; 0 gives pure NLL (and no entropy is computed).
+    lam: float = 0.5
+    #: Per sample, lambda = 0 when the answer's uncertainty u exceeds this.
+    u_max: float = 0.75
+    #: "answer_prob": u = 1 - exp(mean log-prob of the answer tokens); "entropy": mean answer entropy / log V.
+    uncertainty: str = "answer_prob"
+    #: "through_end": <answer> ... through the end of the response; "content": inside <answer></answer> only.
+    answer_span: str = "through_end"
+    #: "right": NLL on responses whose answer is right (default); "all": on every response.
+    nll_on: str = "right"
+    pg_coef: float = 1.0
+    ansco_coef: float = 1.0
+
+
+@dataclass(frozen=True)
 class AvconfuseSettings:
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     step_rr: StepRRSettings = field(default_factory=StepRRSettings)
+    ans_co: AnsCoSettings = field(default_factory=AnsCoSettings)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -95,4 +115,12 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         )
     if reference.enable and not reference.model_path:
         raise ValueError("avconfuse.reference.model_path: required when avconfuse.reference.enable is true")
+    ans_co = settings.ans_co
+    for name, value, allowed in (
+        ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),
+        ("answer_span", ans_co.answer_span, ("through_end", "content")),
+        ("nll_on", ans_co.nll_on, ("right", "all")),
+    ):
+        if value not in allowed:
+            raise ValueError(f"avconfuse.ans_co.{name}: expected one of {allowed}, got {value!r}")
     return settings

@@ -11,6 +11,10 @@ through ``register_trainer`` rather than a patched trainer, the metrics:
   the media (placeholder tokens per prompt);
 - ``data/skipped_samples``: rows the dataset dropped for unusable media (see ``OmniRLDataset``).
 
+With ``avconfuse.ans_co.enable`` (RL-CoMM stage 3) it installs the Ans-CO loss in the actor workers
+(``set_loss_fn``) and, before each actor update, writes each response's answer-token mask and NLL
+flag into the transfer queue; ``ansco/{nll,answer_entropy,u_mean,gated_frac,loss}`` are logged.
+
 Everything else is ``PPOTrainerSync``.
 """
 
@@ -86,17 +90,98 @@ class AvconfuseTrainer(PPOTrainerSync):
         return super()._build_replay_buffer()
 
     def _setup(self):
+        from verl_avconfuse.settings import avconfuse_settings
+
+        self.avconfuse_settings = avconfuse_settings(self.config)
         super()._setup()
+        if self.avconfuse_settings.ans_co.enable:
+            self._install_ans_co_loss()
         self.step_rr_workers: dict = {}
         if self.config.reward.reward_manager.get("name") == "step_rr":
             from verl_avconfuse.reference.worker import start_workers
-            from verl_avconfuse.settings import avconfuse_settings
 
             self.step_rr_workers = start_workers(
-                avconfuse_settings(self.config),
+                self.avconfuse_settings,
                 policy_model_path=self.config.actor_rollout_ref.model.path,
                 colocate_with=self.actor_rollout_wg.workers[0],
             )
+
+    # ------------------------------------------------------------------------------ Ans-CO
+
+    def _install_ans_co_loss(self) -> None:
+        from functools import partial
+
+        from verl.utils.config import omega_conf_to_dataclass
+
+        from verl_avconfuse.losses.verl_loss import ans_co_ppo_loss
+
+        settings = self.avconfuse_settings.ans_co
+        actor = self.config.actor_rollout_ref.actor
+        if settings.lam > 0 and not actor.get("calculate_entropy", False):
+            raise ValueError(
+                "avconfuse.ans_co.lam > 0 needs the policy entropy in the actor update: set "
+                "actor_rollout_ref.actor.calculate_entropy=true (the avconfuse_ansco recipe does)"
+            )
+        actor_config = omega_conf_to_dataclass(actor)
+        vocab_size = len(self.tokenizer)
+        self.actor_rollout_wg.set_loss_fn(
+            partial(ans_co_ppo_loss, config=actor_config, settings=settings, vocab_size=vocab_size)
+        )
+
+    def _write_ans_co_inputs(self, batch):
+        """Answer-token masks and NLL flags for the actor update (read by ``ans_co_ppo_loss``)."""
+        import torch
+        import transfer_queue as tq
+        from tensordict import TensorDict
+        from verl.workers.utils.padding import response_to_nested
+
+        from verl_avconfuse.losses import answer_token_mask
+        from verl_avconfuse.losses.verl_loss import ANSWER_MASK_FIELD, NLL_MASK_FIELD
+
+        settings = self.avconfuse_settings.ans_co
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["responses", "response_mask", "extra_fields"],
+        )
+        response_mask_nested = data["response_mask"]
+        responses = data["responses"].to_padded_tensor(padding=self.tokenizer.pad_token_id or 0)
+        response_mask = response_mask_nested.to_padded_tensor(padding=0)
+        answer_mask = answer_token_mask(responses, self.tokenizer, response_mask, span=settings.answer_span)
+        if settings.nll_on == "all":
+            nll = torch.ones(len(batch.keys))
+        else:
+            extra_fields = data["extra_fields"]
+            extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+            infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+            if any("acc" not in info for info in infos):
+                raise KeyError(
+                    "avconfuse.ans_co.nll_on=right needs each sample's 'acc' in the reward extra info (Step-RR and "
+                    "format_acc provide it); use nll_on=all with other rewards"
+                )
+            nll = torch.tensor([float(info["acc"]) for info in infos])
+        fields = TensorDict(
+            {
+                ANSWER_MASK_FIELD: response_to_nested(answer_mask.to(torch.int64), response_mask_nested),
+                NLL_MASK_FIELD: nll,
+            },
+            batch_size=len(batch.keys),
+        )
+        # The returned batch meta lists the new fields too (the worker fetches the fields it lists).
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+
+    def _update_actor(self, batch, metrics):
+        if not self.avconfuse_settings.ans_co.enable:
+            return super()._update_actor(batch, metrics)
+        batch = self._write_ans_co_inputs(batch)
+        update_metrics: dict = {}
+        batch = super()._update_actor(batch, update_metrics)
+        # verl prefixes every actor metric with "actor/"; Ans-CO's are reported under their own names.
+        for key, value in update_metrics.items():
+            metrics[key[len("actor/") :] if key.startswith("actor/ansco/") else key] = value
+        return batch
+
+    # ----------------------------------------------------------------------------- metrics
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
