@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rl_comm_runs.py generations   # LALM generations over a 2-epoch run
     python benchmarks/bench_rl_comm_runs.py step-time     # RL-CoMM step time / GRPO-baseline step time
+    python benchmarks/bench_rl_comm_runs.py ans-co        # actor update time with Ans-CO / without
 
 generations: trains 2 epochs over ``--prompts`` prompts and reads ``reference/generated`` from the
 last step; with the content-keyed cache it must equal the number of unique prompts (the second
@@ -57,7 +58,10 @@ def generations(args, cwd: str) -> None:
 def step_time(args, cwd: str) -> None:
     common = ["+recipe=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
     times = {}
-    for name, recipes in (("rl_comm", ["+recipe=avconfuse"]), ("grpo_baseline", ["+recipe=avconfuse", "+recipe=grpo_baseline"])):
+    for name, recipes in (
+        ("rl_comm", ["+recipe=avconfuse"]),
+        ("grpo_baseline", ["+recipe=avconfuse", "+recipe=grpo_baseline"]),
+    ):
         steps = run([*recipes, *common, f"avconfuse.reference.cache_dir={cwd}/{name}"], cwd)
         values = [steps[s]["timing_s/step"] for s in sorted(steps)[1:]]
         times[name] = sum(values) / len(values)
@@ -65,15 +69,29 @@ def step_time(args, cwd: str) -> None:
     print(f"  RL-CoMM / GRPO-baseline step time: {times['rl_comm'] / times['grpo_baseline']:.2f}")
 
 
+def ans_co(args, cwd: str) -> None:
+    common = ["+recipe=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
+    times = {}
+    for name, recipes in (
+        ("without", ["+recipe=avconfuse"]),
+        ("with_ans_co", ["+recipe=avconfuse", "+recipe=avconfuse_ansco"]),
+    ):
+        steps = run([*recipes, *common, f"avconfuse.reference.cache_dir={cwd}/{name}"], cwd)
+        values = [steps[s]["timing_s/update_actor"] for s in sorted(steps)[1:]]
+        times[name] = sum(values) / len(values)
+        print(f"  {name:12s} mean actor update {times[name] * 1000:.0f} ms over steps 2..{args.steps}")
+    print(f"  actor update time with Ans-CO / without: {times['with_ans_co'] / times['without']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("generations", "step-time"))
+    parser.add_argument("what", choices=("generations", "step-time", "ans-co"))
     parser.add_argument("--prompts", type=int, default=6)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cwd:
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
-        (generations if args.what == "generations" else step_time)(args, cwd)
+        {"generations": generations, "step-time": step_time, "ans-co": ans_co}[args.what](args, cwd)
 
 
 if __name__ == "__main__":

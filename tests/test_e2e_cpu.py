@@ -31,9 +31,13 @@ def _assert_trained(result, steps, n_steps=2):
 def _assert_media(steps, audio=True, video=True):
     for step, metrics in steps.items():
         if audio:
-            assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0, step
+            assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0, (
+                step
+            )
         if video:
-            assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0, step
+            assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0, (
+                step
+            )
 
 
 def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
@@ -76,3 +80,19 @@ def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
     for metrics in steps.values():
         assert "reward/format/mean" in metrics and "reward/acc/mean" in metrics
         assert "reward/arr/mean" not in metrics and "reference/generated" not in metrics
+
+
+def test_ans_co_recipe_trains_two_steps_with_its_metrics(tmp_path):
+    """RL-CoMM stage 3: +recipe=avconfuse_ansco adds L_OP to the actor update."""
+    result, steps = run_main_ppo(
+        tmp_path,
+        "+recipe=avconfuse",
+        "+recipe=avconfuse_ansco",
+        "+recipe=cpu_tiny",
+        f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
+    )
+    _assert_trained(result, steps)
+    for step, metrics in steps.items():
+        assert metrics["ansco/nll"] > 0 and metrics["ansco/answer_entropy"] > 0, step
+        assert 0.0 <= metrics["ansco/u_mean"] <= 1.0 and 0.0 <= metrics["ansco/gated_frac"] <= 1.0, step
+        assert "ansco/loss" in metrics

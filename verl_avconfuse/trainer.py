@@ -170,10 +170,16 @@ class AvconfuseTrainer(PPOTrainerSync):
         # The returned batch meta lists the new fields too (the worker fetches the fields it lists).
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
+    def _compute_advantage(self, batch, metrics):
+        batch = super()._compute_advantage(batch, metrics)
+        if self.avconfuse_settings.ans_co.enable:
+            # Written with the advantages, outside the actor update (whose time is compared with plain GRPO).
+            batch = self._write_ans_co_inputs(batch)
+        return batch
+
     def _update_actor(self, batch, metrics):
         if not self.avconfuse_settings.ans_co.enable:
             return super()._update_actor(batch, metrics)
-        batch = self._write_ans_co_inputs(batch)
         update_metrics: dict = {}
         batch = super()._update_actor(batch, update_metrics)
         # verl prefixes every actor metric with "actor/"; Ans-CO's are reported under their own names.

@@ -106,7 +106,9 @@ def _write_clips(media_dir: Path, n: int, seed: int) -> list[dict]:
             samples = np.zeros_like(samples)
         path = media_dir / f"clip_{index:03d}_{instrument}{'_muted' if muted else ''}.mp4"
         if not path.exists():
-            write_synthetic_video(path, duration_s=CLIP_SECONDS, fps=CLIP_FPS, size=CLIP_SIZE, audio=samples, seed=seed + index)
+            write_synthetic_video(
+                path, duration_s=CLIP_SECONDS, fps=CLIP_FPS, size=CLIP_SIZE, audio=samples, seed=seed + index
+            )
         clips.append({"path": str(path), "instrument": instrument, "muted": muted})
     return clips
 
@@ -138,7 +140,9 @@ def _omni_rows(clips: list[dict], *, audio_in_video: bool, split: str) -> list[d
     return rows
 
 
-def _build_omni(out_dir: Path, *, audio_in_video: bool, n_train: int, n_val: int, seed: int, models_root=None, **_) -> dict[str, Path]:
+def _build_omni(
+    out_dir: Path, *, audio_in_video: bool, n_train: int, n_val: int, seed: int, models_root=None, **_
+) -> dict[str, Path]:
     # Both input modes read the same clips, kept next to the first dataset built.
     media_dir = Path(out_dir).parent / "omni_media"
     media_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +159,9 @@ def build_omni_dataset(out_dir: Path, *, n_train: int = 16, n_val: int = 4, seed
     return _build_omni(out_dir, audio_in_video=False, n_train=n_train, n_val=n_val, seed=seed, **kwargs)
 
 
-def build_omni_in_video_dataset(out_dir: Path, *, n_train: int = 16, n_val: int = 4, seed: int = 0, **kwargs) -> dict[str, Path]:
+def build_omni_in_video_dataset(
+    out_dir: Path, *, n_train: int = 16, n_val: int = 4, seed: int = 0, **kwargs
+) -> dict[str, Path]:
     """The same questions with ``<video>`` only: the soundtrack is read from the video (use_audio_in_video)."""
     return _build_omni(out_dir, audio_in_video=True, n_train=n_train, n_val=n_val, seed=seed, **kwargs)
 

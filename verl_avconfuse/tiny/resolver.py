@@ -52,7 +52,9 @@ def tiny_asset(name: str) -> str:
                 from verl_avconfuse.tiny.data import TINY_DATASETS, build_tiny_dataset
 
                 if parts[1] not in TINY_DATASETS:
-                    raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: unknown tiny dataset; known: {sorted(TINY_DATASETS)}")
+                    raise ValueError(
+                        f"${{{RESOLVER_NAME}:{name}}}: unknown tiny dataset; known: {sorted(TINY_DATASETS)}"
+                    )
                 build_tiny_dataset(parts[1], root / "data" / parts[1], models_root=root / "models")
             if not target.exists():
                 raise ValueError(

@@ -1,0 +1,199 @@
+"""Ans-CO's verl loss function: the gradient of a plain reference implementation, micro-batch invariant.
+
+The micro-batches are built the way verl's FSDP engine hands them to a loss function: nested
+full-sequence ``log_probs`` / ``entropy`` (position t scores token t+1), nested ``prompts`` /
+``responses`` / ``response_mask`` / ``old_log_probs`` / ``advantages``, and the non-tensor
+``dp_size`` / ``batch_num_tokens`` / ``global_batch_size`` verl assigns.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+from verl_avconfuse.losses import answer_token_mask
+from verl_avconfuse.losses.verl_loss import ANSWER_MASK_FIELD, NLL_MASK_FIELD, ans_co_ppo_loss
+from verl_avconfuse.settings import AnsCoSettings
+
+RESPONSES = [
+    "<a-think> I hear a violin. </a-think> <v-think> I see a violin. </v-think>\n<answer> yes </answer>",
+    "<a-think> I hear rain. </a-think> <v-think> I see a piano. </v-think>\n<answer> no </answer>",
+    "<a-think> I hear a cello and a flute. </a-think> <v-think> I see two players. </v-think>\n<answer> two </answer>",
+    "I hear something but I do not know",  # no answer block: no entropy term
+]
+NLL = [1.0, 0.0, 1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_asset):
+    import verl  # noqa: F401
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(
+            config_name="ppo_trainer",
+            overrides=["+recipe=[avconfuse,avconfuse_ansco]", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"],
+        )
+    actor = OmegaConf.to_container(config.actor_rollout_ref.actor, resolve=False)
+    actor_config = omega_conf_to_dataclass(OmegaConf.create(actor))
+    path = tiny_asset("models/qwen2")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64)
+    return actor_config, tokenizer, model
+
+
+def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9):
+    """(model_output, data) for samples ``rows`` as verl's FSDP engine hands them to a loss function."""
+    from tensordict import TensorDict
+
+    from verl.utils import tensordict_utils as tu
+
+    prompts, responses, lp_full, ent_full, answer_masks = [], [], [], [], []
+    for i in rows:
+        prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
+        response = torch.tensor(tokenizer(RESPONSES[i])["input_ids"])
+        sequence = torch.cat([prompt, response])
+        logits = model(sequence[None]).logits[0] / temperature
+        log_softmax = torch.log_softmax(logits, -1)
+        token_lp = log_softmax[:-1].gather(-1, sequence[1:, None]).squeeze(-1)
+        lp_full.append(torch.cat([token_lp, token_lp.new_zeros(1)]))  # position t scores token t+1
+        ent_full.append(-(log_softmax.exp() * log_softmax).sum(-1))
+        prompts.append(prompt)
+        responses.append(response)
+        answer_masks.append(answer_token_mask(response[None], tokenizer)[0].long())
+
+    def nested(values):
+        return torch.nested.as_nested_tensor(values, layout=torch.jagged)
+
+    model_output = {"log_probs": nested(lp_full), "entropy": nested(ent_full)}
+    mask = [torch.ones(len(r), dtype=torch.long) for r in responses]
+    data = tu.get_tensordict(
+        tensor_dict={
+            "prompts": nested(prompts),
+            "responses": nested(responses),
+            "response_mask": nested(mask),
+            "old_log_probs": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
+            "advantages": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
+            ANSWER_MASK_FIELD: nested(answer_masks),
+            NLL_MASK_FIELD: torch.tensor([NLL[i] for i in rows]),
+        },
+        non_tensor_dict={
+            "dp_size": 1,
+            "batch_num_tokens": sum(len(r) for r in responses),
+            "global_batch_size": global_batch_size,
+        },
+    )
+    assert isinstance(data, TensorDict)
+    return model_output, data, responses, answer_masks
+
+
+def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
+    """L_OP written plainly: per-sample token means, lam gated on u, averaged over the samples."""
+    total = 0.0
+    for i in rows:
+        prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
+        response = torch.tensor(tokenizer(RESPONSES[i])["input_ids"])
+        sequence = torch.cat([prompt, response])
+        logits = model(sequence[None]).logits[0, len(prompt) - 1 : -1] / temperature
+        log_softmax = torch.log_softmax(logits, -1)
+        token_lp = log_softmax.gather(-1, response[:, None]).squeeze(-1)
+        nll = -token_lp.mean()
+        answer = answer_token_mask(response[None], tokenizer)[0]
+        term = NLL[i] * nll
+        if answer.any():
+            entropy = -(log_softmax.exp() * log_softmax).sum(-1)[answer].mean()
+            u = 1 - torch.exp(token_lp[answer].mean().detach())
+            lam = settings.lam if u <= settings.u_max else 0.0
+            term = term + lam * entropy
+        total = total + term
+    return total / len(rows)
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return [p.grad.detach().clone() for p in model.parameters()]
+
+
+def test_gradient_equals_autograd_of_a_plain_reference(setup):
+    actor_config, tokenizer, model = setup
+    settings = AnsCoSettings(enable=True, pg_coef=0.0)
+    rows = [0, 1, 2, 3]
+    model_output, data, _, answer_masks = _micro_batch(tokenizer, model, rows, global_batch_size=len(rows))
+    assert answer_masks[3].sum() == 0 and all(m.sum() > 0 for m in answer_masks[:3])
+    loss, metrics = ans_co_ppo_loss(
+        copy.deepcopy(actor_config), model_output, data, settings=settings, vocab_size=len(tokenizer)
+    )
+    ours = _grads(model, loss)
+    reference = _reference_loss(tokenizer, model, rows, settings)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-10)
+    theirs = _grads(model, reference)
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, theirs, strict=True))
+    for key in ("ansco/nll", "ansco/answer_entropy", "ansco/u_mean", "ansco/gated_frac", "ansco/loss"):
+        assert key in metrics
+
+
+def test_micro_batches_add_up_to_the_mini_batch(setup):
+    actor_config, tokenizer, model = setup
+    settings = AnsCoSettings(enable=True, pg_coef=0.0)
+    full_output, full_data, _, _ = _micro_batch(tokenizer, model, [0, 1, 2, 3], global_batch_size=4)
+    full_loss, _ = ans_co_ppo_loss(
+        copy.deepcopy(actor_config), full_output, full_data, settings=settings, vocab_size=len(tokenizer)
+    )
+    full = _grads(model, full_loss)
+    accumulated = None
+    for rows in ([0, 1], [2, 3]):  # gradient accumulation over two micro-batches of one mini-batch
+        output, data, _, _ = _micro_batch(tokenizer, model, rows, global_batch_size=4)
+        loss, _ = ans_co_ppo_loss(
+            copy.deepcopy(actor_config), output, data, settings=settings, vocab_size=len(tokenizer)
+        )
+        grads = _grads(model, loss)
+        accumulated = grads if accumulated is None else [a + g for a, g in zip(accumulated, grads, strict=True)]
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(full, accumulated, strict=True))
+
+
+def test_policy_gradient_term_is_verls_own_plus_ans_co(setup):
+    from verl.workers.utils.losses import ppo_loss
+
+    actor_config, tokenizer, model = setup
+    output, data, _, _ = _micro_batch(tokenizer, model, [0, 1, 2], global_batch_size=3)
+    pg_only, _ = ppo_loss(copy.deepcopy(actor_config), output, data)
+    pure, _ = ans_co_ppo_loss(
+        copy.deepcopy(actor_config),
+        output,
+        data,
+        settings=AnsCoSettings(enable=True, pg_coef=0.0),
+        vocab_size=len(tokenizer),
+    )
+    both, _ = ans_co_ppo_loss(
+        copy.deepcopy(actor_config),
+        output,
+        data,
+        settings=AnsCoSettings(enable=True, pg_coef=1.0, ansco_coef=2.0),
+        vocab_size=len(tokenizer),
+    )
+    assert both.item() == pytest.approx(pg_only.item() + 2.0 * pure.item(), rel=1e-10)
+
+
+def test_lam_zero_is_pure_nll_and_needs_no_entropy(setup):
+    actor_config, tokenizer, model = setup
+    output, data, _, _ = _micro_batch(tokenizer, model, [0, 2], global_batch_size=2)
+    without_entropy = {"log_probs": output["log_probs"]}
+    settings = AnsCoSettings(enable=True, pg_coef=0.0, lam=0.0)
+    loss, metrics = ans_co_ppo_loss(
+        copy.deepcopy(actor_config), without_entropy, data, settings=settings, vocab_size=len(tokenizer)
+    )
+    assert loss.item() == pytest.approx(_reference_loss(tokenizer, model, [0, 2], settings).item(), rel=1e-10)
+    with pytest.raises(ValueError, match="calculate_entropy"):
+        ans_co_ppo_loss(
+            copy.deepcopy(actor_config), without_entropy, data, settings=AnsCoSettings(enable=True), vocab_size=10
+        )
