@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, run_python
 from verl_avconfuse.console_metrics import parse_console_metrics
+
+from conftest import REPO, run_python
 
 
 def ray_processes() -> set[int]:

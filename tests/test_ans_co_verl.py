@@ -33,7 +33,6 @@ def setup(tiny_asset):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from verl.utils.config import omega_conf_to_dataclass
 
     config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
@@ -54,7 +53,6 @@ def setup(tiny_asset):
 def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9):
     """(model_output, data) for samples ``rows`` as verl's FSDP engine hands them to a loss function."""
     from tensordict import TensorDict
-
     from verl.utils import tensordict_utils as tu
 
     prompts, responses, lp_full, ent_full, answer_masks = [], [], [], [], []

@@ -7,12 +7,13 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_python
 from safetensors.torch import load_file, save_file
 
 from verl_avconfuse.omni import checkpoint
 from verl_avconfuse.omni.checkpoint import CheckpointError, extract_thinker, merge_thinker, parameter_counts
 from verl_avconfuse.omni.cli import default_config_path
+
+from conftest import run_python
 
 
 @pytest.fixture(scope="module")

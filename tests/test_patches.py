@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_python
 
 from verl_avconfuse import patches
+
+from conftest import run_python
 
 
 @pytest.mark.parametrize("target", patches.ALL_TARGETS, ids=lambda t: f"{t.module}.{t.attribute}")
@@ -39,6 +40,23 @@ dist.destroy_process_group()
     result = run_python(["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu"}, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", True]
+
+
+def test_torchrun_process_group_patch_gives_plain_gloo_on_cpu(tmp_path):
+    """verl.trainer.sft_trainer's initialize_global_process_group, as torchrun would call it."""
+    code = """
+import json, os
+os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29612")
+import verl
+from verl.utils.distributed import initialize_global_process_group
+import torch.distributed as dist
+ranks = initialize_global_process_group()
+print(json.dumps([dist.get_backend(), list(ranks), initialize_global_process_group._avconfuse_patched]))
+dist.destroy_process_group()
+"""
+    result = run_python(["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu"}, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", [0, 0, 1], True]
 
 
 @pytest.mark.parametrize(

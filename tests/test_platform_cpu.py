@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import run_python
 
 from verl_avconfuse.platform.cpu import PlatformCPU
+
+from conftest import run_python
 
 
 def test_cpu_platform_is_never_auto_detected():

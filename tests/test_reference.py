@@ -62,7 +62,11 @@ def test_one_bad_file_costs_one_sample_and_is_not_retried(audio_lm, clips, share
     lm = CountingLM(audio_lm)
     service = ReferenceService(lm, ReferenceCache(tmp_path), batch_size=4)
     silent = str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")
-    requests = [ReferenceRequest(clips[0], "q", "yes"), ReferenceRequest(silent, "q", "no"), ReferenceRequest(str(tmp_path / "missing.mp4"), "q", "no")]
+    requests = [
+        ReferenceRequest(clips[0], "q", "yes"),
+        ReferenceRequest(silent, "q", "no"),
+        ReferenceRequest(str(tmp_path / "missing.mp4"), "q", "no"),
+    ]
     results = service.get_many(requests)
     assert results[0].a_think and results[0].error is None
     assert results[1].a_think is None and "video_only_no_audio.mp4" in results[1].error and "audio" in results[1].error

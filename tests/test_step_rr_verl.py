@@ -11,11 +11,12 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 
 from verl_avconfuse.rewards import parse_response, similarity_requests, step_rr_scores
 from verl_avconfuse.settings import avconfuse_settings
 from verl_avconfuse.similarity import get_similarity_model
+
+from conftest import REPO
 
 RESPONSE = "<a-think> I hear a violin playing. </a-think> <v-think> I see a violin. </v-think>\n<answer> yes </answer>"
 REFERENCE = "I hear a violin and a piano."

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import run_python
 from verl_avconfuse.tiny.resolver import RESOLVER_NAME, register_resolver, tiny_asset
+
+from conftest import run_python
 
 
 def test_resolver_builds_the_text_dataset_in_verls_row_schema():
@@ -35,7 +36,6 @@ def test_resolver_rejects_bad_names_with_the_expected_form(name):
 def test_text_dataset_loads_in_verls_rlhf_dataset():
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
-
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_asset("models/qwen2"))

@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-thinker": ("verl_avconfuse.omni.cli", "write the thinker of a full Qwen2.5-Omni checkpoint on its own"),
     "export-omni": ("verl_avconfuse.omni.cli", "merge a trained thinker back into the full Qwen2.5-Omni checkpoint"),
     "reference": ("verl_avconfuse.reference.cli", "the reference audio LM: `reference precompute` fills a dataset"),
+    "eval": ("verl_avconfuse.evaluation.cli", "evaluate a model on Music-AVQA, AVQA or AVHBench"),
+    "bench": (
+        "verl_avconfuse.bench.cli",
+        "AV-ConfuseBench: build muted/modified sets from real media, evaluate a model",
+    ),
 }
 
 

@@ -73,6 +73,44 @@ def _patch_process_group_backend(module: ModuleType) -> None:
     setattr(module, PROCESS_GROUP_BACKEND.attribute, initialize_global_process_group_ray)
 
 
+SFT_PROCESS_GROUP_BACKEND = PatchTarget(
+    module="verl.utils.distributed",
+    attribute="initialize_global_process_group",
+    signature="(timeout_second=36000)",
+    reason=(
+        "verl 0.9.1's torchrun entry points (verl.trainer.sft_trainer) build the same "
+        "'cpu:gloo,{device}:{backend}' string with no backend argument at all, and then call "
+        "set_device on the accelerator module."
+    ),
+)
+
+
+def _patch_sft_process_group_backend(module: ModuleType) -> None:
+    original = getattr(module, SFT_PROCESS_GROUP_BACKEND.attribute)
+    if getattr(original, "_avconfuse_patched", False):
+        return
+
+    @functools.wraps(original)
+    def initialize_global_process_group(timeout_second=36000):
+        import os
+        from datetime import timedelta
+
+        import torch.distributed
+        from verl.utils.device import get_device_name
+
+        if get_device_name() != "cpu":
+            return original(timeout_second=timeout_second)
+        torch.distributed.init_process_group(
+            backend="gloo",
+            timeout=timedelta(seconds=timeout_second),
+            init_method=os.environ.get("DIST_INIT_METHOD", None),
+        )
+        return int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+    initialize_global_process_group._avconfuse_patched = True
+    setattr(module, SFT_PROCESS_GROUP_BACKEND.attribute, initialize_global_process_group)
+
+
 # --------------------------------------------------------------------------------------------------
 # 2. the Qwen2.5-Omni processor
 # --------------------------------------------------------------------------------------------------
@@ -198,7 +236,10 @@ def apply_cli_patches() -> None:
 # --------------------------------------------------------------------------------------------------
 
 MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], None]]]] = {
-    PROCESS_GROUP_BACKEND.module: [(PROCESS_GROUP_BACKEND, _patch_process_group_backend)],
+    PROCESS_GROUP_BACKEND.module: [
+        (PROCESS_GROUP_BACKEND, _patch_process_group_backend),
+        (SFT_PROCESS_GROUP_BACKEND, _patch_sft_process_group_backend),
+    ],
     HF_PROCESSOR.module: [(HF_PROCESSOR, _patch_hf_processor)],
 }
 

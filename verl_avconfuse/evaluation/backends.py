@@ -1,0 +1,533 @@
+"""Where evaluation answers come from: a local Omni thinker, an OpenAI-compatible server, or a file.
+
+Every backend has one method, ``generate(requests) -> list[str]`` (one reply per request, same order),
+so a benchmark task never knows which model answered:
+
+- :class:`HFOmniBackend`: a Qwen2.5-Omni thinker checkpoint loaded with transformers, greedy decoding,
+  media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
+  (PyAV, ``fps`` frames per second up to ``max_frames``, 16 kHz mono audio), batched left-padded;
+  also :meth:`HFOmniBackend.next_token_logprobs` for answer-position probabilities (P(yes) vs P(no)).
+- :class:`OpenAIBackend`: any ``/v1/chat/completions`` server (``vllm serve``, ``transformers serve``),
+  media sent as ``video_url`` / ``audio_url`` parts (file URLs or base64 data), stdlib HTTP only.
+- :class:`PredictionsBackend`: a JSONL of ``{"id": ..., "prediction": ...}`` (another system's outputs,
+  or a previous run's prediction cache).
+
+:func:`load_backend` builds one from a spec string: ``hf:PATH``, ``openai:URL#MODEL``, ``jsonl:PATH``.
+
+Importing this module is cheap: torch and transformers are imported by :class:`HFOmniBackend` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import mimetypes
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Backend",
+    "EvalRequest",
+    "HFOmniBackend",
+    "OpenAIBackend",
+    "PredictionsBackend",
+    "load_backend",
+]
+
+#: Media placeholders of the training prompts; an :class:`EvalRequest` carries media as paths instead.
+_PLACEHOLDERS = ("<video>", "<audio>", "<image>")
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """One question to a model.
+
+    Attributes:
+        id: unique within a benchmark run (the prediction cache is keyed by it).
+        question: the full user text, instruction included, *without* media placeholders: the backend
+            puts the media first (video, then audio), as the training prompts do.
+        video: path of the video, or ``None``.
+        audio: path of a separate audio item (may be the video file itself: its soundtrack), or ``None``.
+            With ``use_audio_in_video`` the audio comes from ``video``; ``audio`` must then be ``None``
+            or the video's own path.
+        max_new_tokens: generation budget for the reply.
+    """
+
+    id: str
+    question: str
+    video: str | None = None
+    audio: str | None = None
+    max_new_tokens: int = 256
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that answers :class:`EvalRequest` s with text, one reply per request, in order."""
+
+    name: str
+
+    def generate(self, requests: list[EvalRequest]) -> list[str]: ...
+
+
+def _check_question(request: EvalRequest) -> None:
+    for placeholder in _PLACEHOLDERS:
+        if placeholder in request.question:
+            raise ValueError(
+                f"request {request.id!r}: the question contains the placeholder {placeholder!r}; "
+                "pass media as EvalRequest.video / EvalRequest.audio paths and the question as plain text"
+            )
+
+
+def _audio_source(request: EvalRequest, use_audio_in_video: bool) -> str | None:
+    """The separate audio item of a request (``None`` when there is none or it comes from the video)."""
+    if not use_audio_in_video:
+        return request.audio
+    if request.video is None:
+        return request.audio
+    if request.audio is not None and os.path.abspath(request.audio) != os.path.abspath(request.video):
+        raise ValueError(
+            f"request {request.id!r}: use_audio_in_video takes the audio from the video {request.video}, "
+            f"but a different audio file {request.audio} was given"
+        )
+    return None
+
+
+# ------------------------------------------------------------------------------------------- HF
+
+
+class HFOmniBackend:
+    """A local Qwen2.5-Omni thinker (thinker-only checkpoint directory) with its processor; greedy.
+
+    Media go through the same code as training (:mod:`verl_avconfuse.media`, the Omni processor with
+    ``fps`` and ``use_audio_in_video``), so an evaluated checkpoint sees its inputs as it saw them in
+    RL. Requests are generated ``batch_size`` at a time, left-padded (replies are the same as one at a
+    time; tested); requests with different ``max_new_tokens`` are never batched together.
+
+    Args:
+        model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` checkpoint and its
+            processor (``avconfuse extract-thinker`` writes one from the full Omni checkpoint).
+        use_audio_in_video: interleave the video's soundtrack into the video (the release's input mode)
+            instead of a separate audio item.
+        fps: video frames sampled per second (also TMRoPE's time base).
+        max_frames: cap on frames per video.
+        max_pixels: cap on pixels per frame (frames resized, aspect kept); ``None``: native size.
+        device: ``"cuda"``, ``"cpu"``, ...; default: CUDA when available.
+        dtype: torch dtype name for the weights (``"auto"``: as saved; ``"bfloat16"`` on GPUs).
+        batch_size: requests per ``generate`` call.
+        attn_implementation: e.g. ``"sdpa"`` (default) or ``"flash_attention_2"``.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        use_audio_in_video: bool = False,
+        fps: float = 2.0,
+        max_frames: int = 32,
+        max_pixels: int | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 4,
+        attn_implementation: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+        from verl_avconfuse.omni.processor import load_omni_processor
+
+        model_path = os.fspath(model_path)
+        config = AutoConfig.from_pretrained(model_path)
+        if getattr(config, "model_type", None) != "qwen2_5_omni_thinker":
+            raise ValueError(
+                f"{model_path}: expected a Qwen2.5-Omni thinker checkpoint (model_type 'qwen2_5_omni_thinker'), "
+                f"got {getattr(config, 'model_type', None)!r}; for a full Omni checkpoint run "
+                "`avconfuse extract-thinker` first"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        self.name = f"hf:{model_path}"
+        self.model_path = model_path
+        self.use_audio_in_video = bool(use_audio_in_video)
+        self.fps = float(fps)
+        self.max_frames = int(max_frames)
+        self.max_pixels = max_pixels
+        self.batch_size = int(batch_size)
+        self.processor = load_omni_processor(model_path)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"  # decoder-only batched generation
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        self.model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            model_path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
+        )
+        self.model.to(self.device).eval()
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    # -------------------------------------------------------------------------- inputs
+
+    def _messages(self, request: EvalRequest) -> list[dict]:
+        _check_question(request)
+        content: list[dict] = []
+        if request.video is not None:
+            content.append({"type": "video", "video": request.video})
+        if _audio_source(request, self.use_audio_in_video) is not None:
+            content.append({"type": "audio", "audio": request.audio})
+        content.append({"type": "text", "text": request.question})
+        return [{"role": "user", "content": content}]
+
+    def _inputs(self, requests: Sequence[EvalRequest], suffixes: Sequence[str] | None = None) -> dict[str, Any]:
+        """Processor features of a batch (``suffixes``: assistant text appended after the generation prompt)."""
+        import torch
+
+        from verl_avconfuse.media import load_audio, load_video_frames, video_metadata_dict
+
+        texts, videos, metadata, audios = [], [], [], []
+        for i, request in enumerate(requests):
+            text = self.processor.apply_chat_template(
+                self._messages(request), add_generation_prompt=True, tokenize=False
+            )
+            texts.append(text + (suffixes[i] if suffixes else ""))
+            if request.video is not None:
+                frames, info = load_video_frames(
+                    request.video, fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels
+                )
+                videos.append(frames)
+                metadata.append(video_metadata_dict(info))
+                if self.use_audio_in_video:
+                    audios.append(load_audio(request.video, sr=self.sample_rate))
+            audio = _audio_source(request, self.use_audio_in_video)
+            if audio is not None:
+                audios.append(load_audio(audio, sr=self.sample_rate))
+        # The kwargs verl's build_multimodal_processor_inputs passes in training (frames already sampled).
+        kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": True}
+        if videos:
+            kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False, fps=self.fps)
+        if audios:
+            kwargs.update(audio=audios, sampling_rate=self.sample_rate)
+        inputs = dict(self.processor(text=texts, use_audio_in_video=self.use_audio_in_video, **kwargs))
+        inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        # OmniProcessor records the mode as a tensor; the thinker's forward wants a plain bool.
+        inputs["use_audio_in_video"] = self.use_audio_in_video
+        for key in ("pixel_values_videos", "input_features"):
+            if key in inputs and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(self.model.dtype)
+        return inputs
+
+    def _eos_token_ids(self) -> list[int]:
+        ids: list[int] = []
+        for value in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            for token_id in value if isinstance(value, (list, tuple)) else [value]:
+                if token_id is not None and int(token_id) not in ids:
+                    ids.append(int(token_id))
+        return ids
+
+    # ---------------------------------------------------------------------------- API
+
+    def generate(self, requests: list[EvalRequest]) -> list[str]:
+        """Greedy replies, special tokens removed, stripped; one per request, in order."""
+        import torch
+
+        replies: list[str | None] = [None] * len(requests)
+        by_budget: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            by_budget.setdefault(int(request.max_new_tokens), []).append(index)
+        for max_new_tokens, indices in by_budget.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                inputs = self._inputs([requests[i] for i in chunk])
+                with torch.inference_mode():
+                    output = self.model.generate(
+                        **inputs,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        eos_token_id=self._eos_token_ids(),
+                        pad_token_id=self.pad_token_id,
+                    )
+                new_tokens = output[:, inputs["input_ids"].shape[1] :]
+                texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+                for i, text in zip(chunk, texts, strict=True):
+                    replies[i] = text.strip()
+        return [reply if reply is not None else "" for reply in replies]
+
+    def next_token_logprobs(self, request: EvalRequest, prefix: str, token_strings: list[str]) -> dict[str, float]:
+        """Log-probabilities of candidate continuations right after ``prefix`` (the assistant text so far).
+
+        Each candidate is tokenised on its own (no special tokens) and scored teacher-forced: the value
+        is ``sum_k log p(t_k | prompt, prefix, t_<k)``, the log-probability of the whole continuation.
+        Single-token candidates (``"yes"``, ``"no"``) share one forward pass. Used for
+        ``P(yes) / (P(yes) + P(no))`` at the answer position, e.g. ``prefix="<answer>"``.
+        """
+        import torch
+
+        if not token_strings:
+            raise ValueError("next_token_logprobs: token_strings is empty")
+        encoded = {}
+        for candidate in token_strings:
+            ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+            if not ids:
+                raise ValueError(f"next_token_logprobs: candidate {candidate!r} tokenises to nothing")
+            encoded[candidate] = ids
+        inputs = self._inputs([request], [prefix])
+        prompt_len = int(inputs["input_ids"].shape[1])
+        results: dict[str, float] = {}
+        with torch.inference_mode():
+            single = [c for c, ids in encoded.items() if len(ids) == 1]
+            if single:
+                logits = self.model(**inputs).logits[0, -1].float()
+                log_probs = torch.log_softmax(logits, dim=-1)
+                for candidate in single:
+                    results[candidate] = float(log_probs[encoded[candidate][0]])
+            for candidate, ids in encoded.items():
+                if candidate in results:
+                    continue
+                extended = dict(inputs)
+                extra = torch.tensor([ids], device=self.device)
+                extended["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+                extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
+                logits = self.model(**extended).logits[0, prompt_len - 1 : -1].float()
+                log_probs = torch.log_softmax(logits, dim=-1).gather(-1, extra[0, :, None]).squeeze(-1)
+                results[candidate] = float(log_probs.sum())
+        return {candidate: results[candidate] for candidate in token_strings}
+
+
+# --------------------------------------------------------------------------------------- OpenAI
+
+#: HTTP statuses worth retrying: rate limiting and server-side failures.
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_RETRY_BASE_S = 0.5
+
+
+class OpenAIBackendError(RuntimeError):
+    """The server refused or failed a request (after retries); the message names the request id."""
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (``vllm serve``, ``transformers serve``).
+
+    Each request is one chat message whose content is ``[video_url, audio_url | input_audio, text]``:
+
+    - ``media="file"``: ``file://`` URLs of absolute paths (the server must share the file system;
+      vLLM: ``--allowed-local-media-path``);
+    - ``media="base64"``: the video file as a ``data:video/...;base64,`` URL; the audio decoded to 16 kHz
+      mono and sent as an OpenAI ``input_audio`` wav part (works for a video's soundtrack too).
+
+    With ``use_audio_in_video`` no audio part is sent and the body carries
+    ``mm_processor_kwargs: {"use_audio_in_video": true}`` (vLLM's per-request processor options).
+
+    The API key is read from the environment variable ``api_key_env`` when a request is sent; it is
+    never logged, stored on the instance or written anywhere. Requests run ``concurrency`` at a time;
+    connection errors and 408/409/429/5xx replies are retried ``max_retries`` times with exponential
+    back-off, other HTTP errors fail at once with the server's message.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is appended when the URL has no path).
+        model: the served model name.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        media: str = "file",
+        timeout: float = 120,
+        max_retries: int = 3,
+        temperature: float = 0.0,
+        use_audio_in_video: bool = False,
+        concurrency: int = 4,
+    ) -> None:
+        if media not in ("file", "base64"):
+            raise ValueError(f"media={media!r}: expected 'file' or 'base64'")
+        parsed = urllib.parse.urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"base_url={base_url!r}: expected an http(s) URL like http://127.0.0.1:8000/v1")
+        base = base_url.rstrip("/")
+        if parsed.path in ("", "/"):
+            base += "/v1"
+        self.endpoint = f"{base}/chat/completions"
+        self.model = model
+        self.name = f"openai:{base}#{model}"
+        self.api_key_env = api_key_env
+        self.media = media
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.temperature = float(temperature)
+        self.use_audio_in_video = bool(use_audio_in_video)
+        self.concurrency = max(1, int(concurrency))
+
+    # ---------------------------------------------------------------------------- body
+
+    def _video_part(self, path: str) -> dict:
+        if self.media == "file":
+            return {"type": "video_url", "video_url": {"url": Path(path).resolve().as_uri()}}
+        mime = mimetypes.guess_type(path)[0] or "video/mp4"
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        return {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}}
+
+    def _audio_part(self, path: str) -> dict:
+        if self.media == "file":
+            return {"type": "audio_url", "audio_url": {"url": Path(path).resolve().as_uri()}}
+        import soundfile
+
+        from verl_avconfuse.media import load_audio
+
+        # Decoded and re-encoded as wav: a soundtrack inside an mp4 is not an audio format servers accept.
+        buffer = io.BytesIO()
+        soundfile.write(buffer, load_audio(path, sr=16000), 16000, format="WAV", subtype="PCM_16")
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
+
+    def request_body(self, request: EvalRequest) -> dict:
+        """The JSON body sent for ``request`` (no credentials in it)."""
+        _check_question(request)
+        content: list[dict] = []
+        if request.video is not None:
+            content.append(self._video_part(request.video))
+        audio = _audio_source(request, self.use_audio_in_video)
+        if audio is not None:
+            content.append(self._audio_part(audio))
+        content.append({"type": "text", "text": request.question})
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": int(request.max_new_tokens),
+            "temperature": self.temperature,
+            "stream": False,
+        }
+        if self.use_audio_in_video:
+            body["mm_processor_kwargs"] = {"use_audio_in_video": True}
+        return body
+
+    # ---------------------------------------------------------------------------- HTTP
+
+    def _post(self, request: EvalRequest) -> str:
+        payload = json.dumps(self.request_body(request)).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        api_key = os.environ.get(self.api_key_env)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        last_error = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(_RETRY_BASE_S * 2 ** (attempt - 1))
+            http_request = urllib.request.Request(self.endpoint, data=payload, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
+                    reply = json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode("utf-8", "replace")[:500]
+                last_error = f"HTTP {error.code}: {detail}"
+                if error.code in _RETRY_STATUSES:
+                    continue
+                raise OpenAIBackendError(f"request {request.id!r} to {self.endpoint}: {last_error}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+                continue
+            try:
+                content = reply["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                raise OpenAIBackendError(
+                    f"request {request.id!r} to {self.endpoint}: reply has no choices[0].message.content: "
+                    f"{json.dumps(reply)[:300]}"
+                ) from None
+            return (content or "").strip()
+        raise OpenAIBackendError(
+            f"request {request.id!r} to {self.endpoint}: failed after {self.max_retries + 1} attempts ({last_error})"
+        )
+
+    def generate(self, requests: list[EvalRequest]) -> list[str]:
+        if len(requests) <= 1 or self.concurrency == 1:
+            return [self._post(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self._post, requests))
+
+
+# ----------------------------------------------------------------------------------- predictions
+
+
+class PredictionsBackend:
+    """Replies read from a JSONL of ``{"id": ..., "prediction": ...}`` (one object per line).
+
+    Ids are compared as strings. A repeated id must repeat the same prediction (a resumed cache may
+    hold duplicates); asking for ids the file lacks is an error naming them.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.name = f"jsonl:{self.path}"
+        if not self.path.is_file():
+            raise FileNotFoundError(f"predictions file {self.path} does not exist")
+        self.predictions: dict[str, str] = {}
+        with self.path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{self.path}:{number}: not a JSON object ({error.msg})") from None
+                if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
+                    raise ValueError(f"{self.path}:{number}: expected an object with 'id' and 'prediction'")
+                if not isinstance(record["prediction"], str):
+                    raise ValueError(
+                        f"{self.path}:{number}: 'prediction' must be a string, got {type(record['prediction']).__name__}"
+                    )
+                key = str(record["id"])
+                if key in self.predictions and self.predictions[key] != record["prediction"]:
+                    raise ValueError(f"{self.path}:{number}: id {key!r} appears again with a different prediction")
+                self.predictions[key] = record["prediction"]
+
+    def generate(self, requests: list[EvalRequest]) -> list[str]:
+        missing = [r.id for r in requests if r.id not in self.predictions]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise KeyError(f"{self.path}: no prediction for {len(missing)} id(s): {shown}{more}")
+        return [self.predictions[r.id] for r in requests]
+
+
+# ---------------------------------------------------------------------------------------- specs
+
+BACKEND_KINDS = ("hf", "openai", "jsonl")
+
+
+def load_backend(spec: str, **kw: Any) -> Backend:
+    """Build a backend from ``hf:PATH``, ``openai:URL#MODEL`` or ``jsonl:PATH``; ``kw`` go to its constructor."""
+    kind, sep, target = spec.partition(":")
+    if not sep or kind not in BACKEND_KINDS or not target:
+        raise ValueError(f"backend spec {spec!r}: expected one of 'hf:PATH', 'openai:URL#MODEL', 'jsonl:PATH'")
+    if kind == "hf":
+        return HFOmniBackend(target, **kw)
+    if kind == "jsonl":
+        return PredictionsBackend(target, **kw)
+    url, sep, model = target.rpartition("#")
+    if not sep or not url or not model:
+        raise ValueError(
+            f"backend spec {spec!r}: expected 'openai:URL#MODEL', e.g. openai:http://127.0.0.1:8000/v1#qwen"
+        )
+    return OpenAIBackend(url, model, **kw)
+
+
+def log_prob_ratio(log_probs: dict[str, float], positive: str, negative: str) -> float:
+    """``P(positive) / (P(positive) + P(negative))`` from log-probabilities, computed stably."""
+    a, b = log_probs[positive], log_probs[negative]
+    top = max(a, b)
+    if top == -math.inf:
+        return math.nan
+    return math.exp(a - top) / (math.exp(a - top) + math.exp(b - top))
