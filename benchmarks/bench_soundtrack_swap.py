@@ -16,72 +16,39 @@ video packets are byte-identical to the source's, and whether two copies are byt
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import add_clip_arguments, best_and_median, clip_to_time, print_clip
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from verl_avconfuse.bench.sound_bank import prepare_soundtrack  # noqa: E402
-from verl_avconfuse.media import (  # noqa: E402
+from verl_avconfuse.bench.schemas import sha256_file
+from verl_avconfuse.bench.sound_bank import prepare_soundtrack
+from verl_avconfuse.io import atomic_write_json
+from verl_avconfuse.media import (
     noise,
     probe,
     reencode_with_audio,
     replace_audio,
     video_packets_digest,
-    write_synthetic_video,
     write_wav,
 )
 
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "media" / "combined_00000810_drill.mp4"
 SAMPLE_RATE = 44100
 TARGET_RATIO = 10.0
 
 
-def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        timings.append(time.perf_counter() - start)
-    return min(timings), statistics.median(timings)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--video", type=Path, default=None, help=f"clip to time (default: {DEFAULT_VIDEO})")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
+    add_clip_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_swap_") as tmp_dir:
         tmp = Path(tmp_dir)
-        video = args.video
-        if video is None and DEFAULT_VIDEO.is_file():
-            video = DEFAULT_VIDEO
-        elif video is None:
-            print(f"{DEFAULT_VIDEO} not found: timing a synthetic 20 s 320x240 30 fps clip instead")
-            video = write_synthetic_video(
-                tmp / "synthetic.mp4", duration_s=20.0, fps=30, size=(320, 240), audio=noise(20.0, 44100), sr=44100
-            )
-        info = probe(video)
-        print(f"clip: {video}")
-        print(
-            f"  {info.duration_s:.2f} s, video {info.video_codec} {info.video_width}x{info.video_height} "
-            f"@ {info.video_fps} fps ({info.video_frames} frames)"
-        )
+        video = clip_to_time(args.video, tmp)
+        info = print_clip(video)
         rain = write_wav(tmp / "rain.wav", noise(5.0, SAMPLE_RATE, 0.05, seed=0), SAMPLE_RATE)
         start = time.perf_counter()
         track, stats = prepare_soundtrack(rain, round(info.duration_s * SAMPLE_RATE), SAMPLE_RATE)
@@ -92,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         copy_path, reencode_path = tmp / "copy.mp4", tmp / "reencode.mp4"
-        copy = _time(lambda: replace_audio(video, audio, copy_path, sr=SAMPLE_RATE), args.repeats)
-        first_copy = _sha256(copy_path)
+        copy = best_and_median(lambda: replace_audio(video, audio, copy_path, sr=SAMPLE_RATE), args.repeats)
+        first_copy = sha256_file(copy_path)
         replace_audio(video, audio, tmp / "copy_again.mp4", sr=SAMPLE_RATE)
-        reencode = _time(lambda: reencode_with_audio(video, audio, reencode_path, sr=SAMPLE_RATE), args.repeats)
+        reencode = best_and_median(
+            lambda: reencode_with_audio(video, audio, reencode_path, sr=SAMPLE_RATE), args.repeats
+        )
         source_digest = video_packets_digest(video)
         figures = {
             "video": str(video),
@@ -109,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_best": reencode[0] / copy[0],
             "copy_video_identical": video_packets_digest(copy_path) == source_digest,
             "reencode_video_identical": video_packets_digest(reencode_path) == source_digest,
-            "copy_file_reproducible": first_copy == _sha256(tmp / "copy_again.mp4"),
+            "copy_file_reproducible": first_copy == sha256_file(tmp / "copy_again.mp4"),
             "reencode_codec": probe(reencode_path).video_codec,
         }
 
@@ -124,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         f"re-encode {figures['reencode_video_identical']}; two copies identical files: {figures['copy_file_reproducible']}"
     )
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        atomic_write_json(args.json, figures, indent=2)
     return 0 if figures["speedup_best"] >= TARGET_RATIO and figures["copy_video_identical"] else 1
 
 

@@ -34,7 +34,7 @@ from verl_avconfuse.data_preprocess.common import (
     ConversionError,
     Sample,
     add_common_arguments,
-    load_json,
+    load_json_list,
     require_field,
     run_converter,
 )
@@ -62,10 +62,7 @@ def _items(path: Path) -> list[tuple[str, int, dict]]:
         raise ConversionError(f"{path}: not found")
     items = []
     for file in files:
-        data = load_json(file)
-        if not isinstance(data, list):
-            raise ConversionError(f"{file}: expected a JSON list of items, got {type(data).__name__}")
-        items += [(file.name, k, item) for k, item in enumerate(data)]
+        items += [(file.name, k, item) for k, item in enumerate(load_json_list(file, "items"))]
     return items
 
 
@@ -118,14 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include-captioning", action="store_true", help="keep AV Captioning items (free text)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        samples = load_samples(
+    return run_converter(
+        args,
+        lambda: load_samples(
             args.input, args.video_dir, split=args.split or "test", include_captioning=args.include_captioning
-        )
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return run_converter(args, samples, args.input)
+        ),
+        args.input,
+    )
 
 
 if __name__ == "__main__":

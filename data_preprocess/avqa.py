@@ -29,7 +29,7 @@ from verl_avconfuse.data_preprocess.common import (
     ConversionError,
     Sample,
     add_common_arguments,
-    load_json,
+    load_json_list,
     require_field,
     run_converter,
     split_from_filename,
@@ -53,9 +53,7 @@ def format_options(question: str, options: list[str]) -> str:
 def load_samples(path: str | Path, video_dir: str | Path, *, split: str | None = None) -> list[Sample]:
     """Read an AVQA release file into samples (file order; ``Sample.index`` = position in the file)."""
     path, video_dir = Path(path), Path(video_dir)
-    records = load_json(path)
-    if not isinstance(records, list):
-        raise ConversionError(f"{path}: expected a JSON list of questions, got {type(records).__name__}")
+    records = load_json_list(path, "questions")
     split = split or split_from_filename(path)
     samples = []
     for position, record in enumerate(records):
@@ -102,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, type=Path, help="AVQA train_qa.json / val_qa.json")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        samples = load_samples(args.input, args.video_dir, split=args.split)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return run_converter(args, samples, args.input)
+    return run_converter(args, lambda: load_samples(args.input, args.video_dir, split=args.split), args.input)
 
 
 if __name__ == "__main__":

@@ -30,16 +30,15 @@ Paths are absolute unless ``--relative-paths`` (relative to ``--video-dir``; tra
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_avconfuse.io import atomic_path, atomic_write_json, atomic_write_parquet
 from verl_avconfuse.prompts import format_question
 
 __all__ = [
@@ -52,6 +51,7 @@ __all__ = [
     "check_media_file",
     "check_media_files",
     "convert",
+    "load_json_list",
     "media_placeholders",
     "parse_stringified_list",
     "rl_row",
@@ -160,6 +160,14 @@ def load_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as error:
         raise ConversionError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def load_json_list(path: str | os.PathLike, what: str) -> list:
+    """A release file that must hold a JSON list (of ``what``: "questions", "items"); anything else raises."""
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise ConversionError(f"{path}: expected a JSON list of {what}, got {type(data).__name__}")
+    return data
 
 
 def split_from_filename(path: Path, default: str = "train") -> str:
@@ -295,36 +303,16 @@ def rl_row(sample: Sample, *, audio_in_video: bool, video_dir: Path, relative_pa
 # ------------------------------------------------------------------------------------ writing
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success it replaces ``path``, on any failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_parquet_atomic(rows: list[dict], path: str | os.PathLike) -> Path:
-    import pandas as pd
-
+    """verl's rows as parquet, atomically (:mod:`verl_avconfuse.io`), creating the folder; no rows is an error."""
     if not rows:
         raise ConversionError(f"{path}: no rows to write")
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-    return Path(path)
+    return atomic_write_parquet(path, rows, parents=True, index=False)
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return Path(path)
+    """A report as indented UTF-8 JSON, atomically, creating the folder."""
+    return atomic_write_json(path, obj, parents=True, indent=2, ensure_ascii=False)
 
 
 def report_path(output: str | os.PathLike) -> Path:
@@ -449,11 +437,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run_converter(args: argparse.Namespace, samples: Sequence[Sample], source: Path) -> int:
-    """Shared ``main`` tail: convert, print a summary, turn :class:`ConversionError` into exit code 1."""
+def run_converter(args: argparse.Namespace, load: Callable[[], Sequence[Sample]], source: Path) -> int:
+    """Shared ``main`` tail: ``load()`` the samples, convert them, print a summary.
+
+    A :class:`ConversionError` from either step is printed as ``error: ...`` and gives exit code 1.
+    """
     import sys
 
     try:
+        samples = load()
         result = convert(
             samples,
             video_dir=args.video_dir,

@@ -31,7 +31,7 @@ from verl_avconfuse.data_preprocess.common import (
     ConversionError,
     Sample,
     add_common_arguments,
-    load_json,
+    load_json_list,
     parse_stringified_list,
     require_field,
     run_converter,
@@ -74,9 +74,7 @@ def load_samples(
 ) -> list[Sample]:
     """Read a Music-AVQA release file into samples (in file order; ``Sample.index`` = position in the file)."""
     path, video_dir = Path(path), Path(video_dir)
-    records = load_json(path)
-    if not isinstance(records, list):
-        raise ConversionError(f"{path}: expected a JSON list of questions, got {type(records).__name__}")
+    records = load_json_list(path, "questions")
     split = split or split_from_filename(path)
     samples = []
     for position, record in enumerate(records):
@@ -116,12 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-deleted", action="store_true", help="keep questions flagged question_deleted")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        samples = load_samples(args.input, args.video_dir, split=args.split, keep_deleted=args.keep_deleted)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return run_converter(args, samples, args.input)
+    return run_converter(
+        args,
+        lambda: load_samples(args.input, args.video_dir, split=args.split, keep_deleted=args.keep_deleted),
+        args.input,
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from verl_avconfuse.data_preprocess.common import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from verl_avconfuse.io import iter_jsonl
 from verl_avconfuse.prompts import format_question
 
 DATA_SOURCE = "warmup_sft"
@@ -120,31 +120,24 @@ def read_jsonl_conversations(path: Path) -> tuple[list[Conversation], list[Dropp
     """One conversation per line; malformed lines are dropped and reported by line number (1-based)."""
     conversations: list[Conversation] = []
     dropped: list[Dropped] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                dropped.append(Dropped(number, None, f"line {number}: not JSON ({error.msg})"))
-                continue
-            messages = record.get("messages") if isinstance(record, dict) else record
-            roles = [_role(m) for m in messages] if isinstance(messages, list) else None
-            body = roles[1:] if roles and roles[0] == "system" else roles
-            if (
-                not body
-                or len(body) % 2
-                or any(r != ("user" if k % 2 == 0 else "assistant") for k, r in enumerate(body))
-                or any("content" not in m for m in messages)
-            ):
-                dropped.append(
-                    Dropped(
-                        number, None, f"line {number}: expected [system] user assistant (user assistant)*, got {roles}"
-                    )
-                )
-                continue
-            conversations.append(Conversation(list(messages), [number]))
+    for number, record, error in iter_jsonl(path):
+        if error is not None:
+            dropped.append(Dropped(number, None, f"line {number}: not JSON ({error.msg})"))
+            continue
+        messages = record.get("messages") if isinstance(record, dict) else record
+        roles = [_role(m) for m in messages] if isinstance(messages, list) else None
+        body = roles[1:] if roles and roles[0] == "system" else roles
+        if (
+            not body
+            or len(body) % 2
+            or any(r != ("user" if k % 2 == 0 else "assistant") for k, r in enumerate(body))
+            or any("content" not in m for m in messages)
+        ):
+            dropped.append(
+                Dropped(number, None, f"line {number}: expected [system] user assistant (user assistant)*, got {roles}")
+            )
+            continue
+        conversations.append(Conversation(list(messages), [number]))
     return conversations, dropped
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RL-CoMM stage 1: warm-up SFT of the Qwen2.5-Omni-3B thinker on the release's warm-up answers
 # (the paper's "+SFT" row), video + soundtrack as input, on one node with NGPUS GPUs.
-#   MODEL_PATH  thinker-only checkpoint (avconfuse extract-thinker --src Qwen2.5-Omni-3B --out ...)
+#   MODEL_PATH  thinker-only checkpoint (avconfuse extract-thinker Qwen2.5-Omni-3B OUT)
 #   DATA_DIR    holds warmup_sft_messages.json; VIDEO_DIR the Music-AVQA clips it names
 #   OUT_DIR     checkpoints; the last one's huggingface/ folder is the stage-2 MODEL_PATH
 # Hyperparameters are ours (the paper gives none for SFT): ~100 examples, 3 epochs, lr 1e-5, bf16.

@@ -31,12 +31,21 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from verl_avconfuse.bench.report import PAPER_RESULTS, items_digest, published_setting, write_report
-from verl_avconfuse.bench.schemas import NO, VISUAL_PLACEHOLDER, YES, BenchFormatError, load_questions, video_path_for
+from verl_avconfuse.bench.schemas import (
+    NO,
+    VISUAL_PLACEHOLDER,
+    YES,
+    BenchFormatError,
+    ProgressFn,
+    load_questions,
+    video_path_for,
+)
+from verl_avconfuse.io import append_jsonl, atomic_write_text, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +57,6 @@ DEFAULT_MAX_NEW_TOKENS = 256
 PREDICTIONS_FILE = "predictions.jsonl"
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(?:a-think|v-think)>", re.IGNORECASE)
-ProgressFn = Callable[[int, int, str], None]
 
 
 # ------------------------------------------------------------------------------------------ requests
@@ -99,16 +107,10 @@ def generate_with_cache(
     New replies are appended after each chunk (an interrupted run keeps them); at the end the file is
     rewritten atomically with exactly this run's replies, in request order.
     """
-    from verl_avconfuse.bench.schemas import _atomic_write_bytes
-
     cache_path = Path(cache_path)
     cached: dict[str, str] = {}
     if cache_path.is_file():
-        for line in cache_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for _, record, _ in iter_jsonl(cache_path):  # a line torn by a kill is skipped: asked again
             if (
                 isinstance(record, dict)
                 and isinstance(record.get("key"), str)
@@ -127,13 +129,12 @@ def generate_with_cache(
         answers = backend.generate([requests[i] for i in chunk])
         if len(answers) != len(chunk):
             raise RuntimeError(f"backend {backend.name} returned {len(answers)} replies for {len(chunk)} requests")
-        with cache_path.open("a", encoding="utf-8") as f:
-            for i, answer in zip(chunk, answers, strict=True):
-                replies[i] = answer
-                f.write(
-                    json.dumps({"id": requests[i].id, "key": keys[i], "backend": backend.name, "prediction": answer})
-                    + "\n"
-                )
+        for i, answer in zip(chunk, answers, strict=True):
+            replies[i] = answer
+        append_jsonl(
+            cache_path,
+            ({"id": requests[i].id, "key": keys[i], "backend": backend.name, "prediction": replies[i]} for i in chunk),
+        )
         done += len(chunk)
         if progress is not None:
             progress(done, len(requests), requests[chunk[-1]].id)
@@ -141,7 +142,7 @@ def generate_with_cache(
         json.dumps({"id": r.id, "key": k, "backend": backend.name, "prediction": reply}, ensure_ascii=False)
         for r, k, reply in zip(requests, keys, replies, strict=True)
     ]
-    _atomic_write_bytes(cache_path, ("\n".join(final) + "\n").encode("utf-8"))
+    atomic_write_text(cache_path, "\n".join(final) + "\n")
     return [reply or "" for reply in replies]
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from verl_avconfuse.bench.schemas import VISUAL_PLACEHOLDER, split_annotation
+from verl_avconfuse.io import append_jsonl, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -223,21 +224,16 @@ def cache_key(model: str, prediction: str, annotation: str, prompt_version: str 
 class JudgeCache:
     """Successful judge scores, one JSON object per line (``key``, ``model``, ``prompt_version``, ``audio``,
     ``visual``, ``raw``); appended as they arrive, so an interrupted run keeps what it paid for. A torn last
-    line (a kill mid-write) is skipped on load. Failures are not cached: a re-run asks again."""
+    line (a kill mid-write) is skipped on load and never glued to the next record. Failures are not cached: a re-run asks again."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._entries: dict[str, dict] = {}
         if self.path.is_file():
-            with self.path.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(record, dict) and isinstance(record.get("key"), str):
-                        self._entries[record["key"]] = record
+            for _, record, _ in iter_jsonl(self.path):  # a torn line is not JSON: record is None
+                if isinstance(record, dict) and isinstance(record.get("key"), str):
+                    self._entries[record["key"]] = record
 
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
@@ -245,10 +241,7 @@ class JudgeCache:
     def put(self, record: dict) -> None:
         with self._lock:
             self._entries[record["key"]] = record
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                f.flush()
+            append_jsonl(self.path, [record])
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -17,11 +17,9 @@ visual description), and for each chosen sound type
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,15 +30,19 @@ from verl_avconfuse.bench.schemas import (
     BUILDER_VERSION,
     MODIFIED_QUESTION,
     VIDEO_SUBDIR,
+    VIDEO_SUFFIXES,
     VISUAL_PLACEHOLDER,
     BenchFormatError,
     BuildResult,
+    ProgressFn,
     StagedDirectory,
     commit_build,
     file_fingerprint,
+    manifest_entries,
     modified_filename,
     output_names,
     render_annotation,
+    require_unique_keys,
     reusable_outputs,
     sha256_file,
     spec_digest,
@@ -63,8 +65,6 @@ DEFAULT_CHANNELS = 2
 #: measured at CHECK_SAMPLE_RATE, the rate Qwen2.5-Omni's audio encoder reads.
 DEFAULT_LOUDNESS_TOLERANCE_DB = 1.0
 CHECK_SAMPLE_RATE = 16000
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
-ProgressFn = Callable[[int, int, str], None]
 
 
 class ModifiedCheckError(RuntimeError):
@@ -86,10 +86,10 @@ def scan_videos(folder: str | os.PathLike) -> list[VideoSource]:
     if not folder.is_dir():
         raise BenchFormatError(f"{folder}: video folder not found")
     videos = [
-        VideoSource(p.stem, p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in _VIDEO_SUFFIXES
+        VideoSource(p.stem, p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
     ]
     if not videos:
-        raise BenchFormatError(f"{folder}: no video files ({', '.join(_VIDEO_SUFFIXES)})")
+        raise BenchFormatError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)})")
     return videos
 
 
@@ -97,22 +97,9 @@ def load_video_manifest(path: str | os.PathLike) -> list[VideoSource]:
     """Videos from a JSON list of ``{"video": PATH, "visual": TEXT?, "id": KEY?}`` or a CSV with columns
     ``video[,visual][,id]``; relative paths are relative to the manifest. ``visual`` fills the annotation."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchFormatError(f"{path}: manifest not found")
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if "video" not in (reader.fieldnames or []):
-                raise BenchFormatError(f"{path}: missing column 'video'; expected video[,visual][,id]")
-            entries = [(f"{path}: row {n}", row) for n, row in enumerate(reader, start=2)]
-    else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BenchFormatError(f"{path}: not a JSON or CSV manifest ({e})") from None
-        if not isinstance(data, list):
-            raise BenchFormatError(f"{path}: expected a JSON list of {{video, visual?, id?}} objects")
-        entries = [(f"{path}: entry {i}", entry) for i, entry in enumerate(data)]
+    _, entries = manifest_entries(
+        path, csv_columns=("video",), csv_layout="video[,visual][,id]", json_layout="{video, visual?, id?}"
+    )
     videos = []
     for where, entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("video"), str) or not entry["video"]:
@@ -127,10 +114,7 @@ def load_video_manifest(path: str | os.PathLike) -> list[VideoSource]:
         videos.append(VideoSource(str(entry.get("id") or video.stem), video, (visual or "").strip() or None))
     if not videos:
         raise BenchFormatError(f"{path}: the manifest lists no videos")
-    keys = [v.key for v in videos]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise BenchFormatError(f"{path}: video ids must be unique; repeated: {duplicates}")
+    require_unique_keys([v.key for v in videos], f"{path}: video ids")
     return videos
 
 
@@ -198,9 +182,7 @@ def build_modified(
     out_dir = Path(out_dir)
     names = output_names("modified")
     videos = sorted(videos, key=lambda v: v.key)
-    keys = [v.key for v in videos]
-    if len(set(keys)) != len(keys):
-        raise BenchFormatError(f"video keys must be unique; repeated: {sorted({k for k in keys if keys.count(k) > 1})}")
+    require_unique_keys([v.key for v in videos], "video keys")
     plan = [(video, _chosen_types(video, sound_types, per_video, seed)) for video in videos]
     total = sum(len(types) for _, types in plan)
     sound_params = {

@@ -23,13 +23,11 @@ silent during the video (nothing would be removed); both are listed in the manif
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import random
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +38,19 @@ from verl_avconfuse.bench.schemas import (
     MUTED_QUESTION_TEMPLATE,
     NO,
     VIDEO_SUBDIR,
+    VIDEO_SUFFIXES,
     YES,
     BenchFormatError,
     BuildResult,
+    ProgressFn,
     StagedDirectory,
     commit_build,
     file_fingerprint,
+    manifest_entries,
     number_word,
     output_names,
     render_muted_question,
+    require_unique_keys,
     reusable_outputs,
     sha256_file,
     spec_digest,
@@ -84,8 +86,6 @@ SILENT_STEM_DBFS = -60.0
 _FIT_CHUNK = 1 << 20
 _URMP_DIR = re.compile(r"^(\d+)_([^_]+)_(.+)$")
 _URMP_STEM = re.compile(r"^AuSep_(\d+)_([A-Za-z]+)_(\d+)_(.+)\.wav$", re.IGNORECASE)
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
-ProgressFn = Callable[[int, int, str], None]
 
 
 class MutedCheckError(RuntimeError):
@@ -125,7 +125,7 @@ def scan_urmp(root: str | os.PathLike) -> list[Piece]:
             match = _URMP_STEM.match(path.name)
             if match:
                 stems.append((int(match.group(1)), urmp_instrument(match.group(2)), path))
-        videos = sorted(p for p in folder.glob("Vid_*") if p.suffix.lower() in _VIDEO_SUFFIXES)
+        videos = sorted(p for p in folder.glob("Vid_*") if p.suffix.lower() in VIDEO_SUFFIXES)
         if not stems:
             raise BenchFormatError(f"{folder}: no AuSep_{{k}}_{{inst}}_{{NN}}_{{Piece}}.wav stems")
         if len(videos) != 1:
@@ -155,35 +155,26 @@ def load_muted_manifest(path: str | os.PathLike) -> list[Piece]:
     - CSV: columns ``video,source,stem`` (optional ``id``), one row per stem, a piece's rows together.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BenchFormatError(f"{path}: manifest not found")
+    is_csv, entries = manifest_entries(
+        path,
+        csv_columns=("video", "source", "stem"),
+        csv_layout="video,source,stem[,id]",
+        json_layout="{video, sources}",
+    )
     base = path.parent
     pieces: list[Piece] = []
-    if path.suffix.lower() == ".csv":
+    if is_csv:
         grouped: dict[tuple[str, str], list[tuple[str, Path]]] = {}
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in ("video", "source", "stem") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BenchFormatError(f"{path}: missing column(s) {missing}; expected video,source,stem[,id]")
-            for row_number, row in enumerate(reader, start=2):
-                where = f"{path}: row {row_number}"
-                video = _resolve(base, row["video"], f"{where} (video)")
-                stem = _resolve(base, row["stem"], f"{where} (stem)")
-                if not row["source"].strip():
-                    raise BenchFormatError(f"{where}: empty source name")
-                key = (row.get("id") or "").strip() or video.stem
-                grouped.setdefault((key, str(video)), []).append((row["source"].strip(), stem))
+        for where, row in entries:
+            video = _resolve(base, row["video"], f"{where} (video)")
+            stem = _resolve(base, row["stem"], f"{where} (stem)")
+            if not row["source"].strip():
+                raise BenchFormatError(f"{where}: empty source name")
+            key = (row.get("id") or "").strip() or video.stem
+            grouped.setdefault((key, str(video)), []).append((row["source"].strip(), stem))
         pieces = [Piece(key, Path(video), tuple(sources)) for (key, video), sources in grouped.items()]
     else:
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BenchFormatError(f"{path}: not a JSON or CSV manifest ({e})") from None
-        if not isinstance(entries, list):
-            raise BenchFormatError(f"{path}: expected a JSON list of {{video, sources}} objects")
-        for i, entry in enumerate(entries):
-            where = f"{path}: entry {i}"
+        for where, entry in entries:
             if not isinstance(entry, dict) or not isinstance(entry.get("sources"), dict) or not entry["sources"]:
                 raise BenchFormatError(f"{where}: expected {{'video': PATH, 'sources': {{NAME: STEM_WAV}}}}")
             video = _resolve(base, entry.get("video"), f"{where} (video)")
@@ -194,10 +185,7 @@ def load_muted_manifest(path: str | os.PathLike) -> list[Piece]:
             pieces.append(Piece(str(entry.get("id") or video.stem), video, sources))
     if not pieces:
         raise BenchFormatError(f"{path}: the manifest lists no pieces")
-    keys = [p.key for p in pieces]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise BenchFormatError(f"{path}: piece ids must be unique; repeated: {duplicates}")
+    require_unique_keys([p.key for p in pieces], f"{path}: piece ids")
     return pieces
 
 

@@ -12,7 +12,8 @@ import math
 import os
 from pathlib import Path
 
-from verl_avconfuse.bench.schemas import FIELDS, _atomic_write_bytes, json_bytes
+from verl_avconfuse.bench.schemas import FIELDS, write_json
+from verl_avconfuse.io import atomic_write_bytes, atomic_write_text
 
 #: The paper's AV-ConfuseBench numbers for Qwen2.5-Omni-3B (muted accuracy and yes-rate in %, A-Acc and
 #: V-Acc as 0-5 judge means); ``None`` where the paper reports none.
@@ -136,7 +137,7 @@ def write_chart(results: dict, path: str | os.PathLike) -> Path:
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
     path = Path(path)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), parents=True)
     return path
 
 
@@ -145,8 +146,8 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "chart": out_dir / "results.png"}
-    _atomic_write_bytes(paths["json"], json_bytes(_json_safe(results)))
-    _atomic_write_bytes(paths["markdown"], markdown_table(results).encode("utf-8"))
+    write_json(paths["json"], _json_safe(results))
+    atomic_write_text(paths["markdown"], markdown_table(results))
     write_chart(results, paths["chart"])
     return paths
 

@@ -22,16 +22,20 @@ hidden folder inside the output directory and moves them out only once every ite
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from verl_avconfuse.io import atomic_write_bytes, atomic_write_parquet
 
 SETTINGS = ("muted", "modified")
 MUTED_FIELDS = ("video_id", "question", "answer", "instruments", "instruments_len")
@@ -69,9 +73,12 @@ SOUND_PHRASES = {
 VISUAL_PLACEHOLDER = "[describe what the video shows]"
 MEDIA_PLACEHOLDERS = "<video><audio>"
 YES, NO = "yes", "no"
+#: Video files the builders and the evaluator recognise (lower-case extensions).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
+#: Progress callback of builds and evaluations: ``(done, total, label)``.
+ProgressFn = Callable[[int, int, str], None]
 
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 _AUDIO_MARKER = re.compile(r"based on the audio\s*[,:]?", re.IGNORECASE)
 _VIDEO_MARKER = re.compile(r"based on the video\s*[,:]?", re.IGNORECASE)
 # Hidden staging folders of interrupted builds (a hard kill skips the clean-up) are removed by the next build.
@@ -156,10 +163,10 @@ def _check_item(path: Path, index: int, item: Any, setting: str) -> dict:
         raise BenchFormatError(
             f"{where} (video_id {item['video_id']!r}): answer must be 'yes' or 'no', got {item['answer']!r}"
         )
-    if setting == "modified" and not item["filename"].lower().endswith(_VIDEO_SUFFIXES):
+    if setting == "modified" and not item["filename"].lower().endswith(VIDEO_SUFFIXES):
         raise BenchFormatError(
             f"{where} (video_id {item['video_id']!r}): filename {item['filename']!r} is not a video file name "
-            f"(expected one of {', '.join(_VIDEO_SUFFIXES)})"
+            f"(expected one of {', '.join(VIDEO_SUFFIXES)})"
         )
     return item
 
@@ -211,11 +218,56 @@ def video_path_for(item: dict, setting: str, video_dir: str | os.PathLike) -> Pa
     primary = video_dir / (item["filename"] if setting == "modified" else f"{item['video_id']}.mp4")
     if primary.is_file():
         return primary
-    for suffix in _VIDEO_SUFFIXES:
+    for suffix in VIDEO_SUFFIXES:
         candidate = video_dir / f"{item['video_id']}{suffix}"
         if candidate.is_file():
             return candidate
     return primary
+
+
+# ----------------------------------------------------------------------------------- build manifests
+
+
+def manifest_entries(
+    path: str | os.PathLike, *, csv_columns: Sequence[str], csv_layout: str, json_layout: str
+) -> tuple[bool, list[tuple[str, Any]]]:
+    """The entries of a builder's input manifest, a CSV file (by extension) or a JSON list, unchecked.
+
+    Returns ``(is_csv, [(where, entry), ...])``: a CSV row is a dict of its columns and ``where`` is
+    ``"{path}: row N"`` (N counts the header as row 1, as a spreadsheet does); a JSON entry is as read and
+    ``where`` is ``"{path}: entry i"``. ``csv_layout`` and ``json_layout`` describe the expected format
+    in the errors (e.g. ``"video,source,stem[,id]"``, ``"{video, sources}"``).
+
+    Raises:
+        BenchFormatError: no such file, a CSV without one of ``csv_columns``, a JSON that is not a list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BenchFormatError(f"{path}: manifest not found")
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in csv_columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise BenchFormatError(f"{path}: missing column(s) {missing}; expected {csv_layout}")
+            return True, [(f"{path}: row {n}", row) for n, row in enumerate(reader, start=2)]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchFormatError(f"{path}: not a JSON or CSV manifest ({e})") from None
+    if not isinstance(data, list):
+        raise BenchFormatError(f"{path}: expected a JSON list of {json_layout} objects")
+    return False, [(f"{path}: entry {i}", entry) for i, entry in enumerate(data)]
+
+
+def require_unique_keys(keys: Sequence[str], what: str) -> None:
+    """Raise :class:`BenchFormatError` ``"{what} must be unique; repeated: [...]"`` if a key repeats.
+
+    Keys seed the per-video picks and name the outputs, so two inputs with one key would collide.
+    """
+    repeated = sorted(key for key, count in Counter(keys).items() if count > 1)
+    if repeated:
+        raise BenchFormatError(f"{what} must be unique; repeated: {repeated}")
 
 
 # ---------------------------------------------------------------------------------------- verl rows
@@ -269,45 +321,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def json_bytes(obj: Any) -> bytes:
     """The JSON text every output file uses: UTF-8, 2-space indent, keys in insertion order, final newline."""
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    _atomic_write_bytes(path, json_bytes(obj))
-    return path
+    """Write ``obj`` as :func:`json_bytes` atomically (:mod:`verl_avconfuse.io`), creating the folder."""
+    return atomic_write_bytes(path, json_bytes(obj), parents=True)
 
 
 def write_parquet(path: str | os.PathLike, rows: list[dict]) -> Path:
     """Write rows as parquet atomically. pyarrow's output is byte-identical for identical rows (checked)."""
-    import pandas as pd
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_parquet(path, rows, parents=True, index=False)
 
 
 class StagedDirectory:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from verl_avconfuse.io import iter_jsonl
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -474,24 +476,19 @@ class PredictionsBackend:
         if not self.path.is_file():
             raise FileNotFoundError(f"predictions file {self.path} does not exist")
         self.predictions: dict[str, str] = {}
-        with self.path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{self.path}:{number}: not a JSON object ({error.msg})") from None
-                if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
-                    raise ValueError(f"{self.path}:{number}: expected an object with 'id' and 'prediction'")
-                if not isinstance(record["prediction"], str):
-                    raise ValueError(
-                        f"{self.path}:{number}: 'prediction' must be a string, got {type(record['prediction']).__name__}"
-                    )
-                key = str(record["id"])
-                if key in self.predictions and self.predictions[key] != record["prediction"]:
-                    raise ValueError(f"{self.path}:{number}: id {key!r} appears again with a different prediction")
-                self.predictions[key] = record["prediction"]
+        for number, record, error in iter_jsonl(self.path):
+            if error is not None:
+                raise ValueError(f"{self.path}:{number}: not a JSON object ({error.msg})")
+            if not isinstance(record, dict) or "id" not in record or "prediction" not in record:
+                raise ValueError(f"{self.path}:{number}: expected an object with 'id' and 'prediction'")
+            if not isinstance(record["prediction"], str):
+                raise ValueError(
+                    f"{self.path}:{number}: 'prediction' must be a string, got {type(record['prediction']).__name__}"
+                )
+            key = str(record["id"])
+            if key in self.predictions and self.predictions[key] != record["prediction"]:
+                raise ValueError(f"{self.path}:{number}: id {key!r} appears again with a different prediction")
+            self.predictions[key] = record["prediction"]
 
     def generate(self, requests: list[EvalRequest]) -> list[str]:
         missing = [r.id for r in requests if r.id not in self.predictions]

@@ -1,31 +1,17 @@
 """Evaluation results on disk: ``{task}.results.json`` (everything) and ``{task}.md`` (the table).
 
-Both are written atomically (temp file in the same folder, then ``os.replace``).
+Both are written atomically (:mod:`verl_avconfuse.io`: temp file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_value", "markdown_report", "write_atomic", "write_report"]
+from verl_avconfuse.io import atomic_write_json, atomic_write_text
 
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["format_value", "markdown_report", "write_report"]
 
 
 def format_value(value: float | None) -> str:
@@ -73,6 +59,6 @@ def markdown_report(result: dict[str, Any], columns: tuple[tuple[str, str], ...]
 def write_report(result: dict[str, Any], out_dir: str | os.PathLike, columns: tuple[tuple[str, str], ...]) -> dict:
     """Write ``{task}.results.json`` and ``{task}.md`` into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    json_path = write_atomic(out_dir / f"{result['task']}.results.json", json.dumps(result, indent=2) + "\n")
-    md_path = write_atomic(out_dir / f"{result['task']}.md", markdown_report(result, columns))
+    json_path = atomic_write_json(out_dir / f"{result['task']}.results.json", result, parents=True, indent=2)
+    md_path = atomic_write_text(out_dir / f"{result['task']}.md", markdown_report(result, columns), parents=True)
     return {"json": str(json_path), "markdown": str(md_path)}

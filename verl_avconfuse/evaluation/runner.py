@@ -13,7 +13,6 @@ table are written atomically (:mod:`~verl_avconfuse.evaluation.report`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from verl_avconfuse.evaluation.backends import Backend, EvalRequest
-from verl_avconfuse.evaluation.report import write_atomic, write_report
+from verl_avconfuse.evaluation.report import write_report
 from verl_avconfuse.evaluation.tasks import EvalDoc, Task
+from verl_avconfuse.io import append_jsonl, atomic_write_bytes, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,10 @@ class PredictionCache:
             # The last line has no newline: the run was killed while writing it. Drop it, so the
             # next append starts on a fresh line.
             logger.warning("%s: dropping an incomplete last line (%d bytes)", self.path, len(tail))
-            write_atomic(self.path, (complete + b"\n").decode("utf-8") if complete else "")
-        for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{self.path}:{number}: not JSON ({error.msg}); the cache is damaged") from None
+            atomic_write_bytes(self.path, complete + b"\n" if complete else b"")
+        for number, record, error in iter_jsonl(self.path):
+            if error is not None:
+                raise ValueError(f"{self.path}:{number}: not JSON ({error.msg}); the cache is damaged")
             if record.get("backend") != self.backend_name:
                 raise ValueError(
                     f"{self.path}:{number}: written by backend {record.get('backend')!r}, this run uses "
@@ -62,15 +58,10 @@ class PredictionCache:
             self.predictions[str(record["id"])] = record["prediction"]
 
     def append(self, ids: Sequence[str], replies: Sequence[str]) -> None:
-        lines = "".join(
-            json.dumps({"id": i, "prediction": r, "backend": self.backend_name}, ensure_ascii=False) + "\n"
-            for i, r in zip(ids, replies, strict=True)
+        append_jsonl(
+            self.path,
+            ({"id": i, "prediction": r, "backend": self.backend_name} for i, r in zip(ids, replies, strict=True)),
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
         self.predictions.update(zip(ids, replies, strict=True))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import av
+
+from verl_avconfuse.io import atomic_path
 
 __all__ = [
     "MediaError",
@@ -192,24 +193,15 @@ def require_streams(path: str | os.PathLike, *, audio: bool = False, video: bool
 
 @contextlib.contextmanager
 def _atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success move it onto ``path``, on any failure delete it.
+    """:func:`verl_avconfuse.io.atomic_path` for media outputs, with the path checked as a :class:`MediaError`.
 
     The temp name keeps ``path``'s extension because FFmpeg and libsndfile pick the container format
-    from it. ``BaseException`` (KeyboardInterrupt too) removes the partial file, so an interrupted
-    write leaves neither a truncated ``path`` nor a stray temp file; only a hard kill can leave a
-    hidden ``.NAME.*.tmp.EXT`` behind.
+    from it; an interrupted write leaves neither a truncated ``path`` nor a stray temp file.
     """
     path = Path(path)
     if path.is_dir():
         raise MediaError(path, "output path is a directory, expected a file name")
     if not path.parent.is_dir():
         raise MediaError(path, f"output folder {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from verl_avconfuse.io import atomic_write_parquet
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -78,15 +78,7 @@ def precompute(data: Path, out: Path, service, *, media_root: str | None = None,
             )
         extra_infos.append(extra)
     frame = frame.assign(extra_info=extra_infos)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_parquet(out, frame, parents=True)
     return {"rows": len(rows), "prompts": len(unique), "failures": failures, **service.stats.as_metrics()}
 
 

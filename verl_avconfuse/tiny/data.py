@@ -6,12 +6,11 @@ Rows follow ``verl/utils/reward_score`` conventions: ``data_source``, ``prompt``
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from verl_avconfuse.io import atomic_write_parquet
 from verl_avconfuse.prompts import format_question
 
 INSTRUMENTS = ("violin", "piano", "acoustic_guitar", "cello", "flute", "drum", "trumpet", "erhu")
@@ -41,20 +40,6 @@ def _questions(rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
-def _write_parquet_atomic(rows: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
-        pd.DataFrame(rows).to_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_text_dataset(
     out_dir: Path, *, n_train: int = 32, n_val: int = 8, seed: int = 0, **_: object
 ) -> dict[str, Path]:
@@ -79,7 +64,7 @@ def build_text_dataset(
                 }
             )
         paths[split] = Path(out_dir) / f"{split}.parquet"
-        _write_parquet_atomic(rows, paths[split])
+        atomic_write_parquet(paths[split], rows, parents=True)
     return paths
 
 
@@ -150,7 +135,7 @@ def _build_omni(
     paths = {}
     for split, part in (("train", clips[:n_train]), ("val", clips[n_train:])):
         paths[split] = Path(out_dir) / f"{split}.parquet"
-        _write_parquet_atomic(_omni_rows(part, audio_in_video=audio_in_video, split=split), paths[split])
+        atomic_write_parquet(paths[split], _omni_rows(part, audio_in_video=audio_in_video, split=split), parents=True)
     return paths
 
 
