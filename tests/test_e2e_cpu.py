@@ -7,9 +7,11 @@ reward loop, reference audio LM and embedder workers) on the tiny offline models
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from conftest import run_python
 from e2e_utils import ray_processes, run_example, run_main_ppo
 
 pytestmark = pytest.mark.slow
@@ -82,17 +84,64 @@ def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
         assert "reward/arr/mean" not in metrics and "reference/generated" not in metrics
 
 
-def test_ans_co_recipe_trains_two_steps_with_its_metrics(tmp_path):
-    """RL-CoMM stage 3: +recipe=avconfuse_ansco adds L_OP to the actor update."""
-    result, steps = run_main_ppo(
-        tmp_path,
+def test_ans_co_stage_trains_resumes_and_exports_a_model_that_speaks(tmp_path, tiny_asset):
+    """RL-CoMM stage 3 as a user runs it: +recipe=avconfuse_ansco trains with L_OP in the actor update, an
+    interrupted run resumes from its checkpoint, and the checkpoint becomes an HF thinker (verl's model
+    merger) that evaluates, and a full Omni model (avconfuse export-omni) whose thinker is the trained one."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    from verl_avconfuse.evaluation.backends import EvalRequest, HFOmniBackend
+
+    ckpt = tmp_path / "ckpt"
+    common = (
         "+recipe=avconfuse",
         "+recipe=avconfuse_ansco",
         "+recipe=cpu_tiny",
         f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
+        f"trainer.default_local_dir={ckpt}",
+        "trainer.resume_mode=auto",
+        "trainer.save_freq=1",
     )
-    _assert_trained(result, steps)
-    for step, metrics in steps.items():
-        assert metrics["ansco/nll"] > 0 and metrics["ansco/answer_entropy"] > 0, step
+    first, first_steps = run_main_ppo(tmp_path, *common, "trainer.total_training_steps=1")
+    _assert_trained(first, first_steps, n_steps=1)
+    # the "interrupted" run is picked up again: only step 2 runs, from step 1's weights and optimizer
+    second, second_steps = run_main_ppo(tmp_path, *common, "trainer.total_training_steps=2")
+    assert second.returncode == 0, (second.stdout + second.stderr)[-8000:]
+    assert sorted(second_steps) == [2], sorted(second_steps)
+    assert "Loaded optimizer from" in second.stdout + second.stderr
+    for step, metrics in {**first_steps, **second_steps}.items():
+        # NLL on right answers only (nll_on: right): present exactly when the step had a right answer
+        assert (metrics["ansco/nll"] > 0) == (metrics["reward/acc/mean"] > 0), step
+        assert metrics["ansco/answer_entropy"] > 0, step
         assert 0.0 <= metrics["ansco/u_mean"] <= 1.0 and 0.0 <= metrics["ansco/gated_frac"] <= 1.0, step
-        assert "ansco/loss" in metrics
+        assert "ansco/loss" in metrics and metrics["actor/grad_norm"] > 0, step
+
+    thinker = tmp_path / "thinker"
+    merge = run_python(
+        ["-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(ckpt / "global_step_2" / "actor"),
+         "--target_dir", str(thinker)],
+        cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert merge.returncode == 0, merge.stderr[-3000:]
+    clip = next(Path(tiny_asset("data/omni/train.parquet")).parent.parent.joinpath("omni_media").glob("*.mp4"))
+    (reply,) = HFOmniBackend(str(thinker), device="cpu", max_frames=4).generate(
+        [EvalRequest("x", "Is there a violin sound?", str(clip), str(clip), 8)]
+    )
+    assert isinstance(reply, str)
+
+    full = tmp_path / "omni_full"
+    export = run_python(
+        ["-m", "verl_avconfuse.cli", "export-omni", tiny_asset("models/omni_full"), str(thinker), str(full)],
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    trained = load_file(str(thinker / "model.safetensors"))
+    exported = Qwen2_5OmniForConditionalGeneration.from_pretrained(full).thinker.state_dict()
+    initial = load_file(str(Path(tiny_asset("models/omni_thinker")) / "model.safetensors"))
+    assert any(not torch.equal(trained[name].float(), initial[name].float()) for name in trained), "no update"
+    for name, tensor in trained.items():
+        assert torch.equal(exported[name], tensor.to(exported[name].dtype)), name
