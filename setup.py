@@ -32,7 +32,11 @@ setup(
         "verl_avconfuse.reward_fns": "reward_fns",
         "verl_avconfuse.data_preprocess": "data_preprocess",
     },
-    package_data={"verl_avconfuse.hydra_configs.recipe": ["*.yaml"], "verl_avconfuse.omni": ["assets/*.json"]},
+    package_data={
+        "verl_avconfuse.hydra_configs.recipe": ["*.yaml"],
+        "verl_avconfuse.omni": ["assets/*.json"],
+        "verl_avconfuse.bench": ["published/*.json"],
+    },
     install_requires=[
         # Tested range: the integration targets verl 0.9.1's registries (see verl_avconfuse/patches.py).
         "verl==0.9.1",

@@ -40,17 +40,28 @@ from verl_avconfuse.bench.judge import (
     scaled_similarity,
 )
 from verl_avconfuse.bench.report import PAPER_RESULTS, published_setting
-from verl_avconfuse.bench.schemas import BenchFormatError, load_questions
+from verl_avconfuse.bench.schemas import BenchFormatError, load_questions, published_questions
 from verl_avconfuse.media import tone, write_synthetic_video
 
 API_KEY = "sk-test-bench-0123456789"
 
 
 def _published(shared_dir: Path, setting: str) -> Path:
-    path = shared_dir / "data" / "avconfusebench" / f"avconfusebench_test_{'m1' if setting == 'muted' else 'm2'}.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return path
+    return published_questions(setting)
+
+
+@pytest.mark.parametrize(("setting", "count"), [("muted", 73), ("modified", 100)])
+def test_published_files_ship_inside_the_installed_package(shared_dir, setting, count):
+    import verl_avconfuse
+
+    path = published_questions(setting)
+    assert path.is_file() and Path(verl_avconfuse.__file__).parent in path.parents
+    assert len(load_questions(path, setting)) == count
+    released = shared_dir / "data" / "avconfusebench" / path.name
+    if released.is_file():  # the copy we ship is the released file, byte for byte
+        assert path.read_bytes() == released.read_bytes()
+    with pytest.raises(ValueError, match="setting: expected one of"):
+        published_questions("muffled")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ def processor(tiny_asset):
 def test_rows_load_and_decode_audio_and_video(tiny_asset, processor, dataset, in_video):
     data = OmniRLDataset(tiny_asset(f"data/{dataset}/train.parquet"), processor.tokenizer, _config(in_video), processor)
     assert len(data) == 16 and data.skipped_samples == []
+    assert data.num_workers is None  # one filter worker runs in this process, never in a forked pool
     messages = data[0]["raw_prompt"]
     images, videos, audios = OmniRLDataset._process_multi_modal_info(messages, 14, data.config)
     assert images is None

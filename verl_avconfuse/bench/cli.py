@@ -8,7 +8,7 @@
         [--judge offline|openai:URL#MODEL] [--judge-cache FILE]
 
 Bank specs: ``esc50:ROOT``, ``urbansound8k:ROOT``, ``folder:ROOT`` (or a bare ROOT, layout detected).
-``--questions published`` reads the published file from the shared data folder. Build and eval print a JSON
+``--questions published`` reads the released file shipped with the package. Build and eval print a JSON
 summary on stdout; errors about inputs exit with status 2 and a message naming the file and field.
 """
 
@@ -18,9 +18,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-#: Where ``--questions published`` looks: the project's shared data folder, then the working directory.
-_SHARED_QUESTIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "avconfusebench"
 
 
 def _count_or_all(value: str) -> str | int:
@@ -195,15 +192,9 @@ def _build(args: argparse.Namespace) -> dict:
 
 
 def _questions_path(value: str, setting: str) -> Path:
-    from verl_avconfuse.bench.schemas import PUBLISHED_FILES, BenchFormatError
+    from verl_avconfuse.bench.schemas import published_questions
 
-    if value != "published":
-        return Path(value)
-    for folder in (_SHARED_QUESTIONS, Path.cwd() / "shared" / "data" / "avconfusebench"):
-        candidate = folder / PUBLISHED_FILES[setting]
-        if candidate.is_file():
-            return candidate
-    raise BenchFormatError(f"--questions published: {PUBLISHED_FILES[setting]} not found in {_SHARED_QUESTIONS}")
+    return published_questions(setting) if value == "published" else Path(value)
 
 
 def _backend(args: argparse.Namespace):

@@ -45,6 +45,16 @@ DATA_SOURCES = {"muted": "avconfusebench_muted", "modified": "avconfusebench_mod
 #: Published question-file names, for ``--questions published``.
 PUBLISHED_FILES = {"muted": "avconfusebench_test_m1.json", "modified": "avconfusebench_test_m2.json"}
 
+
+def published_questions(setting: str) -> Path:
+    """The released question file of ``setting``, shipped inside the package (``bench/published/``)."""
+    from importlib.resources import files
+
+    if setting not in PUBLISHED_FILES:
+        raise ValueError(f"setting: expected one of {sorted(PUBLISHED_FILES)}, got {setting!r}")
+    return Path(str(files("verl_avconfuse.bench") / "published" / PUBLISHED_FILES[setting]))
+
+
 #: The published muted question with its typo fixed: 42 of the 73 published items say "Is thera a", the
 #: other 31 "Is there a"; everything else (the article "a" before vowels, the spaces around the line
 #: breaks, the instrument token with underscores) is kept as published.

@@ -105,6 +105,11 @@ class OmniRLDataset(RLHFDataset):
         options = MediaOptions.from_config(self.config)
         if options.check_media:
             dataframe = self._drop_unusable_media(dataframe, options)
+        # datasets >= 4 forks a pool even for num_proc=1. The length filter decodes media and runs the
+        # processor (torch) in that child, and a fork taken after the parent has run a model can die
+        # (seen on 2-core CI). One worker buys no parallelism, so filter in this process instead.
+        if self.num_workers is not None and self.num_workers <= 1:
+            self.num_workers = None
         return super().maybe_filter_out_long_prompts(dataframe)
 
     def _row_requirements(self, row: dict, options: MediaOptions) -> list[tuple[str, bool, bool]]:
