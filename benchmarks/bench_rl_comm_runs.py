@@ -71,16 +71,19 @@ def step_time(args, cwd: str) -> None:
 
 def ans_co(args, cwd: str) -> None:
     common = ["+recipe=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
+    stage3 = ["+recipe=avconfuse", "+recipe=avconfuse_ansco"]
     times = {}
-    for name, recipes in (
+    for name, overrides in (
         ("without", ["+recipe=avconfuse"]),
-        ("with_ans_co", ["+recipe=avconfuse", "+recipe=avconfuse_ansco"]),
+        ("with_ans_co", stage3),  # entropy at the answer tokens only (the recipe's default)
+        ("with_ans_co_all_positions", [*stage3, "avconfuse.ans_co.entropy_positions=all"]),
     ):
-        steps = run([*recipes, *common, f"avconfuse.reference.cache_dir={cwd}/{name}"], cwd)
+        steps = run([*overrides, *common, f"avconfuse.reference.cache_dir={cwd}/{name}"], cwd)
         values = [steps[s]["timing_s/update_actor"] for s in sorted(steps)[1:]]
         times[name] = sum(values) / len(values)
-        print(f"  {name:12s} mean actor update {times[name] * 1000:.0f} ms over steps 2..{args.steps}")
-    print(f"  actor update time with Ans-CO / without: {times['with_ans_co'] / times['without']:.3f}")
+        print(f"  {name:26s} mean actor update {times[name] * 1000:.0f} ms over steps 2..{args.steps}")
+    for name in ("with_ans_co", "with_ans_co_all_positions"):
+        print(f"  actor update time {name} / without: {times[name] / times['without']:.3f}")
 
 
 def main() -> None:

@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from verl_avconfuse.losses import answer_token_mask
-from verl_avconfuse.losses.verl_loss import ANSWER_MASK_FIELD, NLL_MASK_FIELD, ans_co_ppo_loss
+from verl_avconfuse.losses.verl_loss import (
+    ANSWER_ENTROPY_ONLY,
+    ANSWER_MASK_FIELD,
+    NLL_MASK_FIELD,
+    ans_co_ppo_loss,
+    make_ans_co_loss_fn,
+)
 from verl_avconfuse.settings import AnsCoSettings
 
 RESPONSES = [
@@ -73,25 +79,33 @@ def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9):
         return torch.nested.as_nested_tensor(values, layout=torch.jagged)
 
     model_output = {"log_probs": nested(lp_full), "entropy": nested(ent_full)}
-    mask = [torch.ones(len(r), dtype=torch.long) for r in responses]
-    data = tu.get_tensordict(
-        tensor_dict={
-            "prompts": nested(prompts),
-            "responses": nested(responses),
-            "response_mask": nested(mask),
-            "old_log_probs": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
-            "advantages": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
-            ANSWER_MASK_FIELD: nested(answer_masks),
-            NLL_MASK_FIELD: torch.tensor([NLL[i] for i in rows]),
-        },
-        non_tensor_dict={
-            "dp_size": 1,
-            "batch_num_tokens": sum(len(r) for r in responses),
-            "global_batch_size": global_batch_size,
-        },
-    )
+    tensors, non_tensors = _loss_fields(rows, prompts, responses, answer_masks, global_batch_size)
+    data = tu.get_tensordict(tensor_dict=tensors, non_tensor_dict=non_tensors)
     assert isinstance(data, TensorDict)
     return model_output, data, responses, answer_masks
+
+
+def _loss_fields(rows, prompts, responses, answer_masks, global_batch_size):
+    """The micro-batch fields verl's ``ppo_loss`` and the Ans-CO loss read (zero advantages)."""
+
+    def nested(values):
+        return torch.nested.as_nested_tensor(values, layout=torch.jagged)
+
+    tensors = {
+        "prompts": nested(prompts),
+        "responses": nested(responses),
+        "response_mask": nested([torch.ones(len(r), dtype=torch.long) for r in responses]),
+        "old_log_probs": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
+        "advantages": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
+        ANSWER_MASK_FIELD: nested(answer_masks),
+        NLL_MASK_FIELD: torch.tensor([NLL[i] for i in rows]),
+    }
+    non_tensors = {
+        "dp_size": 1,
+        "batch_num_tokens": sum(len(r) for r in responses),
+        "global_batch_size": global_batch_size,
+    }
+    return tensors, non_tensors
 
 
 def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
@@ -195,3 +209,123 @@ def test_lam_zero_is_pure_nll_and_needs_no_entropy(setup):
         ans_co_ppo_loss(
             copy.deepcopy(actor_config), without_entropy, data, settings=AnsCoSettings(enable=True), vocab_size=10
         )
+
+
+# ---------------------------------------------- the actor forward with the entropy at the answer tokens only
+
+
+def _engine_micro_batch(tokenizer, model, rows, *, use_remove_padding, temperature):
+    """(engine, raw model output, output_args, micro_batch) as verl's FSDP forward_step has them."""
+    from types import SimpleNamespace
+
+    from verl.utils import tensordict_utils as tu
+    from verl.utils import torch_functional as verl_F
+    from verl.workers.engine.fsdp import transformer_impl
+
+    engine = transformer_impl.FSDPEngineWithLMHead.__new__(transformer_impl.FSDPEngineWithLMHead)
+    engine.engine_config = SimpleNamespace(entropy_checkpointing=False, entropy_from_logits_with_chunking=False)
+    engine.compute_entropy_from_logits = verl_F.entropy_from_logits
+    engine.use_ulysses_sp = False
+
+    prompts = [torch.tensor(tokenizer(f"question {i}?")["input_ids"]) for i in rows]
+    responses = [torch.tensor(tokenizer(RESPONSES[i])["input_ids"]) for i in rows]
+    sequences = [torch.cat([p, r]) for p, r in zip(prompts, responses, strict=True)]
+    logits = [model(s[None]).logits[0] for s in sequences]  # one sequence at a time: no cross-attention
+
+    def nested(values):
+        return torch.nested.as_nested_tensor(values, layout=torch.jagged)
+
+    input_ids = nested(sequences)
+    rolled = torch.roll(input_ids.values(), shifts=-1)
+    per_sample = torch.full((len(rows),), float(temperature), dtype=torch.float32)  # verl's dtype
+    if use_remove_padding:
+        output = SimpleNamespace(logits=torch.cat(logits)[None])  # (1, total_nnz, V)
+        lengths = torch.tensor([len(s) for s in sequences])
+        output_args = {
+            "temperature_is_one": False,
+            "input_ids_rmpad_rolled": rolled,
+            "temperature_rmpad": torch.repeat_interleave(per_sample, lengths),
+            "pad_size": 0,
+        }
+        temperature_field = float(temperature)
+    else:
+        width = max(len(s) for s in sequences)
+        output = SimpleNamespace(
+            logits=torch.stack([torch.nn.functional.pad(x, (0, 0, 0, width - len(x))) for x in logits])
+        )
+        output_args = {"temperature_is_one": False, "input_ids_rmpad_rolled": rolled, "temperature": per_sample}
+        temperature_field = per_sample  # one temperature per sample, as verl also allows
+    answer_masks = [answer_token_mask(r[None], tokenizer)[0].long() for r in responses]
+    tensors, non_tensors = _loss_fields(rows, prompts, responses, answer_masks, len(rows))
+    micro_batch = tu.get_tensordict(
+        tensor_dict={"input_ids": input_ids, **tensors},
+        non_tensor_dict={**non_tensors, "use_remove_padding": use_remove_padding, "calculate_entropy": True},
+    )
+    if isinstance(temperature_field, float):
+        tu.assign_non_tensor(micro_batch, temperature=temperature_field)
+    else:
+        micro_batch["temperature"] = temperature_field
+    return engine, output, output_args, micro_batch
+
+
+@pytest.mark.parametrize("use_remove_padding", [True, False], ids=["packed", "padded"])
+def test_answer_only_entropy_through_verls_forward_matches_the_plain_reference(setup, use_remove_padding):
+    """verl's own (patched) prepare_model_outputs, then the installed loss: the plain reference's gradient."""
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    actor_config, tokenizer, model = setup
+    assert FSDPEngineWithLMHead.prepare_model_outputs._avconfuse_patched
+    settings = AnsCoSettings(enable=True, pg_coef=0.0)
+    rows = [0, 1, 2, 3]
+    engine, output, output_args, micro_batch = _engine_micro_batch(
+        tokenizer,
+        model,
+        rows,
+        use_remove_padding=use_remove_padding,
+        temperature=0.75,  # exact in float32
+    )
+    loss_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), settings, len(tokenizer))
+    full_fn = make_ans_co_loss_fn(
+        copy.deepcopy(actor_config), AnsCoSettings(enable=True, pg_coef=0.0, entropy_positions="all"), len(tokenizer)
+    )
+    assert getattr(loss_fn, ANSWER_ENTROPY_ONLY) and not getattr(full_fn, ANSWER_ENTROPY_ONLY)
+
+    answer_only = engine.prepare_model_outputs(output, output_args, micro_batch, loss_fn)
+    full = engine.prepare_model_outputs(output, output_args, micro_batch, full_fn)
+    assert tu.get_non_tensor_data(micro_batch, "calculate_entropy", None) is True  # the caller's batch is untouched
+
+    # log-probs are verl's; the entropy is verl's at the answer tokens and 0 everywhere else
+    assert torch.equal(answer_only["log_probs"].values(), full["log_probs"].values())
+    answer = micro_batch.select(ANSWER_MASK_FIELD).to_padded_tensor()[ANSWER_MASK_FIELD].bool()
+    ours = no_padding_2_padding(answer_only["entropy"], micro_batch)
+    verls = no_padding_2_padding(full["entropy"], micro_batch)
+    assert answer.sum() > 0 and torch.allclose(ours[answer], verls[answer], rtol=1e-12, atol=1e-12)
+    inside = micro_batch.select("response_mask").to_padded_tensor()["response_mask"].bool()
+    assert ours[~answer].abs().max() == 0 and verls[inside & ~answer].min() > 0
+    assert (answer_only["entropy"].values() != 0).sum() == answer.sum()
+
+    loss, _ = loss_fn(model_output=answer_only, data=micro_batch)
+    reference = _reference_loss(tokenizer, model, rows, settings, temperature=0.75)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-10)
+    grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    expected = torch.autograd.grad(reference, list(model.parameters()))
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(grads, expected, strict=True))
+
+
+def test_answer_only_entropy_leaves_every_other_forward_to_verl(setup):
+    """Forward-only log-probs (no loss function), no answer mask, or a full-entropy loss: verl's output."""
+    actor_config, tokenizer, model = setup
+    engine, output, output_args, micro_batch = _engine_micro_batch(
+        tokenizer, model, [0, 2], use_remove_padding=True, temperature=1.0
+    )
+    loss_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), AnsCoSettings(enable=True), len(tokenizer))
+    without_mask = micro_batch.exclude(ANSWER_MASK_FIELD)
+    for batch, fn in ((micro_batch, None), (without_mask, loss_fn)):
+        out = engine.prepare_model_outputs(output, output_args, batch, fn)
+        assert (out["entropy"].values() > 0).all()  # every position, as verl computes it
+    # an entropy bonus in verl's PPO term needs every position: the loss keeps verl's entropy then
+    bonus = copy.deepcopy(actor_config)
+    object.__setattr__(bonus, "entropy_coeff", 0.01)
+    assert not getattr(make_ans_co_loss_fn(bonus, AnsCoSettings(enable=True), len(tokenizer)), ANSWER_ENTROPY_ONLY)

@@ -163,3 +163,8 @@ def test_settings_reject_unknown_keys_and_require_a_reference_model():
         OmegaConf.create({"avconfuse": {"reference": {"enable": False}, "step_rr": {"omega": 0.7}}})
     )
     assert settings.step_rr.omega == 0.7 and not settings.reference.enable
+    with pytest.raises(ValueError, match=r"avconfuse.ans_co.entropy_positions: expected one of \('answer', 'all'\)"):
+        avconfuse_settings(
+            OmegaConf.create({"avconfuse": {"reference": {"enable": False}, "ans_co": {"entropy_positions": "prompt"}}})
+        )
+    assert settings.ans_co.entropy_positions == "answer"

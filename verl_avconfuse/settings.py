@@ -73,6 +73,10 @@ class AnsCoSettings:
     nll_on: str = "right"
     pg_coef: float = 1.0
     ansco_coef: float = 1.0
+    #: Where the actor's forward computes the entropy: "answer": at the answer tokens only, the one place
+    #: L_OP reads it (needs actor.entropy_coeff == 0; otherwise verl's entropy bonus needs every position);
+    #: "all": verl's own full-sequence entropy.
+    entropy_positions: str = "answer"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),
         ("answer_span", ans_co.answer_span, ("through_end", "content")),
         ("nll_on", ans_co.nll_on, ("right", "all")),
+        ("entropy_positions", ans_co.entropy_positions, ("answer", "all")),
     ):
         if value not in allowed:
             raise ValueError(f"avconfuse.ans_co.{name}: expected one of {allowed}, got {value!r}")

@@ -109,11 +109,9 @@ class AvconfuseTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------------------ Ans-CO
 
     def _install_ans_co_loss(self) -> None:
-        from functools import partial
-
         from verl.utils.config import omega_conf_to_dataclass
 
-        from verl_avconfuse.losses.verl_loss import ans_co_ppo_loss
+        from verl_avconfuse.losses.verl_loss import ANSWER_ENTROPY_ONLY, make_ans_co_loss_fn
 
         settings = self.avconfuse_settings.ans_co
         actor = self.config.actor_rollout_ref.actor
@@ -124,9 +122,14 @@ class AvconfuseTrainer(PPOTrainerSync):
             )
         actor_config = omega_conf_to_dataclass(actor)
         vocab_size = len(self.tokenizer)
-        self.actor_rollout_wg.set_loss_fn(
-            partial(ans_co_ppo_loss, config=actor_config, settings=settings, vocab_size=vocab_size)
-        )
+        loss_fn = make_ans_co_loss_fn(actor_config, settings, vocab_size)
+        if settings.entropy_positions == "answer" and not getattr(loss_fn, ANSWER_ENTROPY_ONLY):
+            logger.warning(
+                "Ans-CO: actor.entropy_coeff=%s needs the entropy at every position; computing it there "
+                "(avconfuse.ans_co.entropy_positions=answer applies only with entropy_coeff=0)",
+                actor_config.entropy_coeff,
+            )
+        self.actor_rollout_wg.set_loss_fn(loss_fn)
 
     def _write_ans_co_inputs(self, batch):
         """Answer-token masks and NLL flags for the actor update (read by ``ans_co_ppo_loss``)."""
