@@ -87,8 +87,9 @@ def _encode_audio(
     bitrate: int | None,
     options: dict[str, str] | None,
     out_path: Path,
-) -> tuple[Any, list[Any]]:
-    """Add an audio stream to ``container`` and encode ``samples`` ``(n, channels)`` into its packets.
+) -> list[Any]:
+    """Add an audio stream to ``container`` and encode ``samples`` ``(n, channels)`` into its packets,
+    each bound to that stream and ready to mux.
 
     Encoding happens before anything is muxed because the container header needs the encoder's
     extradata (AAC's AudioSpecificConfig), which exists only once the encoder has opened.
@@ -111,7 +112,9 @@ def _encode_audio(
         packets = list(stream.encode(frame)) + list(stream.encode(None))
     except av.error.FFmpegError as e:
         raise MediaError(out_path, f"{codec!r} encoder failed ({e})") from e
-    return stream, packets
+    for packet in packets:
+        packet.stream = stream
+    return packets
 
 
 def _packet_time(packet: Any) -> float:
@@ -194,11 +197,7 @@ def replace_audio(
                 video_out = out.add_stream_from_template(video_in)
             except ValueError as e:
                 raise MediaError(out_path, f"cannot copy the {video_in.codec_context.name} video into it ({e})") from e
-            audio_out, audio_packets = _encode_audio(
-                out, samples, rate, audio_codec, audio_bitrate, audio_options, out_path
-            )
-            for packet in audio_packets:
-                packet.stream = audio_out
+            audio_packets = _encode_audio(out, samples, rate, audio_codec, audio_bitrate, audio_options, out_path)
 
             def copied_video() -> Iterator[Any]:
                 for packet in source.demux(video_in):
@@ -247,11 +246,7 @@ def reencode_with_audio(
             video_out = out.add_stream(codec, rate=video_in.average_rate or video_in.guessed_rate, options=options)
             video_out.width, video_out.height, video_out.pix_fmt = ctx_in.width, ctx_in.height, "yuv420p"
             video_out.time_base = video_in.time_base
-            audio_out, audio_packets = _encode_audio(
-                out, samples, rate, audio_codec, audio_bitrate, audio_options, out_path
-            )
-            for packet in audio_packets:
-                packet.stream = audio_out
+            audio_packets = _encode_audio(out, samples, rate, audio_codec, audio_bitrate, audio_options, out_path)
 
             def encoded_video() -> Iterator[Any]:
                 for frame in source.decode(video_in):

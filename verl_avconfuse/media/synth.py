@@ -129,9 +129,7 @@ def write_synthetic_video(
         video.codec_context.thread_count = 1
         audio_packets: list = []
         if samples is not None:
-            audio_stream, audio_packets = _encode_audio(out, samples, sr, "aac", None, None, path)
-            for packet in audio_packets:
-                packet.stream = audio_stream
+            audio_packets = _encode_audio(out, samples, sr, "aac", None, None, path)
 
         def encoded_video():
             for k in range(n_frames):
