@@ -414,11 +414,14 @@ def convert(
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every converter takes."""
+def add_common_arguments(parser: argparse.ArgumentParser, *, unit: str = "samples", split: bool = True) -> None:
+    """The options every converter takes (``split=False``: no ``--split``, for SFT data)."""
     parser.add_argument("--video-dir", required=True, type=Path, help="folder holding the clips")
     parser.add_argument("--out", required=True, type=Path, help="output parquet file")
-    parser.add_argument("--split", default=None, help="split name for extra_info (default: from the input file name)")
+    if split:
+        parser.add_argument(
+            "--split", default=None, help="split name for extra_info (default: from the input file name)"
+        )
     parser.add_argument(
         "--audio-in-video",
         action="store_true",
@@ -428,11 +431,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--relative-paths", action="store_true", help="media paths relative to --video-dir (train with data.media.root)"
     )
     select = parser.add_mutually_exclusive_group()
-    select.add_argument("--first", type=int, default=None, help="keep the first N samples (file order)")
-    select.add_argument("--subset", type=int, default=None, help="keep a seeded random subset of N samples")
+    select.add_argument("--first", type=int, default=None, help=f"keep the first N {unit} (file order)")
+    select.add_argument("--subset", type=int, default=None, help=f"keep a seeded random subset of N {unit}")
     parser.add_argument("--seed", type=int, default=0, help="seed of --subset")
     parser.add_argument(
-        "--skip-bad", action="store_true", help="drop samples with unusable media and write OUT.report.json"
+        "--skip-bad", action="store_true", help=f"drop {unit} with unusable media and write OUT.report.json"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from verl_avconfuse.data_preprocess.common import (
     ConversionError,
+    add_common_arguments,
     check_media_files,
     load_json,
     media_reference,
@@ -341,16 +342,8 @@ def convert_warmup(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="flat JSON message list, or JSONL conversations")
-    parser.add_argument("--video-dir", required=True, type=Path, help="folder the media references resolve against")
-    parser.add_argument("--out", required=True, type=Path, help="output parquet file")
-    parser.add_argument("--audio-in-video", action="store_true", help="<video> only (use_audio_in_video=true)")
-    parser.add_argument("--relative-paths", action="store_true", help="media paths relative to --video-dir")
     parser.add_argument("--no-format-instruction", action="store_true", help="keep the user text as written")
-    select = parser.add_mutually_exclusive_group()
-    select.add_argument("--first", type=int, default=None, help="keep the first N conversations")
-    select.add_argument("--subset", type=int, default=None, help="keep a seeded random subset of N conversations")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-bad", action="store_true", help="drop conversations with unusable media")
+    add_common_arguments(parser, unit="conversations", split=False)
     args = parser.parse_args(argv)
     try:
         result = convert_warmup(
@@ -364,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             first=args.first,
             subset=args.subset,
             seed=args.seed,
+            progress=not args.no_progress,
         )
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
