@@ -140,12 +140,6 @@ def answer_entropy_positions(data) -> tuple[torch.Tensor, torch.Tensor]:
     return sample, prompt_lens.to(answer.device)[sample] - 1 + step
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    from verl.utils.torch_functional import entropy_from_logits
-
-    return entropy_from_logits(logits)
-
-
 def answer_entropy(output, micro_batch, *, use_remove_padding: bool) -> torch.Tensor:
     """Nested full-sequence entropy like verl's, computed at the answer tokens' positions only (0 elsewhere).
 
@@ -154,29 +148,23 @@ def answer_entropy(output, micro_batch, *, use_remove_padding: bool) -> torch.Te
     micro-batch's ``temperature`` (a float or one per sample) as verl's forward does.
     """
     from torch.distributed.tensor import DTensor
+    from verl.utils.torch_functional import entropy_from_logits
 
-    input_ids = micro_batch["input_ids"]
-    cu_seqlens = input_ids.offsets()
-    sample, position = answer_entropy_positions(micro_batch)
     logits = output.logits
     if isinstance(logits, DTensor):  # tensor parallel: sharded on the vocabulary
         logits = logits.full_tensor()
-    sample, position = sample.to(logits.device), position.to(logits.device)
-    if use_remove_padding:
-        rows = cu_seqlens.to(logits.device)[sample] + position
-        selected = logits.squeeze(0).index_select(0, rows)
-    else:
-        selected = logits[sample, position]
+    cu_seqlens = micro_batch["input_ids"].offsets().to(logits.device)
+    sample, position = (t.to(logits.device) for t in answer_entropy_positions(micro_batch))
+    rows = cu_seqlens[sample] + position  # in the packed (total_nnz,) layout verl's outputs use
+    selected = logits.squeeze(0).index_select(0, rows) if use_remove_padding else logits[sample, position]
     temperature = micro_batch["temperature"]
     if isinstance(temperature, torch.Tensor) or float(temperature) != 1.0:
         # as verl's prepare_model_inputs: one float32 temperature per sample
         scale = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).expand(len(cu_seqlens) - 1)
         selected = selected / scale[sample].clamp(min=1e-8).to(selected.dtype)[:, None]
-    values = _entropy(selected)
-    flat_rows = cu_seqlens.to(logits.device)[sample] + position
-    total = int(cu_seqlens[-1])
-    entropy = values.new_zeros(total).index_put((flat_rows,), values)
-    return torch.nested.nested_tensor_from_jagged(entropy, cu_seqlens.to(entropy.device))
+    values = entropy_from_logits(selected)
+    entropy = values.new_zeros(int(cu_seqlens[-1])).index_put((rows,), values)
+    return torch.nested.nested_tensor_from_jagged(entropy, cu_seqlens)
 
 
 def prepare_outputs_with_answer_entropy(prepare, engine, output, output_args, micro_batch, logits_processor_func):
