@@ -46,10 +46,6 @@ from verl_avconfuse.media import tone, write_synthetic_video
 API_KEY = "sk-test-bench-0123456789"
 
 
-def _published(shared_dir: Path, setting: str) -> Path:
-    return published_questions(setting)
-
-
 @pytest.mark.parametrize(("setting", "count"), [("muted", 73), ("modified", 100)])
 def test_published_files_ship_inside_the_installed_package(shared_dir, setting, count):
     import verl_avconfuse
@@ -65,13 +61,13 @@ def test_published_files_ship_inside_the_installed_package(shared_dir, setting, 
 
 
 @pytest.fixture(scope="module")
-def video_dir(shared_dir, tmp_path_factory) -> Path:
+def video_dir(tmp_path_factory) -> Path:
     """One 1 s synthetic clip copied under every published muted and modified name."""
     folder = tmp_path_factory.mktemp("published_videos")
     base = write_synthetic_video(folder / "_base.mp4", duration_s=1.0, fps=4, audio=tone(440.0, 1.0), seed=2)
-    for item in load_questions(_published(shared_dir, "muted"), "muted"):
+    for item in load_questions(published_questions("muted"), "muted"):
         shutil.copy(base, folder / f"{item['video_id']}.mp4")
-    for item in load_questions(_published(shared_dir, "modified"), "modified"):
+    for item in load_questions(published_questions("modified"), "modified"):
         shutil.copy(base, folder / item["filename"])
     return folder
 
@@ -97,8 +93,8 @@ class CountingBackend:
 # ----------------------------------------------------------------------------------- muted, tiny Omni
 
 
-def test_muted_published_set_end_to_end_with_the_tiny_omni(shared_dir, video_dir, omni, tmp_path):
-    questions = _published(shared_dir, "muted")
+def test_muted_published_set_end_to_end_with_the_tiny_omni(video_dir, omni, tmp_path):
+    questions = published_questions("muted")
     backend = CountingBackend(omni)
     results = evaluate(questions, video_dir, backend, tmp_path, max_new_tokens=8)
     assert backend.asked == 73
@@ -131,9 +127,9 @@ def test_muted_published_set_end_to_end_with_the_tiny_omni(shared_dir, video_dir
     assert [r["prediction"] for r in replay["items"]] == [r["prediction"] for r in results["items"]]
 
 
-def test_yes_probability_from_the_tiny_omni_logits(shared_dir, video_dir, omni, tmp_path):
+def test_yes_probability_from_the_tiny_omni_logits(video_dir, omni, tmp_path):
     results = evaluate(
-        _published(shared_dir, "muted"), video_dir, omni, tmp_path, limit=3, yes_prob=True, max_new_tokens=8
+        published_questions("muted"), video_dir, omni, tmp_path, limit=3, yes_prob=True, max_new_tokens=8
     )
     assert results["published"] and results["n_items"] == 3 and results["n_total"] == 73
     assert "a subset" in (tmp_path / "results.md").read_text()
@@ -141,7 +137,7 @@ def test_yes_probability_from_the_tiny_omni_logits(shared_dir, video_dir, omni, 
     assert set(yes) <= set(YES_STRINGS) and "yes" in yes and " no" in no
     from verl_avconfuse.bench.evaluate import build_requests
 
-    item = load_questions(_published(shared_dir, "muted"))[0]
+    item = load_questions(published_questions("muted"))[0]
     request = build_requests([item], "muted", [video_dir / "000001.mp4"])[0]
     record = results["items"][0]
     log_probs = omni.next_token_logprobs(request.__class__(**{**request.__dict__, "max_new_tokens": 8}),
@@ -212,16 +208,14 @@ def test_built_set_with_controls_gets_balanced_accuracy(tmp_path, omni):
     assert "(paper)" not in (tmp_path / "eval" / "results.md").read_text()
 
 
-def test_missing_videos_are_named_or_skipped(shared_dir, video_dir, omni, tmp_path):
+def test_missing_videos_are_named_or_skipped(video_dir, omni, tmp_path):
     partial = tmp_path / "videos"
     partial.mkdir()
     for name in ("000001.mp4", "000002.mp4"):
         shutil.copy(video_dir / name, partial / name)
     with pytest.raises(BenchFormatError, match=r"71 video\(s\) of .* are missing: 000003.mp4, 000004.mp4"):
-        evaluate(_published(shared_dir, "muted"), partial, omni, tmp_path / "o")
-    results = evaluate(
-        _published(shared_dir, "muted"), partial, omni, tmp_path / "o", skip_missing=True, max_new_tokens=4
-    )
+        evaluate(published_questions("muted"), partial, omni, tmp_path / "o")
+    results = evaluate(published_questions("muted"), partial, omni, tmp_path / "o", skip_missing=True, max_new_tokens=4)
     assert results["n_items"] == 2 and len(results["missing_videos"]) == 71
 
 
@@ -323,11 +317,11 @@ def test_description_parts_prefer_the_blocks_and_markers():
     assert description_parts("A man plays guitar in the rain.") == ("A man plays guitar in the rain.",) * 2
 
 
-def test_offline_judge_scores_by_hand_mapping(shared_dir):
+def test_offline_judge_scores_by_hand_mapping():
     assert (
         scaled_similarity(0.2) == 0.0 and scaled_similarity(0.8) == 1.0 and scaled_similarity(0.5) == pytest.approx(0.5)
     )
-    item = next(i for i in load_questions(_published(shared_dir, "modified")) if i["sound_type"] == "rain")
+    item = next(i for i in load_questions(published_questions("modified")) if i["sound_type"] == "rain")
     judge = OfflineJudge()
     right = item["annotation"]
     wrong = "Based on the video, a dog runs on a beach. Based on the audio, a piano melody is playing."
@@ -439,13 +433,13 @@ def _all_text(folder: Path) -> str:
 
 
 def test_modified_published_set_with_the_tiny_qwen2_judge_over_http(
-    shared_dir, video_dir, omni, fresh_server, tmp_path, monkeypatch
+    video_dir, omni, fresh_server, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("JUDGE_KEY", API_KEY)
     url = f"http://127.0.0.1:{fresh_server.server_port}/v1"
     judge = LLMJudge(url, "tiny-qwen2", api_key_env="JUDGE_KEY", cache_path=tmp_path / "judge.jsonl", parse_retries=0)
     results = evaluate(
-        _published(shared_dir, "modified"), video_dir, omni, tmp_path, judge=judge, limit=6, max_new_tokens=8
+        published_questions("modified"), video_dir, omni, tmp_path, judge=judge, limit=6, max_new_tokens=8
     )
     m = results["metrics"]
     assert results["published"] and results["judge"] == "llm:tiny-qwen2" and m["n"] == 6
@@ -487,7 +481,7 @@ def test_llm_judge_scores_retries_and_caches(video_dir, fresh_server, tmp_path, 
 
 
 def test_cli_eval_modified_offline_and_muted_over_http(
-    shared_dir, video_dir, fresh_server, tiny_asset, tmp_path, monkeypatch, capsys
+    video_dir, fresh_server, tiny_asset, tmp_path, monkeypatch, capsys
 ):
     from verl_avconfuse import cli
 
@@ -509,7 +503,7 @@ def test_cli_eval_modified_offline_and_muted_over_http(
 
     monkeypatch.setenv("SERVE_KEY", API_KEY)
     url = f"http://127.0.0.1:{fresh_server.server_port}/v1"
-    args = ["bench", "eval", "--setting", "muted", "--questions", str(_published(shared_dir, "muted"))]
+    args = ["bench", "eval", "--setting", "muted", "--questions", str(published_questions("muted"))]
     args += ["--video-dir", str(video_dir), "--backend", f"openai:{url}#tiny-qwen2", "--api-key-env", "SERVE_KEY"]
     args += ["--out", str(tmp_path / "muted"), "--limit", "3", "--max-new-tokens", "8"]
     assert cli.main(args) == 0
@@ -523,8 +517,8 @@ def test_cli_eval_modified_offline_and_muted_over_http(
     assert "yes_prob needs a backend with next_token_logprobs" in capsys.readouterr().err
 
 
-def test_published_files_are_recognised_by_content(shared_dir):
-    muted = load_questions(_published(shared_dir, "muted"))
+def test_published_files_are_recognised_by_content():
+    muted = load_questions(published_questions("muted"))
     assert published_setting(muted, "muted")
     changed = [dict(muted[0], question=muted[0]["question"].replace("thera", "there")), *muted[1:]]
     assert not published_setting(changed, "muted")
