@@ -1,12 +1,15 @@
 # Sourced by the RL stage scripts (stage2_step_rr.sh, grpo_baseline.sh, stage3_ans_co.sh): the release's
 # hyperparameters in verl's options, shared so the paper's rows differ only where the scripts say.
 # The sourcing script sets MODEL_PATH, VIDEO_DIR and OUT_DIR first.
-#   NGPUS (8), NNODES (1), GRAD_ACCUM (8): one optimizer step per GRAD_ACCUM groups of 6 per GPU.
+#   NGPUS (8), NNODES (1), GRAD_ACCUM (8): one optimizer step per GRAD_ACCUM groups of 6 per actor GPU.
+#   ACTOR_GPUS (NGPUS): the GPUs per node verl's actor/rollout pool gets (fewer when the reference
+#   audio LM has GPUs of its own; see docs/deployment.md).
 
 NGPUS=${NGPUS:-8}
 NNODES=${NNODES:-1}
+ACTOR_GPUS=${ACTOR_GPUS:-$NGPUS}
 GRAD_ACCUM=${GRAD_ACCUM:-8}
-PROMPTS_PER_STEP=$((GRAD_ACCUM * NGPUS * NNODES))
+PROMPTS_PER_STEP=$((GRAD_ACCUM * ACTOR_GPUS * NNODES))
 
 # Music-AVQA as the release trains on it (the first 1,000 training questions) and a 500-question
 # validation subset, into DIR/train.parquet and DIR/val.parquet.
@@ -48,7 +51,7 @@ RL_OVERRIDES=(
     actor_rollout_ref.rollout.gpu_memory_utilization=0.5
     actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4
     trainer.nnodes="$NNODES"
-    trainer.n_gpus_per_node="$NGPUS"
+    trainer.n_gpus_per_node="$ACTOR_GPUS"
     trainer.default_local_dir="$OUT_DIR"
     trainer.save_freq=20
     trainer.test_freq=20

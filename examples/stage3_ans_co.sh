@@ -25,7 +25,7 @@ python -m verl.trainer.main_ppo \
     data.val_files="$STAGE2_DATA/val.parquet" \
     "${RL_OVERRIDES[@]}" \
     `# references come from extra_info (precomputed in stage 2): no reference worker needs a GPU` \
-    avconfuse.reference.enable=false \
+    avconfuse.reference.placement=none \
     avconfuse.similarity.model="$EMBEDDING_MODEL" \
     trainer.total_epochs=${EPOCHS:-1} \
     "$@"

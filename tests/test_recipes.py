@@ -59,6 +59,51 @@ def test_unknown_recipe_fails_loudly(tmp_path):
 )
 def test_gpu_example_scripts_compose_in_verls_config(tmp_path, script, recipes):
     """Each RL stage script, run as written (data preparation stubbed out): verl accepts every override."""
+    config = _script_config(tmp_path, script, NGPUS="4", NNODES="2", GRAD_ACCUM="8")
+    assert (
+        config["data"]["train_batch_size"] == 8 * 4 * 2 == config["actor_rollout_ref"]["actor"]["ppo_mini_batch_size"]
+    )
+    assert config["actor_rollout_ref"]["rollout"]["name"] == "vllm_omni"
+    assert config["actor_rollout_ref"]["actor"]["optim"]["lr"] == 1e-6
+    assert config["data"]["media"]["root"] == "/v" and config["trainer"]["project_name"] == "probe"
+    assert config["algorithm"]["use_kl_in_reward"] is False
+    assert config["avconfuse"].get("ans_co", {}).get("enable", False) == ("avconfuse_ansco" in recipes)
+    reference = config["avconfuse"]["reference"]
+    if "grpo_baseline" in recipes:
+        assert reference["enable"] is False  # no reference at all
+    else:
+        assert reference["placement"] == "none"  # references precomputed
+
+
+@pytest.mark.parametrize(
+    ("script", "env", "actor_gpus"),
+    [
+        ("stage2_step_rr.sh", {}, 8),
+        ("stage2_step_rr.sh", {"REFERENCE": "colocated"}, 8),
+        ("stage2_step_rr.sh", {"REFERENCE": "separate"}, 7),
+        ("grpo_baseline.sh", {}, 8),
+        ("stage3_ans_co.sh", {}, 8),
+    ],
+)
+def test_example_defaults_pass_the_preflight_on_the_8_gpu_node_they_document(tmp_path, script, env, actor_gpus):
+    from verl_avconfuse.placement import plan_layout, preflight, simulated_nodes
+
+    config = _script_config(tmp_path, script, NGPUS="8", NNODES="1", **env)
+    assert config["trainer"]["n_gpus_per_node"] == actor_gpus
+    assert config["data"]["train_batch_size"] == 8 * actor_gpus  # GRAD_ACCUM groups per actor GPU
+    report = preflight(plan_layout(config), simulated_nodes("1x8"))
+    assert report.ok, report.render()
+    # ... and one more actor GPU than the node has does not.
+    config["trainer"]["n_gpus_per_node"] = actor_gpus + 1
+    assert not preflight(plan_layout(config), simulated_nodes("1x8")).ok
+
+
+def test_example_with_an_unknown_reference_layout_says_which_exist(tmp_path):
+    with pytest.raises(AssertionError, match="REFERENCE=elsewhere: expected precomputed, colocated or separate"):
+        _script_config(tmp_path, "stage2_step_rr.sh", REFERENCE="elsewhere")
+
+
+def _script_config(tmp_path, script, **env_overrides):
     examples = Path(__file__).resolve().parents[1] / "examples"
     shims = tmp_path / "bin"
     shims.mkdir()
@@ -73,7 +118,7 @@ def test_gpu_example_scripts_compose_in_verls_config(tmp_path, script, recipes):
         **os.environ,
         "PATH": f"{shims}:{os.environ['PATH']}",
         **dict(MODEL_PATH="/m", DATA_DIR="/d", VIDEO_DIR="/v", REFERENCE_MODEL="/r", STAGE2_CKPT="/s"),
-        **dict(NGPUS="4", NNODES="2", GRAD_ACCUM="8"),
+        **env_overrides,
     }
     (tmp_path / "m").mkdir()
     result = subprocess.run(
@@ -81,13 +126,4 @@ def test_gpu_example_scripts_compose_in_verls_config(tmp_path, script, recipes):
         cwd=tmp_path, env={**env, "MODEL_PATH": str(tmp_path / "m")}, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    config = yaml.safe_load(result.stdout)
-    assert (
-        config["data"]["train_batch_size"] == 8 * 4 * 2 == config["actor_rollout_ref"]["actor"]["ppo_mini_batch_size"]
-    )
-    assert config["actor_rollout_ref"]["rollout"]["name"] == "vllm_omni"
-    assert config["actor_rollout_ref"]["actor"]["optim"]["lr"] == 1e-6
-    assert config["data"]["media"]["root"] == "/v" and config["trainer"]["project_name"] == "probe"
-    assert config["algorithm"]["use_kl_in_reward"] is False
-    assert config["avconfuse"].get("ans_co", {}).get("enable", False) == ("avconfuse_ansco" in recipes)
-    assert config["avconfuse"]["reference"]["enable"] is False  # references precomputed, or none (GRPO)
+    return yaml.safe_load(result.stdout)

@@ -29,6 +29,7 @@ class CountingLM:
 
     def __init__(self, inner):
         self.inner, self.model_id, self.generated = inner, inner.model_id, []
+        self.generation_settings = inner.generation_settings
 
     def generate(self, requests):
         self.generated.extend(requests)
@@ -44,6 +45,34 @@ def test_cache_key_follows_content_not_paths(clips, tmp_path):
     assert reference_key(base, "m") != reference_key(ReferenceRequest(clips[0], base.question, "no"), "m")
     assert reference_key(base, "m") != reference_key(base, "other-model")
     assert reference_key(base, "m") != reference_key(base, "m", prompt_version="v2")
+
+
+def test_cache_key_covers_every_generation_setting(clips):
+    base = ReferenceRequest(clips[0], "Is there a violin sound?", "yes")
+    release = {"backend": "hf", "temperature": 0.5, "top_p": 0.95, "max_new_tokens": 128, "seed": 0}
+    key = reference_key(base, "m", release)
+    assert key == reference_key(base, "m", dict(reversed(list(release.items()))))  # order is not content
+    for name, other in (
+        ("temperature", 0.7),
+        ("top_p", 1.0),
+        ("max_new_tokens", 256),
+        ("seed", 1),
+        ("backend", "vllm"),
+    ):
+        assert reference_key(base, "m", {**release, name: other}) != key, name
+
+
+def test_a_changed_temperature_misses_the_cache(audio_lm, clips, tmp_path):
+    """Same clip, question, answer and model; only the temperature differs: a new generation, not the old entry."""
+    requests = [ReferenceRequest(clips[0], "Is there a violin sound?", "yes")]
+    first = CountingLM(audio_lm)
+    ReferenceService(first, ReferenceCache(tmp_path)).get_many(requests)
+    hotter = CountingLM(audio_lm)
+    hotter.generation_settings = {**audio_lm.generation_settings, "temperature": 0.9}
+    result = ReferenceService(hotter, ReferenceCache(tmp_path)).get_many(requests)
+    assert len(first.generated) == 1 and len(hotter.generated) == 1 and not result[0].cached
+    again = CountingLM(audio_lm)  # the release's settings again: the first entry serves
+    assert ReferenceService(again, ReferenceCache(tmp_path)).get_many(requests)[0].cached and not again.generated
 
 
 def test_service_generates_each_prompt_once_then_serves_the_cache(audio_lm, clips, tmp_path):

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-thinker": ("verl_avconfuse.omni.cli", "write the thinker of a full Qwen2.5-Omni checkpoint on its own"),
     "export-omni": ("verl_avconfuse.omni.cli", "merge a trained thinker back into the full Qwen2.5-Omni checkpoint"),
     "reference": ("verl_avconfuse.reference.cli", "the reference audio LM: `reference precompute` fills a dataset"),
+    "preflight": (
+        "verl_avconfuse.placement_cli",
+        "where a run's roles (actor, reference audio LM, embedder) go on a Ray cluster, and whether they fit",
+    ),
     "eval": ("verl_avconfuse.evaluation.cli", "evaluate a model on Music-AVQA, AVQA or AVHBench"),
     "bench": (
         "verl_avconfuse.bench.cli",

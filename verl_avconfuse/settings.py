@@ -17,38 +17,71 @@ def _default_cache_dir() -> str:
     return os.environ.get("AVCONFUSE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "verl_avconfuse")
 
 
+#: Where the reference audio LM runs (see docs/deployment.md).
+REFERENCE_PLACEMENTS = ("separate", "colocated", "none")
+#: Where the Step-RR embedder runs.
+SIMILARITY_PLACEMENTS = ("auto", "reference", "colocated", "cpu")
+
+
 @dataclass(frozen=True)
 class ReferenceSettings:
     """The heterogeneous reference: an audio LM in its own Ray worker (replaces the KL reference)."""
 
+    #: false: Step-RR has no reference at all (ARR only from precomputed ``extra_info.reference_a_think``).
     enable: bool = True
-    #: Audio LM checkpoint (the paper: Qwen2-Audio-7B-Instruct). Required when enabled.
+    #: Audio LM checkpoint (the paper: Qwen2-Audio-7B-Instruct). Required when a worker is placed.
     model_path: str | None = None
     backend: str = "hf"
+    #: The worker's own cache (it alone reads and writes it; reward workers ask the worker).
     cache_dir: str = field(default_factory=lambda: os.path.join(_default_cache_dir(), "reference"))
-    #: "separate": the worker asks Ray for ``num_gpus`` of its own; "colocated": it shares the first
-    #: actor worker's GPU without reserving it (precompute references first if memory is tight).
+    #: "separate": a verl resource pool of its own, ``num_gpus`` GPUs over ``nnodes`` nodes, one reference
+    #: replica per GPU; "colocated": one replica in a free slot of the first actor GPU's bundle (verl's
+    #: colocation), using at most ``gpu_memory_fraction`` of that GPU's memory; "none": no worker, every
+    #: prompt must carry a precomputed reference (``avconfuse reference precompute``).
     placement: str = "separate"
-    num_gpus: float = 1.0
+    num_gpus: int = 1
+    nnodes: int = 1
+    gpu_memory_fraction: float = 0.3
     batch_size: int = 8
     #: Requests arriving within this window are generated together.
     batch_window_s: float = 0.05
     #: A reward that waits longer than this gets arr = 0 (counted in reference/errors).
     timeout_s: float = 600.0
+    #: A worker that has not loaded its model within this many seconds stops the run, naming it.
+    start_timeout_s: float = 1800.0
+    #: More than this share of a step's prompts without a reference stops the run (null: never).
+    max_error_rate: float | None = 0.2
     temperature: float = 0.5
     top_p: float = 0.95
     max_new_tokens: int = 128
     seed: int = 0
 
+    @property
+    def has_worker(self) -> bool:
+        """Whether the run places a reference worker (else references are precomputed or absent)."""
+        return self.enable and self.placement != "none"
+
+    @property
+    def replicas(self) -> int:
+        """Reference workers: one per GPU of a separate pool, one colocated, none otherwise."""
+        if not self.has_worker:
+            return 0
+        return self.num_gpus if self.placement == "separate" else 1
+
 
 @dataclass(frozen=True)
 class SimilaritySettings:
+    #: The release: Qwen3-Embedding-0.6B.
     model: str = "Qwen/Qwen3-Embedding-0.6B"
-    #: The embedder runs in its own Ray worker, shared by all reward workers, on this much GPU (0: CPU).
-    num_gpus: float = 0.0
+    #: "auto": beside the reference on its first GPU when the reference has a pool of its own, else in a
+    #: free slot of the first actor GPU; "reference" / "colocated": one of those explicitly; "cpu": a
+    #: CPU-only worker. One worker is shared by all reward workers.
+    placement: str = "auto"
     batch_size: int = 64
     batch_window_s: float = 0.02
     use_instructions: bool = True
+    #: More than this share of a step's samples without a similarity stops the run (null: never).
+    max_error_rate: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +146,31 @@ def avconfuse_settings(config) -> AvconfuseSettings:
     reference = settings.reference
     if reference.backend not in ("hf", "vllm"):
         raise ValueError(f"avconfuse.reference.backend: expected 'hf' or 'vllm', got {reference.backend!r}")
-    if reference.placement not in ("separate", "colocated"):
+    if reference.placement not in REFERENCE_PLACEMENTS:
         raise ValueError(
-            f"avconfuse.reference.placement: expected 'separate' or 'colocated', got {reference.placement!r}"
+            f"avconfuse.reference.placement: expected one of {REFERENCE_PLACEMENTS}, got {reference.placement!r}"
         )
-    if reference.enable and not reference.model_path:
-        raise ValueError("avconfuse.reference.model_path: required when avconfuse.reference.enable is true")
+    if settings.similarity.placement not in SIMILARITY_PLACEMENTS:
+        raise ValueError(
+            f"avconfuse.similarity.placement: expected one of {SIMILARITY_PLACEMENTS}, "
+            f"got {settings.similarity.placement!r}"
+        )
+    if reference.placement == "separate" and (
+        reference.num_gpus < 1 or reference.nnodes < 1 or reference.num_gpus % reference.nnodes
+    ):
+        raise ValueError(
+            "avconfuse.reference.num_gpus / nnodes: a separate reference pool needs whole GPUs spread evenly over "
+            f"its nodes, got num_gpus={reference.num_gpus}, nnodes={reference.nnodes}"
+        )
+    if not 0 < reference.gpu_memory_fraction <= 1:
+        raise ValueError(
+            f"avconfuse.reference.gpu_memory_fraction: expected a share in (0, 1], got {reference.gpu_memory_fraction}"
+        )
+    if reference.enable and reference.placement != "none" and not reference.model_path:
+        raise ValueError(
+            "avconfuse.reference.model_path: required when a reference worker is placed "
+            "(or set avconfuse.reference.placement=none and precompute the references)"
+        )
     ans_co = settings.ans_co
     for name, value, allowed in (
         ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),

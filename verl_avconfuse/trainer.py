@@ -66,6 +66,26 @@ def media_token_metrics(prompts: Iterable, token_ids: dict[str, int]) -> dict[st
 REWARD_KEYS = ("format", "arr", "avc", "acc")
 
 
+def service_health(reward_extra_infos: list[dict], uids: list) -> dict[str, float]:
+    """Step-RR's service failures over one step's samples: reference failures per prompt (a prompt whose
+    rollouts got no reference counts once), similarity failures per sample."""
+    if len(reward_extra_infos) != len(uids):
+        raise ValueError(f"service_health: {len(reward_extra_infos)} reward infos for {len(uids)} uids")
+    failed_prompts: set = set()
+    for info, uid in zip(reward_extra_infos, uids, strict=True):
+        if float(info.get("ref_error", 0.0)) > 0:
+            failed_prompts.add(uid)
+    prompts = len(set(uids))
+    sim_errors = sum(float(info.get("sim_error", 0.0)) for info in reward_extra_infos)
+    return {
+        "reference/prompts": float(prompts),
+        "reference/failed_prompts": float(len(failed_prompts)),
+        "reference/failed_prompt_frac": len(failed_prompts) / prompts if prompts else 0.0,
+        "similarity/errors": float(sim_errors),
+        "similarity/error_frac": sim_errors / len(reward_extra_infos) if reward_extra_infos else 0.0,
+    }
+
+
 def reward_metrics(reward_extra_infos: Iterable[dict]) -> dict[str, float]:
     """Step-RR component means and reference counters over a step's samples."""
     infos = [info for info in reward_extra_infos if isinstance(info, dict)]
@@ -89,21 +109,40 @@ class AvconfuseTrainer(PPOTrainerSync):
         self.trainer_mode = _VERL_SYNC_MODE
         return super()._build_replay_buffer()
 
+    def _uses_step_rr(self) -> bool:
+        return self.config.reward.reward_manager.get("name") == "step_rr"
+
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        reference = self.avconfuse_settings.reference
+        if self._uses_step_rr() and reference.has_worker and reference.placement == "separate":
+            from verl_avconfuse.placement import REFERENCE_POOL, REFERENCE_POOL_ROLE
+
+            # A pool in verl's own spec: verl counts it in its resource check, and its GPUs are never
+            # handed to the actor's placement groups.
+            per_node = reference.num_gpus // reference.nnodes
+            self.resource_pool_manager.resource_pool_spec[REFERENCE_POOL] = [per_node] * reference.nnodes
+            self.resource_pool_manager.mapping[REFERENCE_POOL_ROLE] = REFERENCE_POOL
+
     def _setup(self):
+        from verl_avconfuse.placement import check_cluster
         from verl_avconfuse.settings import avconfuse_settings
 
         self.avconfuse_settings = avconfuse_settings(self.config)
+        # Before any model loads: every role's demand against the Ray cluster, or one message naming each.
+        report = check_cluster(self.config, self.avconfuse_settings, step_rr=self._uses_step_rr())
+        print(report.render(), flush=True)
         super()._setup()
         if self.avconfuse_settings.ans_co.enable:
             self._install_ans_co_loss()
         self.step_rr_workers: dict = {}
-        if self.config.reward.reward_manager.get("name") == "step_rr":
-            from verl_avconfuse.reference.worker import start_workers
+        if self._uses_step_rr():
+            from verl_avconfuse.placement import start_step_rr_workers
 
-            self.step_rr_workers = start_workers(
+            self.step_rr_workers = start_step_rr_workers(
                 self.avconfuse_settings,
+                self.resource_pool_manager,
                 policy_model_path=self.config.actor_rollout_ref.model.path,
-                colocate_with=self.actor_rollout_wg.workers[0],
             )
 
     # ------------------------------------------------------------------------------ Ans-CO
@@ -173,7 +212,39 @@ class AvconfuseTrainer(PPOTrainerSync):
         # The returned batch meta lists the new fields too (the worker fetches the fields it lists).
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
+    def _check_step_rr_services(self, batch, metrics) -> None:
+        """Stop the run, loudly, when a step's reference or similarity failures exceed their budget."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
+        extra_fields = data["extra_fields"]
+        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+        infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+        health = service_health(infos, data["uid"].tolist() if hasattr(data["uid"], "tolist") else list(data["uid"]))
+        metrics.update(health)
+        settings = self.avconfuse_settings
+        problems = []
+        budget = settings.reference.max_error_rate
+        if budget is not None and health["reference/failed_prompt_frac"] > budget:
+            problems.append(
+                f"{health['reference/failed_prompts']:.0f} of {health['reference/prompts']:.0f} prompts got no "
+                f"reference a-think (more than avconfuse.reference.max_error_rate={budget})"
+            )
+        budget = settings.similarity.max_error_rate
+        if budget is not None and health["similarity/error_frac"] > budget:
+            problems.append(
+                f"{health['similarity/errors']:.0f} of {len(infos)} samples got no similarity "
+                f"(more than avconfuse.similarity.max_error_rate={budget})"
+            )
+        if problems:
+            raise RuntimeError(
+                f"Step-RR at step {self.global_steps}: {'; '.join(problems)}. The reward workers' log names each "
+                'failure ("step_rr: ..."); fix the service, or raise the budget (null: never stop).'
+            )
+
     def _compute_advantage(self, batch, metrics):
+        if self._uses_step_rr():
+            self._check_step_rr_services(batch, metrics)
         batch = super()._compute_advantage(batch, metrics)
         if self.avconfuse_settings.ans_co.enable:
             # Written with the advantages, outside the actor update (whose time is compared with plain GRPO).
@@ -212,16 +283,18 @@ class AvconfuseTrainer(PPOTrainerSync):
     def _worker_stats(self) -> dict[str, float]:
         import ray
 
-        from verl_avconfuse.reference.worker import REFERENCE_ACTOR
+        from verl_avconfuse.placement import REFERENCE_ACTOR_PREFIX, SIMILARITY_ACTOR
 
-        handle = self.step_rr_workers.get(REFERENCE_ACTOR)
-        if handle is None:
-            return {}
-        stats = ray.get(handle.stats.remote())
-        return {
-            "reference/generated": stats["reference/generated"],
-            "reference/batched_calls": stats["reference/batched_calls"],
-        }
+        replicas = [h for name, h in self.step_rr_workers.items() if name.startswith(REFERENCE_ACTOR_PREFIX)]
+        similarity = self.step_rr_workers.get(SIMILARITY_ACTOR)
+        stats = ray.get([handle.stats.remote() for handle in replicas])
+        metrics = {}
+        if stats:
+            for key in ("reference/requests", "reference/generated", "reference/batched_calls"):
+                metrics[key] = float(sum(s[key] for s in stats))
+        if similarity is not None:
+            metrics.update(ray.get(similarity.stats.remote()))
+        return metrics
 
     def _media_metrics(self, batch) -> dict[str, float]:
         import transfer_queue as tq

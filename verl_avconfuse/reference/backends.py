@@ -10,6 +10,7 @@ that one sample the reference for every rollout of the prompt, in every epoch).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,6 +41,8 @@ class SamplingOptions:
 
 class AudioLM(Protocol):
     model_id: str
+    #: Everything besides the model and prompt that decides the generation (the cache keys on it).
+    generation_settings: dict
 
     def generate(self, requests: list[ReferenceRequest]) -> list[str]: ...
 
@@ -64,6 +67,7 @@ class HFAudioLM:
         device: str | None = None,
         dtype: str = "auto",
         sampling: SamplingOptions = SamplingOptions(),
+        gpu_memory_fraction: float | None = None,
     ):
         import torch
         import transformers
@@ -71,6 +75,7 @@ class HFAudioLM:
 
         self.model_id = str(model_path)
         self.sampling = sampling
+        self.generation_settings = {"backend": "hf", **dataclasses.asdict(sampling)}
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.processor.tokenizer.padding_side = "left"
         config = AutoConfig.from_pretrained(model_path)
@@ -79,6 +84,9 @@ class HFAudioLM:
             transformers.AutoModelForCausalLM,
         )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if gpu_memory_fraction is not None and self.device.type == "cuda":
+            # Sharing an actor GPU: the caching allocator refuses to grow past this share.
+            torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction, self.device)
         self.model = model_cls.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
 
@@ -115,12 +123,22 @@ class HFAudioLM:
 class VLLMAudioLM:
     """vLLM's offline engine (GPU): ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``."""
 
-    def __init__(self, model_path: str, *, sampling: SamplingOptions = SamplingOptions(), **engine_kwargs):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        sampling: SamplingOptions = SamplingOptions(),
+        gpu_memory_fraction: float | None = None,
+        **engine_kwargs,
+    ):
         from transformers import AutoProcessor
         from vllm import LLM
 
         self.model_id = str(model_path)
         self.sampling = sampling
+        self.generation_settings = {"backend": "vllm", **dataclasses.asdict(sampling)}
+        if gpu_memory_fraction is not None:
+            engine_kwargs.setdefault("gpu_memory_utilization", gpu_memory_fraction)
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
         engine_kwargs.setdefault("limit_mm_per_prompt", {"audio": 1})

@@ -1,7 +1,9 @@
 """A persistent cache of reference ``<a-think>`` paragraphs, keyed by content.
 
-The key is a hash of (the audio file's bytes, question, answer, model, prompt version): the same
-clip under another path hits, an edited clip or another model or prompt misses. SQLite in WAL mode
+The key is a hash of (the audio file's bytes, question, answer, model, generation settings, prompt
+version): the same clip under another path hits; an edited clip, another model, another temperature,
+top-p, token budget, seed or backend, or another prompt misses. The reference worker owns the cache
+(reward workers on other nodes ask the worker, never a file that may not exist on their node). SQLite in WAL mode
 makes it safe for one writer (the reference worker) and many readers (reward workers, the
 precompute CLI), and every insert is a transaction: a crash loses at most the current batch.
 """
@@ -51,12 +53,19 @@ class ReferenceRequest:
     answer: str
 
 
-def reference_key(request: ReferenceRequest, model_id: str, prompt_version: str = REFERENCE_PROMPT_VERSION) -> str:
+def reference_key(
+    request: ReferenceRequest,
+    model_id: str,
+    generation_settings: dict | None = None,
+    prompt_version: str = REFERENCE_PROMPT_VERSION,
+) -> str:
+    """Content key: the clip's bytes, question, answer, model, every generation setting, prompt version."""
     payload = [
         audio_identity(request.audio_path),
         request.question.strip(),
         request.answer.strip(),
         model_id,
+        sorted((generation_settings or {}).items()),
         prompt_version,
     ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()

@@ -55,7 +55,7 @@ class ReferenceService:
         keys: list[str | None] = []
         for i, request in enumerate(requests):
             try:
-                keys.append(reference_key(request, self.audio_lm.model_id))
+                keys.append(reference_key(request, self.audio_lm.model_id, self.audio_lm.generation_settings))
             except OSError as error:
                 keys.append(None)
                 results[i] = ReferenceResult(None, f"{request.audio_path}: {error.strerror or error}")

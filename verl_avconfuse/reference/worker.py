@@ -1,6 +1,7 @@
 """The Ray workers Step-RR talks to: the reference audio LM and the similarity embedder.
 
-Both are named actors the trainer starts (:func:`start_workers`) and reward workers find by name
+Both are named actors the trainer starts inside verl's resource pools
+(:func:`verl_avconfuse.placement.start_step_rr_workers`) and reward workers find by name
 (:func:`find_worker`). Each gathers concurrent requests with a :class:`MicroBatcher`, so the
 rollouts of a step are served by a few batched calls, not one call per sample.
 
@@ -21,8 +22,6 @@ from verl_avconfuse.settings import ReferenceSettings, SimilaritySettings
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_ACTOR = "avconfuse_reference"
-SIMILARITY_ACTOR = "avconfuse_similarity"
 REFERENCE_ROLE = "reference_audio_lm"
 SIMILARITY_ROLE = "step_rr_similarity"
 
@@ -32,7 +31,13 @@ class ReferenceWorker:
 
     role = REFERENCE_ROLE
 
-    def __init__(self, settings: ReferenceSettings, policy_model_path: str | None = None):
+    def __init__(
+        self,
+        settings: ReferenceSettings,
+        policy_model_path: str | None = None,
+        *,
+        gpu_memory_fraction: float | None = None,
+    ):
         from verl_avconfuse.reference.backends import SamplingOptions, load_audio_lm
         from verl_avconfuse.reference.cache import ReferenceCache
         from verl_avconfuse.reference.service import ReferenceService
@@ -43,7 +48,10 @@ class ReferenceWorker:
                 "be a separate audio LM that hears only the audio (e.g. Qwen2-Audio-7B-Instruct)"
             )
         sampling = SamplingOptions(settings.temperature, settings.top_p, settings.max_new_tokens, settings.seed)
-        audio_lm = load_audio_lm(settings.backend, settings.model_path, sampling=sampling)
+        # Colocated on an actor GPU: stay within the share of its memory the user gave the reference.
+        audio_lm = load_audio_lm(
+            settings.backend, settings.model_path, sampling=sampling, gpu_memory_fraction=gpu_memory_fraction
+        )
         self.service = ReferenceService(audio_lm, ReferenceCache(settings.cache_dir), batch_size=settings.batch_size)
         self.batcher = MicroBatcher(self.service.get_many, window_s=settings.batch_window_s)
 
@@ -89,57 +97,3 @@ def find_worker(name: str):
         return ray.get_actor(name)
     except ValueError:
         return None
-
-
-def start_workers(settings, *, policy_model_path: str | None, colocate_with=None) -> dict[str, Any]:
-    """Start the similarity worker and (when enabled) the reference worker; return their handles.
-
-    ``colocate_with``: a Ray actor handle whose GPU the reference shares when
-    ``placement == "colocated"`` (the first actor/rollout worker).
-    """
-    import ray
-    from verl.plugin.platform import get_platform
-
-    env_vars = {
-        key: value
-        for key in ("VERL_PLATFORM", "AVCONFUSE_TINY_DIR", "AVCONFUSE_CACHE_DIR")
-        if (value := os.environ.get(key))
-    }
-    handles: dict[str, Any] = {}
-    cpu = get_platform().device_name == "cpu"
-
-    similarity_gpus = 0.0 if cpu else settings.similarity.num_gpus
-    handles[SIMILARITY_ACTOR] = (
-        ray.remote(SimilarityWorker)
-        .options(
-            name=SIMILARITY_ACTOR, num_gpus=similarity_gpus, max_concurrency=1000, runtime_env={"env_vars": env_vars}
-        )
-        .remote(settings.similarity)
-    )
-
-    reference = settings.reference
-    if reference.enable:
-        options: dict[str, Any] = {"name": REFERENCE_ACTOR, "max_concurrency": 1000}
-        reference_env = dict(env_vars)
-        if cpu:
-            options["num_gpus"] = 0
-        elif reference.placement == "colocated" and colocate_with is not None:
-            from verl.utils.device import get_resource_name
-
-            gpu_ids = ray.get(
-                colocate_with.__ray_call__.remote(
-                    lambda self: ray.get_runtime_context().get_accelerator_ids()[get_resource_name()]
-                )
-            )
-            options["num_gpus"] = 0
-            reference_env.update({get_platform().visible_devices_envvar(): ",".join(map(str, gpu_ids))})
-            reference_env.update({var: "1" for var in get_platform().ray_noset_envvars()})
-        else:
-            options["num_gpus"] = reference.num_gpus
-        options["runtime_env"] = {"env_vars": reference_env}
-        handles[REFERENCE_ACTOR] = ray.remote(ReferenceWorker).options(**options).remote(reference, policy_model_path)
-
-    roles = dict(zip(handles, ray.get([handle.get_role.remote() for handle in handles.values()]), strict=True))
-    assert roles.get(SIMILARITY_ACTOR) == SIMILARITY_ROLE, roles
-    assert not reference.enable or roles.get(REFERENCE_ACTOR) == REFERENCE_ROLE, roles
-    return handles

@@ -5,13 +5,14 @@ manager parses it, finds the prompt's reference a-think, has the similarities co
 combines them with :func:`verl_avconfuse.rewards.step_rr_scores`:
 
 - reference a-think: ``extra_info.reference_a_think`` when precomputed
-  (``avconfuse reference precompute``); else the persistent cache (read directly); else the
-  reference worker (:data:`REFERENCE_ACTOR`), only for misses. A failure or timeout gives
-  ``arr = 0`` and is counted (``ref_error``), and training goes on;
+  (``avconfuse reference precompute``); else the reference worker that owns the prompt
+  (:func:`verl_avconfuse.placement.reference_replica_for`), which serves its cache or generates.
+  A failure or timeout gives ``arr = 0`` and is counted (``ref_error``), and training goes on
+  until the step's error budget is spent (the trainer checks it);
 - similarities: the shared similarity worker when the trainer started one, else an embedder loaded
   once in this process; either way concurrent responses are embedded in one batch.
 
-Per-sample extra info (``format``, ``arr``, ``avc``, ``acc``, ``ref_cached``, ``ref_error``)
+Per-sample extra info (``format``, ``arr``, ``avc``, ``acc``, ``ref_cached``, ``ref_error``, ``sim_error``)
 becomes the trainer's ``reward/*`` and ``reference/*`` metrics.
 """
 
@@ -79,22 +80,28 @@ class StepRRRewardManager(RewardManagerBase):
         self.settings = avconfuse_settings(config)
         media = (config.get("data") or {}).get("media") or {}
         self.media_root = media.get("root") if hasattr(media, "get") else None
-        self._reference_actor = None
+        self._reference_actors: dict[int, object] = {}
         self._similarity_actor = None
         self._local_similarity = None
-        self._cache = None
 
     # ------------------------------------------------------------------------------ reference
 
-    def _reference_cache(self):
-        if self._cache is None:
-            from verl_avconfuse.reference.cache import ReferenceCache
+    def _reference_replica(self, request):
+        """The reference worker that serves this request (the same one for every rollout of a prompt)."""
+        from verl_avconfuse.placement import reference_actor_name, reference_replica_for
+        from verl_avconfuse.reference.worker import find_worker
 
-            try:
-                self._cache = ReferenceCache(self.settings.reference.cache_dir, readonly=True)
-            except FileNotFoundError:
-                return None
-        return self._cache
+        replica = reference_replica_for(request, self.settings.reference.replicas)
+        if replica not in self._reference_actors:
+            handle = find_worker(reference_actor_name(replica))
+            if handle is None:
+                raise RuntimeError(
+                    f"reference worker {reference_actor_name(replica)!r} is not running (use "
+                    "trainer.v1.trainer_mode=avconfuse, or precompute references and set "
+                    "avconfuse.reference.placement=none)"
+                )
+            self._reference_actors[replica] = handle
+        return self._reference_actors[replica]
 
     async def _reference(self, non_tensor: dict) -> tuple[str | None, float, float]:
         """(reference a-think, came from cache/precompute, failed)."""
@@ -102,31 +109,21 @@ class StepRRRewardManager(RewardManagerBase):
         precomputed = extra_info.get("reference_a_think")
         if precomputed:
             return str(precomputed), 1.0, 0.0
-        if not self.settings.reference.enable:
+        reference = self.settings.reference
+        if not reference.enable:
             return None, 0.0, 0.0
         try:
+            if not reference.has_worker:
+                raise ValueError(
+                    "no precomputed extra_info.reference_a_think and avconfuse.reference.placement=none "
+                    "(run `avconfuse reference precompute` on this data)"
+                )
             request = reference_request_for(non_tensor, self.media_root)
             if request is None:
                 raise ValueError("the prompt has no audio or video item")
-            cache = self._reference_cache()
-            if cache is not None:
-                from verl_avconfuse.reference.cache import reference_key
-
-                key = reference_key(request, str(self.settings.reference.model_path))
-                hit = cache.get_many([key]).get(key)
-                if hit is not None:
-                    return hit, 1.0, 0.0
-            if self._reference_actor is None:
-                from verl_avconfuse.reference.worker import REFERENCE_ACTOR, find_worker
-
-                self._reference_actor = find_worker(REFERENCE_ACTOR)
-                if self._reference_actor is None:
-                    raise RuntimeError(
-                        "no reference worker is running (use trainer.v1.trainer_mode=avconfuse, or precompute "
-                        "references with `avconfuse reference precompute`)"
-                    )
+            # The worker owns the cache: a reward worker on any node asks it, never a local file.
             (result,) = await asyncio.wait_for(
-                self._reference_actor.get_many.remote([request]), timeout=self.settings.reference.timeout_s
+                self._reference_replica(request).get_many.remote([request]), timeout=reference.timeout_s
             )
             if result["a_think"] is None:
                 raise RuntimeError(result["error"])
@@ -141,7 +138,8 @@ class StepRRRewardManager(RewardManagerBase):
         if not pairs:
             return []
         if self._similarity_actor is None and self._local_similarity is None:
-            from verl_avconfuse.reference.worker import SIMILARITY_ACTOR, find_worker
+            from verl_avconfuse.placement import SIMILARITY_ACTOR
+            from verl_avconfuse.reference.worker import find_worker
 
             self._similarity_actor = find_worker(SIMILARITY_ACTOR)
             if self._similarity_actor is None:
@@ -167,7 +165,12 @@ class StepRRRewardManager(RewardManagerBase):
         reference, ref_cached, ref_error = await self._reference(non_tensor)
         arr_pair, avc_pair = similarity_requests(parsed, reference)
         pairs = [pair for pair in (arr_pair, avc_pair) if pair is not None]
-        sims = iter(await self._similarities(pairs))
+        try:
+            sims = iter(await self._similarities(pairs))
+            sim_error = 0.0
+        except Exception as error:  # noqa: BLE001 -- counted; the trainer stops the run past the error budget
+            logger.warning("step_rr: the similarity service failed for this sample (arr = avc-sim = 0): %s", error)
+            sims, sim_error = iter([None] * len(pairs)), 1.0
         sim_a_ref = next(sims) if arr_pair is not None else None
         sim_a_v = next(sims) if avc_pair is not None else None
         scores = step_rr_scores(
@@ -178,7 +181,7 @@ class StepRRRewardManager(RewardManagerBase):
             omega=self.settings.step_rr.omega,
             options=list(options) if options is not None else None,
         )
-        extra = {**scores, "ref_cached": ref_cached, "ref_error": ref_error}
+        extra = {**scores, "ref_cached": ref_cached, "ref_error": ref_error, "sim_error": sim_error}
         return {"reward_score": scores["score"], "reward_extra_info": extra}
 
 
