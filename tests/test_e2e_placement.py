@@ -105,3 +105,22 @@ def test_two_nodes_reward_workers_on_both_get_live_references_from_the_worker(tm
         # Every sample of every reward worker asked the worker (none read a cache file on its node).
         assert metrics["reference/requests"] == samples * step, step
     assert steps[2]["reference/generated"] == 4.0
+
+
+def test_a_reference_service_that_fails_every_prompt_stops_the_run_loudly(tmp_path):
+    """A timeout no generation can meet: every prompt loses its reference, past the 0.2 budget -> stop."""
+    result, steps = run_main_ppo(
+        tmp_path,
+        *TINY,
+        "trainer.total_training_steps=1",
+        "avconfuse.reference.timeout_s=0.001",
+        f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and not steps, output[-3000:]
+    assert (
+        "Step-RR at step 1: 2 of 2 prompts got no reference a-think (more than avconfuse.reference.max_error_rate=0.2)"
+        in output
+    )
+    assert "step_rr: no reference a-think for this sample (arr = 0)" in output  # each failure, in the reward log

@@ -1,12 +1,17 @@
 """``AvconfuseTrainer``: verl's synchronous v1 trainer, registered as ``trainer.v1.trainer_mode=avconfuse``.
 
 RL-CoMM trains without KL, so verl builds no reference policy; in its place this trainer starts
-the *heterogeneous reference*, a Ray worker holding a large audio LM, and the shared Step-RR
-embedder (:mod:`verl_avconfuse.reference.worker`), when the reward manager is ``step_rr``. It adds,
-through ``register_trainer`` rather than a patched trainer, the metrics:
+the *heterogeneous reference*, Ray workers holding a large audio LM, and the shared Step-RR
+embedder (:mod:`verl_avconfuse.reference.worker`), when the reward manager is ``step_rr``. They are
+placed inside verl's resource model (:mod:`verl_avconfuse.placement`: a pool of their own added to
+verl's ``ResourcePoolManager``, or slots of the actor pool's bundles), after a preflight of every role
+against the Ray cluster that runs before any model loads. Each step, before the actor update, it stops
+the run when the reference or similarity failures exceed their budget. It adds, through
+``register_trainer`` rather than a patched trainer, the metrics:
 
 - ``reward/{format,arr,avc,acc}/mean``: Step-RR's components (from each sample's reward extra info);
-- ``reference/cache_hit_rate``, ``reference/errors``, ``reference/generated``: the reference audio LM;
+- ``reference/cache_hit_rate``, ``reference/errors``, ``reference/requests``, ``reference/generated``,
+  ``reference/failed_prompt_frac``, ``similarity/errors``: the reference audio LM and the embedder;
 - ``rollout/media/{audio,video,image}_tokens/mean`` and ``with_*_frac``: proof the rollouts carried
   the media (placeholder tokens per prompt);
 - ``data/skipped_samples``: rows the dataset dropped for unusable media (see ``OmniRLDataset``).
