@@ -410,3 +410,16 @@ def test_unknown_model_name_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny model"):
         tiny.make_tiny_models(tmp_path, which=["qwen2", "llama"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_warm_start_covers_the_tiny_rl_task_and_its_instruments():
+    """Policy and reference share the task's audio descriptions (what lets ARR fire in a tiny run)."""
+    from verl_avconfuse.tiny.corpus import TASK_INSTRUMENTS, policy_chats, reference_chats
+    from verl_avconfuse.tiny.data import INSTRUMENT_TONES_HZ
+
+    assert sorted(INSTRUMENT_TONES_HZ) == list(TASK_INSTRUMENTS)
+    for chats in (policy_chats(600), reference_chats(600)):
+        task = [c for c in chats if c.question.startswith("Is there a") and c.question[11:-7] in TASK_INSTRUMENTS]
+        assert 0.4 < len(task) / len(chats) < 0.7  # TASK_FRACTION = 0.5, plus random scenes asking alike
+        silent = [c for c in task if "silent" in c.response]
+        assert all(c.answer == "no" for c in silent)

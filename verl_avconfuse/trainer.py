@@ -71,6 +71,12 @@ def media_token_metrics(prompts: Iterable, token_ids: dict[str, int]) -> dict[st
 REWARD_KEYS = ("format", "arr", "avc", "acc")
 
 
+def _dump_sort_key(key: str) -> tuple:
+    """The order of verl 0.9.1's rollout dump (``PPOTrainer._log_rollout_data``): ``{sample}_{rollout}_{output}``."""
+    parts = key.rsplit("_", 2)
+    return (parts[0], int(parts[1]), int(parts[2])) if len(parts) == 3 else (key, 0, 0)
+
+
 def service_health(reward_extra_infos: list[dict], uids: list) -> dict[str, float]:
     """Step-RR's service failures over one step's samples: reference failures per prompt (a prompt whose
     rollouts got no reference counts once), similarity failures per sample."""
@@ -265,6 +271,33 @@ class AvconfuseTrainer(PPOTrainerSync):
         for key, value in update_metrics.items():
             metrics[key[len("actor/") :] if key.startswith("actor/ansco/") else key] = value
         return batch
+
+    # ------------------------------------------------------------------------ rollout dump
+
+    #: Step-RR's per-response values written beside each rollout in ``trainer.rollout_data_dir``.
+    DUMP_KEYS = ("format", "arr", "avc", "acc", "sim_a_ref", "sim_a_v", "reference_a_think", "ref_error")
+
+    def _log_rollout_data(self, batch, timing_raw, rollout_data_dir):
+        """verl's rollout dump, plus each response's Step-RR terms and the texts they came from."""
+        import transfer_queue as tq
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extra_fields = data["extra_fields"]
+        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+        infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+        # verl writes the rows sorted by (sample, rollout, output) of the key; the same order here.
+        order = sorted(range(len(batch.keys)), key=lambda i: _dump_sort_key(batch.keys[i]))
+        self._step_rr_dump = {key: [infos[i].get(key) for i in order] for key in self.DUMP_KEYS}
+        try:
+            return super()._log_rollout_data(batch, timing_raw, rollout_data_dir)
+        finally:
+            self._step_rr_dump = None
+
+    def _dump_generations(self, inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path):
+        extra = getattr(self, "_step_rr_dump", None)
+        if extra:
+            reward_extra_infos_dict = {**reward_extra_infos_dict, **extra}
+        return super()._dump_generations(inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path)
 
     # ----------------------------------------------------------------------------- metrics
 

@@ -13,7 +13,9 @@ combines them with :func:`verl_avconfuse.rewards.step_rr_scores`:
   once in this process; either way concurrent responses are embedded in one batch.
 
 Per-sample extra info (``format``, ``arr``, ``avc``, ``acc``, ``ref_cached``, ``ref_error``, ``sim_error``)
-becomes the trainer's ``reward/*`` and ``reference/*`` metrics.
+becomes the trainer's ``reward/*``, ``reference/*`` and ``similarity/*`` metrics; ``sim_a_ref``,
+``sim_a_v`` (``None`` when not computed) and ``reference_a_think`` are what the score was computed
+from, written beside each response in verl's rollout dump (``trainer.rollout_data_dir``).
 """
 
 from __future__ import annotations
@@ -181,7 +183,16 @@ class StepRRRewardManager(RewardManagerBase):
             omega=self.settings.step_rr.omega,
             options=list(options) if options is not None else None,
         )
-        extra = {**scores, "ref_cached": ref_cached, "ref_error": ref_error, "sim_error": sim_error}
+        extra = {
+            **scores,
+            "ref_cached": ref_cached,
+            "ref_error": ref_error,
+            "sim_error": sim_error,
+            # What the score was computed from, for the rollout dump (trainer.rollout_data_dir) and audits.
+            "sim_a_ref": sim_a_ref,
+            "sim_a_v": sim_a_v,
+            "reference_a_think": reference or "",
+        }
         return {"reward_score": scores["score"], "reward_extra_info": extra}
 
 

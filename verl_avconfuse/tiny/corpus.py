@@ -60,6 +60,16 @@ YES_NO: tuple[str, ...] = ("yes", "no")
 MALFORMED_FRACTION = 0.35
 #: Share of reference (audio-only) responses without their ``<a-think>`` tags.
 REFERENCE_MALFORMED_FRACTION = 0.15
+#: Share of warm-start chats (policy and reference alike) drawn from the tiny RL task itself: "Is there a
+#: {instrument} sound?" about one of the tiny dataset's instruments, a third of the clips silent (see
+#: :mod:`verl_avconfuse.tiny.data`). Policy and reference then share one vocabulary of audio descriptions
+#: for the task, so sim(policy a-think, reference a-think) clears ARR's threshold for part of the right
+#: answers, as with real models; the rest of the chats (random scenes) keep the outputs varied.
+TASK_FRACTION = 0.5
+#: The tiny RL task's instruments (the tones of :data:`verl_avconfuse.tiny.data.INSTRUMENT_TONES_HZ`).
+TASK_INSTRUMENTS: tuple[str, ...] = ("cello", "flute", "piano", "trumpet", "violin")
+#: Share of the tiny task's clips that are muted (every third, as the tiny dataset builds them).
+TASK_MUTED_FRACTION = 1 / 3
 
 #: What the warm-start counts as a well-formed policy response (decoded, special tokens removed).
 #: This is the tiny models' own yardstick, not the reward parser of :mod:`verl_avconfuse.rewards`.
@@ -181,6 +191,21 @@ def _location(scene: Scene, label: str) -> str:
     return "left" if index == 0 else "right" if index == last else "middle"
 
 
+def sample_task_scene(rng: random.Random) -> tuple[Scene, str, str]:
+    """A scene of the tiny RL task with its question and answer: one instrument on screen, heard or muted."""
+    instrument = rng.choice(TASK_INSTRUMENTS)
+    muted = rng.random() < TASK_MUTED_FRACTION
+    scene = Scene(heard=() if muted else (instrument,), seen=(instrument,))
+    return scene, f"Is there {_a(instrument)} sound?", "no" if muted else "yes"
+
+
+def _scene_and_question(rng: random.Random, task_fraction: float) -> tuple[Scene, str, str]:
+    if rng.random() < task_fraction:
+        return sample_task_scene(rng)
+    scene = sample_scene(rng)
+    return (scene, *sample_question(scene, rng))
+
+
 def sample_question(scene: Scene, rng: random.Random) -> tuple[str, str]:
     """A Music-AVQA-style question about ``scene`` and its answer (one word or a short phrase)."""
     heard = scene.heard_instruments
@@ -240,13 +265,14 @@ def policy_response(
     return rng.choice(broken), False
 
 
-def policy_chats(n: int, seed: int = 0, malformed_fraction: float = MALFORMED_FRACTION) -> list[ChatExample]:
+def policy_chats(
+    n: int, seed: int = 0, malformed_fraction: float = MALFORMED_FRACTION, task_fraction: float = TASK_FRACTION
+) -> list[ChatExample]:
     """``n`` warm-start chats for the policy: a Music-AVQA question with the format instruction, answered."""
     rng = random.Random(f"policy-{seed}")
     chats = []
     for _ in range(n):
-        scene = sample_scene(rng)
-        question, answer = sample_question(scene, rng)
+        scene, question, answer = _scene_and_question(rng, task_fraction)
         response, ok = policy_response(
             audio_reasoning(scene, rng), visual_reasoning(scene, rng), answer, rng, malformed_fraction
         )
@@ -255,14 +281,16 @@ def policy_chats(n: int, seed: int = 0, malformed_fraction: float = MALFORMED_FR
 
 
 def reference_chats(
-    n: int, seed: int = 0, malformed_fraction: float = REFERENCE_MALFORMED_FRACTION
+    n: int,
+    seed: int = 0,
+    malformed_fraction: float = REFERENCE_MALFORMED_FRACTION,
+    task_fraction: float = TASK_FRACTION,
 ) -> list[ChatExample]:
     """``n`` warm-start chats for the reference audio LM: reason about the audio inside ``<a-think>`` only."""
     rng = random.Random(f"reference-{seed}")
     chats = []
     for _ in range(n):
-        scene = sample_scene(rng)
-        question, answer = sample_question(scene, rng)
+        scene, question, answer = _scene_and_question(rng, task_fraction)
         user = rng.choice(REFERENCE_INSTRUCTIONS).format(question=question, answer=answer)
         a_think = audio_reasoning(scene, rng)
         ok = rng.random() >= malformed_fraction

@@ -68,7 +68,8 @@ def build_text_dataset(
     return paths
 
 
-#: Instrument -> tone frequency of its synthetic "sound"; a muted clip has silence instead.
+#: Instrument -> tone frequency of its synthetic "sound"; a muted clip has silence instead. The tiny models'
+#: warm start covers these instruments' questions (:data:`verl_avconfuse.tiny.corpus.TASK_INSTRUMENTS`).
 INSTRUMENT_TONES_HZ = {"violin": 660.0, "piano": 262.0, "cello": 131.0, "flute": 880.0, "trumpet": 466.0}
 CLIP_SECONDS = 2.0
 CLIP_FPS = 4

