@@ -78,9 +78,8 @@ def _options(record: dict, where: str, mode: str) -> tuple[list[str] | None, str
     complete = len(raw) >= N_OPTIONS and all(isinstance(o, str) and o.strip() for o in raw)
     if complete:
         return [o.strip() for o in raw], None
-    reason = f"multi_choice has {len(raw)} option(s)" + (
-        f", {sum(o is None or not o.strip() for o in raw)} of them None or empty" if raw else ""
-    )
+    empty = sum(o is None or not o.strip() for o in raw)
+    reason = f"multi_choice has {len(raw)} option(s)" + (f", {empty} of them None or empty" if empty else "")
     if mode == "skip":
         return None, reason
     options = [NONE_OPTION if o is None or not o.strip() else o.strip() for o in raw]
@@ -112,9 +111,7 @@ def load_samples_with_report(
         answer = require_field(record, "answer", where, int)
         options_list = option_texts
         if not 0 <= answer < len(options_list):
-            raise ConversionError(
-                f"{where}: field 'answer' {answer} is not an index into {len(options_list)} options"
-            )
+            raise ConversionError(f"{where}: field 'answer' {answer} is not an index into {len(options_list)} options")
         relation = str(record.get("question_relation", ""))
         kind = str(record.get("question_type", ""))
         if kind not in QUESTION_TYPES:
@@ -152,7 +149,9 @@ def load_samples(
     """Read an AVQA release file into samples (file order; ``Sample.index`` = position in the file)."""
     samples, notes = load_samples_with_report(path, video_dir, split=split, options=options)
     if notes:
-        print(f"{path}: {len(notes)} record(s) with None or fewer than {N_OPTIONS} options ({options})", file=sys.stderr)
+        print(
+            f"{path}: {len(notes)} record(s) with None or fewer than {N_OPTIONS} options ({options})", file=sys.stderr
+        )
     return samples
 
 
@@ -160,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="AVQA train_qa.json / val_qa.json")
     parser.add_argument(
-        "--options", choices=OPTION_MODES, default="pad", help="None / missing options: pad as the official code, or skip"
+        "--options",
+        choices=OPTION_MODES,
+        default="pad",
+        help="None / missing options: pad as the official code, or skip",
     )
     add_common_arguments(parser)
     args = parser.parse_args(argv)

@@ -91,9 +91,7 @@ MUSIC_REPLIES = {
 def test_official_music_avqa_file_with_a_contradictory_duplicate_is_scored_and_counted(tmp_path, clips):
     backend = RecordingBackend(_predictions(tmp_path, MUSIC_REPLIES))
     out = tmp_path / "out"
-    result = evaluate(
-        TASKS["music-avqa"], backend, MUSIC_AVQA_OFFICIAL_JSON, clips, out, match="both", progress=False
-    )
+    result = evaluate(TASKS["music-avqa"], backend, MUSIC_AVQA_OFFICIAL_JSON, clips, out, match="both", progress=False)
     assert [d["id"] for d in result["docs"]] == list(MUSIC_REPLIES)
     assert [d["ground_truth"] for d in result["docs"]] == ["three", "two", "four", "flute", "yes"]
     # Full-width "？" and the trailing space are gone; the paper prompt is the bare question.
@@ -168,7 +166,13 @@ def test_avqa_grades_by_answer_index_pads_short_options_and_reports_per_question
 def test_avqa_skip_mode_leaves_short_option_records_out_and_says_so(tmp_path, clips):
     backend = _predictions(tmp_path, AVQA_REPLIES)
     result = evaluate(
-        TASKS["avqa"], backend, AVQA_QUIRKS_JSON, clips, tmp_path / "o", load_options=LoadOptions("skip"), progress=False
+        TASKS["avqa"],
+        backend,
+        AVQA_QUIRKS_JSON,
+        clips,
+        tmp_path / "o",
+        load_options=LoadOptions("skip"),
+        progress=False,
     )
     assert [d["id"] for d in result["docs"]] == ["201", "204"]
     assert result["metrics"]["Overall"]["accuracy"] == 50.0
@@ -192,7 +196,12 @@ def test_avhbench_public_qa_json_has_per_task_precision_recall(tmp_path, clips):
                       progress=False)  # fmt: skip
     m = result["metrics"]
     v2a, a2v, match = m["V->A hallucination"], m["A->V hallucination"], m["AV matching"]
-    assert (v2a["accuracy"], v2a["precision"], v2a["recall"], v2a["yes_rate"]) == (100.0, 100.0, 100.0, pytest.approx(200 / 3))
+    assert (v2a["accuracy"], v2a["precision"], v2a["recall"], v2a["yes_rate"]) == (
+        100.0,
+        100.0,
+        100.0,
+        pytest.approx(200 / 3),
+    )
     assert (a2v["accuracy"], a2v["precision"], a2v["recall"], a2v["f1"], a2v["yes_rate"]) == (
         50.0, 50.0, 100.0, pytest.approx(200 / 3), 100.0
     )  # fmt: skip
@@ -227,7 +236,10 @@ def test_muted_setting_under_both_rules_shows_the_release_rule_counting_piano_as
     backend = RecordingBackend(_predictions(tmp_path, replies))
     result = evaluate(TASKS["avconfuse-muted"], backend, MUTED_EXCERPT_JSON, clips, tmp_path / "o", match="both",
                       progress=False)  # fmt: skip
-    assert backend.questions[0].startswith("This is a video of audio corruption") and "<answer>" not in backend.questions[0]
+    assert (
+        backend.questions[0].startswith("This is a video of audio corruption")
+        and "<answer>" not in backend.questions[0]
+    )
     strict, release = result["metrics_by_match"]["strict"], result["metrics_by_match"]["release"]
     assert (strict["muted_accuracy"], strict["paper_yes_rate"], strict["balanced_accuracy"]) == (50.0, 50.0, 75.0)
     assert strict["yes_rate"] == pytest.approx(100 / 3) and strict["other_rate"] == pytest.approx(100 / 3)

@@ -369,6 +369,7 @@ def _avhbench_metrics(scored: Sequence[ScoredDoc]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- AV-ConfuseBench
 
+
 def _bench_docs(setting: str) -> Callable[[Path, Path, LoadOptions], tuple[list[EvalDoc], dict]]:
     def load(data: Path, video_dir: Path, options: LoadOptions) -> tuple[list[EvalDoc], dict]:
         from verl_avconfuse.bench.schemas import load_questions, video_path_for
@@ -565,8 +566,10 @@ TASKS: dict[str, Task] = {
             ("balanced_accuracy", "balanced Acc"),
         ),
         headline="muted_accuracy",
-        paper_rows={k: {"muted_accuracy": v["muted_accuracy"], "paper_yes_rate": v["paper_yes_rate"]}
-                    for k, v in AVCONFUSE_PAPER.items()},  # fmt: skip
+        paper_rows={
+            k: {"muted_accuracy": v["muted_accuracy"], "paper_yes_rate": v["paper_yes_rate"]}
+            for k, v in AVCONFUSE_PAPER.items()
+        },  # fmt: skip
         is_published=_bench_published("muted"),
         published_data=_published_file("muted"),
     ),
@@ -578,8 +581,9 @@ TASKS: dict[str, Task] = {
         columns=(("a_acc", "A-Acc (0-5)"), ("v_acc", "V-Acc (0-5)"), ("n_judge_failures", "judge failures")),
         process_results=process_judged,
         headline="a_acc",
-        paper_rows={k: {"a_acc": v["a_acc"], "v_acc": v["v_acc"]} for k, v in AVCONFUSE_PAPER.items()
-                    if v["a_acc"] is not None},  # fmt: skip
+        paper_rows={
+            k: {"a_acc": v["a_acc"], "v_acc": v["v_acc"]} for k, v in AVCONFUSE_PAPER.items() if v["a_acc"] is not None
+        },  # fmt: skip
         is_published=_bench_published("modified"),
         judged=True,
         chart_max=5.0,
@@ -595,4 +599,3 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
     return TASKS[name]
-
