@@ -149,7 +149,7 @@ def _check_media(docs: Sequence[EvalDoc], skip_bad: bool, progress: bool) -> tup
     return kept, skipped
 
 
-def _yes_probabilities(backend: Any, docs: Sequence[EvalDoc], requests, replies) -> list[dict]:
+def _yes_probabilities(backend: Any, requests: Sequence[EvalRequest], replies: Sequence[str]) -> list[dict]:
     from verl_avconfuse.bench.evaluate import yes_probability
 
     return [{"p_yes": yes_probability(backend, r, reply)} for r, reply in zip(requests, replies, strict=True)]
@@ -200,8 +200,8 @@ def evaluate_docs(
     rules = match_rules(match)
     if task.judged and judge is None:
         raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
-    if yes_prob and task.name != "avconfuse-muted":
-        raise ValueError("yes_prob applies to the muted setting only")
+    if yes_prob and not task.yes_prob:
+        raise ValueError(f"{task.name}: --yes-prob applies to the muted setting only")
     if yes_prob and not hasattr(backend, "next_token_logprobs"):
         raise ValueError(f"yes_prob needs a backend with next_token_logprobs (an hf: backend), not {backend.name}")
     ids = [d.id for d in docs]
@@ -227,7 +227,7 @@ def evaluate_docs(
 
     extras: list[dict] = [{} for _ in docs]
     if yes_prob:
-        extras = _yes_probabilities(backend, docs, requests, replies)
+        extras = _yes_probabilities(backend, requests, replies)
     if task.judged:
         extras = _judge(judge, docs, replies)
 

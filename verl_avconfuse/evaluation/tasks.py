@@ -176,6 +176,8 @@ class Task:
     paper_rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
     is_published: Callable[[Sequence[EvalDoc]], bool] = lambda docs: True
     judged: bool = False
+    #: A yes/no task whose P(yes) the runner may read (``yes_prob``, HF backend).
+    yes_prob: bool = False
     #: The chart's y range (percent tasks: 100; the judge's scale: 5).
     chart_max: float = 100.0
     #: Its published file ships with the package (``--data published``).
@@ -571,6 +573,7 @@ TASKS: dict[str, Task] = {
             for k, v in AVCONFUSE_PAPER.items()
         },  # fmt: skip
         is_published=_bench_published("muted"),
+        yes_prob=True,
         published_data=_published_file("muted"),
     ),
     "avconfuse-modified": Task(
