@@ -255,3 +255,29 @@ def test_a_missing_matplotlib_costs_the_chart_only(tmp_path, clips, monkeypatch,
     assert err == ['avqa: chart not written: matplotlib is missing (pip install "verl-avconfuse[plots]")']
     assert "chart" not in result["files"] and not (out / "avqa.png").exists()
     assert json.loads((out / "avqa.results.json").read_text())["metrics"]["Overall"]["correct"] == 3
+
+
+def test_bench_eval_is_an_alias_of_the_muted_task(tmp_path, clips, monkeypatch, capsys):
+    from verl_avconfuse import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "bench", ("verl_avconfuse.bench.cli", "AV-ConfuseBench"))
+    monkeypatch.setitem(cli.COMMANDS, "eval", ("verl_avconfuse.evaluation.cli", "evaluate a model"))
+    replies = {"muted-00000-000001": "no", "muted-00001-000002": "yes", "muted-00002-000003": "yes"}
+    backend = _predictions(tmp_path, replies)
+    common = ["--video-dir", str(clips), "--backend", f"jsonl:{backend.path}", "--no-progress"]
+    argv = ["bench", "eval", "--setting", "muted", "--questions", str(MUTED_EXCERPT_JSON), *common]
+    assert cli.main([*argv, "--out", str(tmp_path / "bench")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task"] == "avconfuse-muted" and summary["metrics"]["muted_accuracy"] == 50.0
+    assert (
+        cli.main(["eval", "avconfuse-muted", "--data", str(MUTED_EXCERPT_JSON), *common, "--out", str(tmp_path / "e")])
+        == 0
+    )
+    assert (tmp_path / "e" / "avconfuse-muted.results.json").read_bytes().count(b'"muted_accuracy": 50.0') >= 1
+    capsys.readouterr()
+    modified = ["eval", "avconfuse-modified", "--data", "published", *common, "--out", str(tmp_path / "m")]
+    assert cli.main(modified) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: avconfuse-modified: needs a judge (--judge offline or openai:URL#MODEL)"
+    )

@@ -305,6 +305,8 @@ def evaluate(
 
     ``data="published"`` reads the file shipped with the package (AV-ConfuseBench tasks).
     """
+    if task.judged and judge is None:  # before any media is read
+        raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
     if str(data) == "published":
         if task.published_data is None:
             raise ValueError(f"{task.name}: no published file ships with the package; pass --data FILE")
