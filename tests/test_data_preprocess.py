@@ -173,6 +173,21 @@ def test_avqa_answer_index_outside_the_options_is_rejected(tmp_path, video_dir):
         avqa.load_samples(bad, video_dir)
 
 
+def test_avqa_bad_options_and_unknown_question_type_name_the_record(tmp_path, video_dir):
+    records = json.loads(AVQA_JSON.read_text())
+    bad = tmp_path / "val_qa.json"
+    bad.write_text(json.dumps([dict(records[0], multi_choice="dog, cat")]))
+    with pytest.raises(
+        ConversionError, match=r"val_qa.json\[0\]: field 'multi_choice' must be a list of option texts, got str"
+    ):
+        avqa.load_samples(bad, video_dir)
+    bad.write_text(json.dumps([records[0], dict(records[1], question_type="Whom")]))
+    with pytest.raises(
+        ConversionError, match=r"val_qa.json\[1\]: field 'question_type' 'Whom' is not one of \['Which', "
+    ):
+        avqa.load_samples(bad, video_dir)
+
+
 # -------------------------------------------------------------------------------------- AVHBench
 
 

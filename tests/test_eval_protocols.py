@@ -281,3 +281,29 @@ def test_bench_eval_is_an_alias_of_the_muted_task(tmp_path, clips, monkeypatch, 
         capsys.readouterr().err.strip()
         == "error: avconfuse-modified: needs a judge (--judge offline or openai:URL#MODEL)"
     )
+
+
+def test_a_damaged_cache_line_is_one_error_naming_file_and_line(tmp_path, clips):
+    out = tmp_path / "o"
+    out.mkdir()
+    backend = _predictions(tmp_path, AVQA_REPLIES)
+    (out / "avqa.predictions.jsonl").write_text('{"id": "201", "backend": "x"}\n{"id": "202"}\n')
+    with pytest.raises(
+        ValueError, match=r"avqa.predictions.jsonl:1: expected an object with 'id' and a string 'prediction'"
+    ):
+        evaluate(TASKS["avqa"], backend, AVQA_QUIRKS_JSON, clips, out, progress=False)
+
+
+def test_both_rules_are_kept_per_doc(tmp_path, clips):
+    result = evaluate(TASKS["avqa"], _predictions(tmp_path, AVQA_REPLIES), AVQA_QUIRKS_JSON, clips, tmp_path / "o",
+                      match="both", progress=False)  # fmt: skip
+    assert [(d["correct_strict"], d["correct_release"]) for d in result["docs"]] == [
+        (True, False),
+        (True, True),
+        (True, False),
+        (False, False),
+    ]
+    assert (
+        "| jsonl:" in (tmp_path / "o" / "avqa.md").read_text()
+        and "(release match) | 25.00 |" in (tmp_path / "o" / "avqa.md").read_text()
+    )
