@@ -113,6 +113,7 @@ def test_official_music_avqa_file_with_a_contradictory_duplicate_is_scored_and_c
     assert "| 100.00 | – | 100.00 | – | – | – | – | – | 33.33 | – | 0.00 | 25.00 | 40.00 |" in table
     assert "| 100.00 | – | 100.00 | – | – | – | – | – | 66.67 | – | 0.00 | 50.00 | 60.00 |" in table
     assert "| Qwen2.5-Omni-3B + RL-CoMM (paper) |" in table and "79.46" in table
+    assert result["published"] is None and "(the published set" not in table  # not recognisable by content
     assert (out / "music-avqa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = evaluate(TASKS["music-avqa"], backend, MUSIC_AVQA_OFFICIAL_JSON, clips, out, progress=False)

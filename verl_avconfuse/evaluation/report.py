@@ -113,7 +113,7 @@ def markdown_report(result: dict[str, Any], columns: tuple[tuple[str, str], ...]
         scope += f" of {result['n_total']}"
     if result.get("skipped"):
         scope += f", {len(result['skipped'])} skipped (unusable media)"
-    if result.get("published") and result.get("paper"):
+    if result.get("published") is True and result.get("paper"):
         scope += " (the published set" + ("" if result.get("n_total") == result["n_docs"] else ", a subset") + ")"
     lines = [
         f"# {result['task']}",
@@ -129,8 +129,8 @@ def markdown_report(result: dict[str, Any], columns: tuple[tuple[str, str], ...]
     lines += _data_lines(result)
     lines += ["", *_summary_rows(result, columns), ""]
     if result.get("paper"):
-        lines += ["The paper's rows are Qwen2.5-Omni-3B as reported (RL-CoMM, AAAI-26); compare them with the "
-                  "`release` answer rule, the one the paper's numbers were computed with.", ""]  # fmt: skip
+        lines += ["The paper's rows are Qwen2.5-Omni-3B as reported (RL-CoMM, AAAI-26); the official release's "
+                  "scripts grade with the `release` answer rule, so compare them with that row.", ""]  # fmt: skip
     group = _group_rows(metrics, columns)
     if group:
         lines += [*group, ""]

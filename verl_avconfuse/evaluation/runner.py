@@ -241,6 +241,7 @@ def evaluate_docs(
         scored_by_match[rule] = scored
         metrics_by_match[rule] = task.aggregate(scored)
     primary = scored_by_match[rules[0]]
+    # evaluate() passes what the whole file is (a --limit run is a subset of it); None: ask the task
     published = task.is_published(docs) if published is None else published
     result: dict[str, Any] = {
         "task": task.name,
@@ -257,7 +258,7 @@ def evaluate_docs(
         "published": published,
         "metrics": metrics_by_match[rules[0]],
         "metrics_by_match": metrics_by_match,
-        "paper": task.paper_rows if published and task.paper_rows else None,
+        "paper": task.paper_rows if published is not False and task.paper_rows else None,
         "data_report": data_report(docs, loader_notes),
         "skipped": list(skipped),
         "docs": [

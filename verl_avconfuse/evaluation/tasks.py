@@ -160,7 +160,7 @@ class Task:
 
     ``columns``: the summary table's cells, in order, as ``(metric key, header)``; a metric is a cell dict
     (its ``accuracy``, else ``value``, is shown) or a number. ``paper_rows``: the paper's Qwen2.5-Omni-3B
-    numbers by the same keys, shown next to ours when ``is_published(docs)`` says the docs are the
+    numbers by the same keys, shown next to ours unless ``is_published(docs)`` says the docs are not the
     published set. ``judged``: replies are scored by a judge (the runner calls it).
     """
 
@@ -174,7 +174,9 @@ class Task:
     #: The column whose value is the task's headline number (for logs).
     headline: str = "Overall"
     paper_rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    is_published: Callable[[Sequence[EvalDoc]], bool] = lambda docs: True
+    #: ``True``/``False`` when the published file can be recognised (AV-ConfuseBench, by content), ``None``
+    #: when it cannot (public benchmarks: the paper's rows are shown as a reference either way).
+    is_published: Callable[[Sequence[EvalDoc]], bool | None] = lambda docs: None
     judged: bool = False
     #: A yes/no task whose P(yes) the runner may read (``yes_prob``, HF backend).
     yes_prob: bool = False
