@@ -11,8 +11,21 @@ Release format (``avqa-{train,val,test}.json``, a list of objects)::
 The clip is ``{video_dir}/{video_id}.mp4``. Template values are Music-AVQA tokens such as
 ``acoustic_guitar``: the question shows them with spaces ("acoustic guitar"), the ground truth keeps
 the release's token (answers are compared after normalisation, which treats ``_`` as a space).
-Questions flagged ``question_deleted`` are skipped unless ``--keep-deleted``; ``--first N`` counts
-the questions that remain (the paper trains on the first 1,000 training questions).
+The release's ``question_content`` has quirks kept in the file but not shown to the model: 430 test
+questions end in a full-width "？" and 591 carry trailing spaces; the filled question ends in "?"
+and is stripped.
+
+Both published folders are read as they are: ``data/json`` (its test file holds 55, its val file 27
+``(video_id, question_id)`` pairs twice, with different answers; every record is kept) and
+``data/json_update`` (the same without those pairs). Records are never deduplicated here; the
+evaluation harness scores and counts them.
+
+``--modality`` keeps one modality's questions (``Audio``, ``Visual``, ``Audio-Visual``) or ``all``.
+The default is ``Audio-Visual``: the official release's RL training file
+(``musicavqa_train_audiovisual_grpo.json``) holds the audio-visual questions only, and the paper's
+"first 1,000 training questions" are the first 1,000 of those. Questions flagged
+``question_deleted`` are skipped unless ``--keep-deleted``; ``--first N`` counts the questions that
+remain after both filters.
 
 Usage::
 
@@ -46,7 +59,17 @@ QUESTION_TYPES: dict[str, tuple[str, ...]] = {
     "Visual": ("Counting", "Location"),
     "Audio-Visual": ("Existential", "Location", "Counting", "Comparative", "Temporal"),
 }
+MODALITIES = tuple(QUESTION_TYPES)
+#: What the release trained RL on (its ``musicavqa_train_audiovisual_grpo.json``).
+DEFAULT_TRAIN_MODALITY = "Audio-Visual"
 _SLOT = re.compile(r"<[^<>]+>")
+#: Full-width punctuation seen in the release's questions, and its ASCII form.
+_FULL_WIDTH = str.maketrans({"？": "?", "，": ",", "！": "!"})
+
+
+def clean_question(text: str) -> str:
+    """Full-width "？" (and "，", "！") to ASCII, surrounding whitespace and inner runs of spaces collapsed."""
+    return " ".join(text.translate(_FULL_WIDTH).split())
 
 
 def fill_template(question_content: str, values: list, *, where: str) -> str:
@@ -58,7 +81,7 @@ def fill_template(question_content: str, values: list, *, where: str) -> str:
             f"{len(values)} value(s) {values!r}"
         )
     pieces = iter(str(v).replace("_", " ").strip() for v in values)
-    return _SLOT.sub(lambda _: next(pieces), question_content)
+    return clean_question(_SLOT.sub(lambda _: next(pieces), question_content))
 
 
 def parse_type(value, *, where: str) -> tuple[str, str]:
@@ -69,10 +92,29 @@ def parse_type(value, *, where: str) -> tuple[str, str]:
     return pair[0], pair[1]
 
 
+def parse_modalities(value: str | None) -> tuple[str, ...] | None:
+    """``--modality`` -> the modalities kept (``None``: all); a comma-separated list is accepted."""
+    if value is None or value == "all":
+        return None
+    wanted = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in wanted if v not in QUESTION_TYPES]
+    if unknown or not wanted:
+        raise ConversionError(f"--modality {value!r}: expected 'all' or one of {list(MODALITIES)}")
+    return wanted
+
+
 def load_samples(
-    path: str | Path, video_dir: str | Path, *, split: str | None = None, keep_deleted: bool = False
+    path: str | Path,
+    video_dir: str | Path,
+    *,
+    split: str | None = None,
+    keep_deleted: bool = False,
+    modalities: tuple[str, ...] | None = None,
 ) -> list[Sample]:
-    """Read a Music-AVQA release file into samples (in file order; ``Sample.index`` = position in the file)."""
+    """Read a Music-AVQA release file into samples (in file order; ``Sample.index`` = position in the file).
+
+    ``modalities``: keep only those question modalities (``None``: all). Duplicate records are kept.
+    """
     path, video_dir = Path(path), Path(video_dir)
     records = load_json_list(path, "questions")
     split = split or split_from_filename(path)
@@ -87,6 +129,8 @@ def load_samples(
         answer = require_field(record, "anser", where, (str, int))
         values = parse_stringified_list(record.get("templ_values", "[]"), where=f"{where}: field 'templ_values'")
         modality, kind = parse_type(require_field(record, "type", where, (str, list)), where=where)
+        if modalities is not None and modality not in modalities:
+            continue
         question = fill_template(content, values, where=f"{where} (question_id {question_id})")
         samples.append(
             Sample(
@@ -104,7 +148,8 @@ def load_samples(
             )
         )
     if not samples:
-        raise ConversionError(f"{path}: no questions left to convert")
+        kept = "" if modalities is None else f" of modality {'/'.join(modalities)}"
+        raise ConversionError(f"{path}: no questions{kept} left to convert")
     return samples
 
 
@@ -112,11 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="avqa-{train,val,test}.json")
     parser.add_argument("--keep-deleted", action="store_true", help="keep questions flagged question_deleted")
+    parser.add_argument(
+        "--modality",
+        default=DEFAULT_TRAIN_MODALITY,
+        help=f"Audio | Visual | Audio-Visual | all (default {DEFAULT_TRAIN_MODALITY}: what the release trained on)",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     return run_converter(
         args,
-        lambda: load_samples(args.input, args.video_dir, split=args.split, keep_deleted=args.keep_deleted),
+        lambda: load_samples(
+            args.input,
+            args.video_dir,
+            split=args.split,
+            keep_deleted=args.keep_deleted,
+            modalities=parse_modalities(args.modality),
+        ),
         args.input,
     )
 

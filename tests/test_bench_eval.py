@@ -1,5 +1,6 @@
-"""AV-ConfuseBench evaluation: the published question files end to end with the tiny Omni thinker, the judges
-(LLM over a real HTTP server on 127.0.0.1 running the tiny Qwen2, and the offline MiniLM judge), metrics by hand.
+"""AV-ConfuseBench evaluation (the ``avconfuse-muted`` / ``avconfuse-modified`` tasks of the one harness): the
+published question files end to end with the tiny Omni thinker, the judges (LLM over a real HTTP server on
+127.0.0.1 running the tiny Qwen2, and the offline MiniLM judge), metrics by hand.
 
 The videos are synthetic clips named after the published video ids / file names."""
 
@@ -23,7 +24,6 @@ from verl_avconfuse.bench.evaluate import (
     answer_prefix,
     evaluate,
     extracted_answer,
-    muted_metrics,
     single_token_variants,
     yes_probability,
 )
@@ -41,6 +41,7 @@ from verl_avconfuse.bench.judge import (
 )
 from verl_avconfuse.bench.report import PAPER_RESULTS, published_setting
 from verl_avconfuse.bench.schemas import BenchFormatError, load_questions, published_questions
+from verl_avconfuse.evaluation.tasks import ScoredDoc, muted_cell
 from verl_avconfuse.media import tone, write_synthetic_video
 
 API_KEY = "sk-test-bench-0123456789"
@@ -98,55 +99,58 @@ def test_muted_published_set_end_to_end_with_the_tiny_omni(video_dir, omni, tmp_
     backend = CountingBackend(omni)
     results = evaluate(questions, video_dir, backend, tmp_path, max_new_tokens=8)
     assert backend.asked == 73
-    assert (results["setting"], results["published"], results["n_items"]) == ("muted", True, 73)
+    assert (results["task"], results["published"], results["n_docs"]) == ("avconfuse-muted", True, 73)
     m = results["metrics"]
     assert m["n_muted"] == 73 and m["n_controls"] == 0 and m["balanced_accuracy"] is None
     assert m["yes_rate"] + m["no_rate"] + m["other_rate"] == pytest.approx(100.0)
     # Every answer is "no": right exactly when the reply says no, and the paper's Yes% is the rest.
     assert m["muted_accuracy"] == pytest.approx(m["no_rate"]) == pytest.approx(m["accuracy"])
     assert m["paper_yes_rate"] == pytest.approx(100.0 - m["muted_accuracy"])
-    recount = [answer_polarity(extracted_answer(r["prediction"])) == "no" for r in results["items"]]
+    recount = [answer_polarity(extracted_answer(r["prediction"])) == "no" for r in results["docs"]]
     assert m["muted_accuracy"] == pytest.approx(100.0 * sum(recount) / 73)
-    assert set(results["by_group"]) == {"two", "three"} and results["by_group"]["three"]["n"] == 3
+    assert set(m["groups"]) == {"two", "three"} and m["groups"]["three"]["n"] == 3
 
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["metrics"] == m and saved["paper"] == PAPER_RESULTS
-    markdown = (tmp_path / "results.md").read_text()
+    saved = json.loads((tmp_path / "avconfuse-muted.results.json").read_text())
+    assert (
+        saved["metrics"] == m
+        and saved["paper"]["+ RL-CoMM"]["muted_accuracy"] == PAPER_RESULTS["+ RL-CoMM"]["muted_accuracy"]
+    )
+    markdown = (tmp_path / "avconfuse-muted.md").read_text()
     assert "| Qwen2.5-Omni-3B + RL-CoMM (paper) | 27.40 | 72.60 |" in markdown
     assert "(the published set)" in markdown
-    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in lines] == [r["id"] for r in results["items"]]
+    assert (tmp_path / "avconfuse-muted.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cache = tmp_path / "avconfuse-muted.predictions.jsonl"
+    assert [json.loads(line)["id"] for line in cache.read_text().splitlines()] == [r["id"] for r in results["docs"]]
 
     again = evaluate(questions, video_dir, backend, tmp_path, max_new_tokens=8)
     assert backend.asked == 73 and again["metrics"] == m  # every reply came from the cache
     # The finished cache is a valid predictions file for the jsonl: backend.
     from verl_avconfuse.evaluation.backends import load_backend
 
-    replay = evaluate(questions, video_dir, load_backend(f"jsonl:{tmp_path / 'predictions.jsonl'}"), tmp_path / "r")
-    assert [r["prediction"] for r in replay["items"]] == [r["prediction"] for r in results["items"]]
+    replay = evaluate(questions, video_dir, load_backend(f"jsonl:{cache}"), tmp_path / "r")
+    assert [r["prediction"] for r in replay["docs"]] == [r["prediction"] for r in results["docs"]]
 
 
 def test_yes_probability_from_the_tiny_omni_logits(video_dir, omni, tmp_path):
+    from verl_avconfuse.evaluation.runner import doc_request
+    from verl_avconfuse.evaluation.tasks import TASKS, LoadOptions
+
     results = evaluate(
         published_questions("muted"), video_dir, omni, tmp_path, limit=3, yes_prob=True, max_new_tokens=8
     )
-    assert results["published"] and results["n_items"] == 3 and results["n_total"] == 73
-    assert "a subset" in (tmp_path / "results.md").read_text()
+    assert results["published"] and results["n_docs"] == 3 and results["n_total"] == 73
+    assert "a subset" in (tmp_path / "avconfuse-muted.md").read_text()
     yes, no = single_token_variants(omni, YES_STRINGS), single_token_variants(omni, NO_STRINGS)
     assert set(yes) <= set(YES_STRINGS) and "yes" in yes and " no" in no
-    from verl_avconfuse.bench.evaluate import build_requests
-
-    item = load_questions(published_questions("muted"))[0]
-    request = build_requests([item], "muted", [video_dir / "000001.mp4"])[0]
-    record = results["items"][0]
-    log_probs = omni.next_token_logprobs(request.__class__(**{**request.__dict__, "max_new_tokens": 8}),
-                                         answer_prefix(record["prediction"]), yes + no)  # fmt: skip
+    docs, _ = TASKS["avconfuse-muted"].load_docs(published_questions("muted"), video_dir, LoadOptions())
+    request = doc_request(docs[0], 8)
+    record = results["docs"][0]
+    log_probs = omni.next_token_logprobs(request, answer_prefix(record["prediction"]), yes + no)
     p_yes = sum(math.exp(log_probs[s]) for s in yes)
     p_no = sum(math.exp(log_probs[s]) for s in no)
     assert record["p_yes"] == pytest.approx(p_yes / (p_yes + p_no), rel=1e-4)
     assert 0.0 < record["p_yes"] < 1.0
-    assert results["metrics"]["mean_p_yes"] == pytest.approx(sum(r["p_yes"] for r in results["items"]) / 3)
+    assert results["metrics"]["mean_p_yes"] == pytest.approx(sum(r["p_yes"] for r in results["docs"]) / 3)
     assert yes_probability(omni, request, record["prediction"]) == pytest.approx(record["p_yes"], rel=1e-4)
 
 
@@ -173,20 +177,19 @@ def test_answer_polarity_follows_the_project_answer_rules():
 
 
 def test_muted_metrics_by_hand_with_controls():
-    def record(answer, says):
-        return {"answer": answer, "says": says, "correct": says == answer, "well_formed": says is not None}
+    def scored(truth, says, p_yes=None):
+        extra = {} if p_yes is None else {"p_yes": p_yes}
+        return ScoredDoc("x", "two", "", says, says == truth, says is not None, truth, says, extra)
 
-    records = [record("no", "no"), record("no", "no"), record("no", "yes"), record("no", None)]
-    records += [record("yes", "yes"), record("yes", "no")]
-    m = muted_metrics(records)
+    docs = [scored("no", "no"), scored("no", "no"), scored("no", "yes", 0.8), scored("no", None)]
+    docs += [scored("yes", "yes", 0.9), scored("yes", "no")]
+    m = muted_cell(docs)
     assert (m["n"], m["n_muted"], m["n_controls"]) == (6, 4, 2)
     assert m["muted_accuracy"] == 50.0 and m["paper_yes_rate"] == 50.0
     assert m["control_accuracy"] == 50.0 and m["balanced_accuracy"] == 50.0
     assert m["accuracy"] == pytest.approx(300 / 6)
     assert m["yes_rate"] == pytest.approx(200 / 6) and m["other_rate"] == pytest.approx(100 / 6)
-    records[2]["p_yes"], records[4]["p_yes"] = 0.8, 0.9
-    m = muted_metrics(records)
-    assert m["mean_p_yes"] == pytest.approx(0.85) and m["p_yes_accuracy"] == 50.0
+    assert m["mean_p_yes"] == pytest.approx(0.85)
 
 
 def test_built_set_with_controls_gets_balanced_accuracy(tmp_path, omni):
@@ -204,8 +207,8 @@ def test_built_set_with_controls_gets_balanced_accuracy(tmp_path, omni):
     m = results["metrics"]
     assert (results["published"], m["n_muted"], m["n_controls"]) == (False, 2, 2)
     assert m["balanced_accuracy"] == pytest.approx((m["muted_accuracy"] + m["control_accuracy"]) / 2)
-    assert set(results["by_group"]) == {"no", "yes"}
-    assert "(paper)" not in (tmp_path / "eval" / "results.md").read_text()
+    assert set(m["groups"]) == {"no", "yes"}
+    assert "(paper)" not in (tmp_path / "eval" / "avconfuse-muted.md").read_text()
 
 
 def test_missing_videos_are_named_or_skipped(video_dir, omni, tmp_path):
@@ -213,10 +216,12 @@ def test_missing_videos_are_named_or_skipped(video_dir, omni, tmp_path):
     partial.mkdir()
     for name in ("000001.mp4", "000002.mp4"):
         shutil.copy(video_dir / name, partial / name)
-    with pytest.raises(BenchFormatError, match=r"71 video\(s\) of .* are missing: 000003.mp4, 000004.mp4"):
+    with pytest.raises(
+        ValueError, match=r"71 unusable media file\(s\); nothing was evaluated .*\n  000003.mp4: file not"
+    ):
         evaluate(published_questions("muted"), partial, omni, tmp_path / "o")
-    results = evaluate(published_questions("muted"), partial, omni, tmp_path / "o", skip_missing=True, max_new_tokens=4)
-    assert results["n_items"] == 2 and len(results["missing_videos"]) == 71
+    results = evaluate(published_questions("muted"), partial, omni, tmp_path / "o", skip_bad=True, max_new_tokens=4)
+    assert results["n_docs"] == 2 and len(results["skipped"]) == 71
 
 
 def test_question_file_errors_name_file_item_and_field(tmp_path):
@@ -445,13 +450,13 @@ def test_modified_published_set_with_the_tiny_qwen2_judge_over_http(
     assert results["published"] and results["judge"] == "llm:tiny-qwen2" and m["n"] == 6
     # The random tiny model writes no score pair: every item is a counted failure, no fabricated score.
     assert m["n_judged"] + m["n_judge_failures"] == 6
-    failed = [r for r in results["items"] if r["audio_score"] is None]
+    failed = [r for r in results["docs"] if r["audio_score"] is None]
     assert all(r["judge_error"].startswith("unparsable reply") for r in failed)
     assert len(fresh_server.seen) == 6
     assert {s["authorization"] for s in fresh_server.seen} == {f"Bearer {API_KEY}"}
     prompts = [s["body"]["messages"][0]["content"][0]["text"] for s in fresh_server.seen]
     assert all('"audio_score"' in p for p in prompts)
-    assert sorted(r["annotation"] in p for r in results["items"] for p in prompts).count(True) == 6
+    assert sorted(r["ground_truth"] in p for r in results["docs"] for p in prompts).count(True) == 6
     assert API_KEY not in _all_text(tmp_path)  # the key is never written: results, predictions, cache
 
 
@@ -495,11 +500,12 @@ def test_cli_eval_modified_offline_and_muted_over_http(
     assert summary["published"] and summary["n_items"] == 100 and summary["judge"].startswith("offline:")
     m = summary["metrics"]
     assert m["n_judged"] == 100 and 0.0 <= m["a_acc"] <= 5.0 and 0.0 <= m["v_acc"] <= 5.0
-    saved = json.loads((tmp_path / "mod" / "results.json").read_text())
-    assert {g: v["n"] for g, v in saved["by_group"].items()} == dict.fromkeys(
+    saved = json.loads((tmp_path / "mod" / "avconfuse-modified.results.json").read_text())
+    assert {g: v["n"] for g, v in saved["metrics"]["groups"].items()} == dict.fromkeys(
         ["bird", "drill", "rain", "thunderstorm", "wind"], 20
     )
-    assert "| Qwen2.5-Omni-3B + RL-CoMM (paper) | 2.36 | 4.54 |" in (tmp_path / "mod" / "results.md").read_text()
+    table = (tmp_path / "mod" / "avconfuse-modified.md").read_text()
+    assert "| Qwen2.5-Omni-3B + RL-CoMM (paper) | 2.36 | 4.54 |" in table
 
     monkeypatch.setenv("SERVE_KEY", API_KEY)
     url = f"http://127.0.0.1:{fresh_server.server_port}/v1"
@@ -515,6 +521,7 @@ def test_cli_eval_modified_offline_and_muted_over_http(
 
     assert cli.main([*args[:-4], "--limit", "3", "--yes-prob"]) == 2
     assert "yes_prob needs a backend with next_token_logprobs" in capsys.readouterr().err
+    assert sent[-1]["text"].endswith("Your answer can only be 'yes' or 'no'")  # --prompt paper: verbatim
 
 
 def test_published_files_are_recognised_by_content():

@@ -32,7 +32,11 @@ from fixtures.datasets import (
 
 @pytest.fixture(scope="module")
 def video_dir(tmp_path_factory):
-    return write_clips(tmp_path_factory.mktemp("clips"), MUSIC_AVQA_VIDEOS + AVQA_VIDEOS + AVHBENCH_VIDEOS)
+    from fixtures.datasets import OFFICIAL_VIDEOS
+
+    return write_clips(
+        tmp_path_factory.mktemp("clips"), MUSIC_AVQA_VIDEOS + AVQA_VIDEOS + AVHBENCH_VIDEOS + OFFICIAL_VIDEOS
+    )
 
 
 def _convert(module, source, video_dir, out=None, **kwargs):
@@ -98,7 +102,47 @@ def test_stringified_lists_accept_json_and_python_literals():
         parse_stringified_list("[violin", where="f")
 
 
+def test_music_avqa_official_quirks_full_width_question_mark_and_trailing_space(video_dir):
+    from fixtures.datasets import MUSIC_AVQA_OFFICIAL_JSON
+
+    samples = music_avqa.load_samples(MUSIC_AVQA_OFFICIAL_JSON, video_dir, modalities=None)
+    by_key = [(s.video_id, s.extra["question_id"], s.question, s.ground_truth) for s in samples]
+    assert by_key[1:3] == [
+        ("00005778", 1138, "How many sounding bagpipe in the video?", "two"),
+        ("00005778", 1138, "How many sounding bagpipe in the video?", "four"),  # kept: the release has both
+    ]
+    assert by_key[4][2] == "Are there cello and accordion sound?"  # was "... sound? "
+    assert music_avqa.clean_question("  Which is louder？  ") == "Which is louder?"
+
+
+def test_music_avqa_script_keeps_audio_visual_questions_by_default(tmp_path, video_dir, capsys):
+    from fixtures.datasets import MUSIC_AVQA_OFFICIAL_JSON
+
+    out = tmp_path / "train.parquet"
+    argv = ["--input", str(MUSIC_AVQA_OFFICIAL_JSON), "--video-dir", str(video_dir), "--out", str(out), "--no-progress"]
+    assert music_avqa.main(argv) == 0
+    types = [info["question_type"] for info in pd.read_parquet(out)["extra_info"]]
+    assert types == ["Audio-Visual/Counting"] * 3 + ["Audio-Visual/Temporal"]
+    assert music_avqa.main([*argv, "--modality", "all"]) == 0 and len(pd.read_parquet(out)) == 5
+    assert music_avqa.main([*argv, "--modality", "Sound"]) == 1
+    assert "--modality 'Sound': expected 'all' or one of ['Audio', 'Visual', 'Audio-Visual']" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ AVQA
+
+
+def test_avqa_short_and_none_options_are_padded_as_the_official_preprocessing(video_dir):
+    from fixtures.datasets import AVQA_QUIRKS_JSON
+
+    samples, notes = avqa.load_samples_with_report(AVQA_QUIRKS_JSON, video_dir)
+    assert samples[1].options == ["piano", "null", "drum", "violin"]
+    assert samples[2].options == ["yes", "no", "maybe", "NULL"] and samples[2].ground_truth == "no"
+    assert [n["problem"] for n in notes] == [
+        "multi_choice has 4 option(s), 1 of them None or empty",
+        "multi_choice has 3 option(s)",
+    ]
+    kept, skipped = avqa.load_samples_with_report(AVQA_QUIRKS_JSON, video_dir, options="skip")
+    assert [s.extra["question_id"] for s in kept] == [201, 204] and len(skipped) == 2
 
 
 def test_avqa_lists_lettered_options_and_grades_by_option_text(video_dir):
@@ -129,6 +173,21 @@ def test_avqa_answer_index_outside_the_options_is_rejected(tmp_path, video_dir):
         avqa.load_samples(bad, video_dir)
 
 
+def test_avqa_bad_options_and_unknown_question_type_name_the_record(tmp_path, video_dir):
+    records = json.loads(AVQA_JSON.read_text())
+    bad = tmp_path / "val_qa.json"
+    bad.write_text(json.dumps([dict(records[0], multi_choice="dog, cat")]))
+    with pytest.raises(
+        ConversionError, match=r"val_qa.json\[0\]: field 'multi_choice' must be a list of option texts, got str"
+    ):
+        avqa.load_samples(bad, video_dir)
+    bad.write_text(json.dumps([records[0], dict(records[1], question_type="Whom")]))
+    with pytest.raises(
+        ConversionError, match=r"val_qa.json\[1\]: field 'question_type' 'Whom' is not one of \['Which', "
+    ):
+        avqa.load_samples(bad, video_dir)
+
+
 # -------------------------------------------------------------------------------------- AVHBench
 
 
@@ -155,6 +214,14 @@ def test_avhbench_reads_per_video_files_lowercases_labels_and_skips_captions(vid
     assert len(with_captions) == 7 and caption[0].ground_truth.startswith("A young man with no shirt")
 
 
+def test_avhbench_public_qa_json_is_one_file_without_swap_ids(tmp_path):
+    from fixtures.datasets import AVHBENCH_QA_JSON
+
+    clips = write_clips(tmp_path, ["00191", "02060"])
+    samples = avhbench.load_samples(AVHBENCH_QA_JSON, clips)
+    assert [s.extra["item_id"] for s in samples] == [f"00191#{k}" for k in range(5)] + ["02060#0", "02060#1"]
+
+
 def test_avhbench_accepts_one_concatenated_list_and_rejects_unknown_tasks(tmp_path, video_dir):
     items = json.loads((AVHBENCH_JSON_DIR / "00191.json").read_text())
     combined = tmp_path / "qa.json"
@@ -162,7 +229,7 @@ def test_avhbench_accepts_one_concatenated_list_and_rejects_unknown_tasks(tmp_pa
     assert len(avhbench.load_samples(combined, video_dir)) == 5
     items[1]["task"] = "AV Counting"
     combined.write_text(json.dumps(items))
-    with pytest.raises(ConversionError, match=r"qa.json\[1\]: unknown task 'AV Counting'"):
+    with pytest.raises(ConversionError, match=r"qa.json\[1\]: unknown task 'AV Counting'.*Align-FT name"):
         avhbench.load_samples(combined, video_dir)
 
 

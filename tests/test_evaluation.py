@@ -419,9 +419,11 @@ def test_avconfuse_eval_command(tmp_path, clips, monkeypatch, capsys):
     argv = ["eval", "avqa", "--data", str(AVQA_JSON), "--video-dir", str(clips), "--backend", f"jsonl:{predictions}"]
     assert cli.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "| Accuracy |\n| 75.00 |" in printed
+    assert "| match | Accuracy | Which |" in printed and "\n| strict | 75.00 | 100.00 | 100.00 | 0.00 | – |" in printed
     result = json.loads((tmp_path / "out" / "avqa.results.json").read_text())
     assert result["metrics"]["Overall"]["correct"] == 3
     assert markdown_report(result, TASKS["avqa"].columns).count("75.00") >= 1
+    assert cli.main([*argv, "--out", str(tmp_path / "o3"), "--no-progress", "--match", "both"]) == 0
+    assert "\n| release | " in capsys.readouterr().out
     assert cli.main([*argv[:-1], "jsonl:/nonexistent.jsonl", "--out", str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err

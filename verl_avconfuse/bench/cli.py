@@ -5,7 +5,10 @@
         [--sound-types bird,drill,rain,thunderstorm,wind] [--per-video all|N] [--seed 0]
     avconfuse bench eval --setting muted|modified --questions FILE|published --video-dir DIR \\
         --backend hf:PATH|openai:URL#MODEL|jsonl:PATH --out DIR [--limit N] [--yes-prob] \\
-        [--judge offline|openai:URL#MODEL] [--judge-cache FILE]
+        [--judge offline|openai:URL#MODEL] [--judge-cache FILE] [--prompt paper|rl-comm] [--match ...]
+
+``bench eval`` is an alias of ``avconfuse eval avconfuse-muted|avconfuse-modified`` (the same runner, cache
+and report; :mod:`verl_avconfuse.evaluation.cli` has every option); its judge defaults to ``offline``.
 
 Bank specs: ``esc50:ROOT``, ``urbansound8k:ROOT``, ``folder:ROOT`` (or a bare ROOT, layout detected).
 ``--questions published`` reads the released file shipped with the package. Build and eval print a JSON
@@ -82,33 +85,13 @@ def _add_build_arguments(build: argparse.ArgumentParser) -> None:
 
 
 def _add_eval_arguments(ev: argparse.ArgumentParser) -> None:
-    from verl_avconfuse.bench.evaluate import DEFAULT_MAX_NEW_TOKENS
+    from verl_avconfuse.evaluation.cli import add_run_arguments
 
     ev.add_argument("--setting", choices=("muted", "modified"), required=True)
     ev.add_argument("--questions", required=True, help="question JSON, or 'published' for the released file")
-    ev.add_argument("--video-dir", type=Path, required=True, help="folder with {video_id}.mp4 / the filenames")
-    ev.add_argument("--backend", required=True, help="hf:PATH, openai:URL#MODEL or jsonl:PATH")
-    ev.add_argument("--out", type=Path, required=True, help="folder for predictions.jsonl and results.*")
-    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    ev.add_argument("--skip-missing", action="store_true", help="evaluate the items whose videos exist")
-    ev.add_argument("--yes-prob", action="store_true", help="muted, hf backend: P(yes) at the answer position")
-    ev.add_argument("--no-format-instruction", action="store_true", help="ask the bare published question")
-    ev.add_argument("--strict-format", action="store_true", help="muted: no <answer> block = no answer")
-    ev.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    ev.add_argument("--use-audio-in-video", action="store_true", help="hf/openai: audio interleaved in the video")
-    ev.add_argument("--fps", type=float, default=2.0, help="hf: frames sampled per second")
-    ev.add_argument("--max-frames", type=int, default=32, help="hf: frames per video at most")
-    ev.add_argument("--max-pixels", type=int, default=None, help="hf: pixels per frame at most")
-    ev.add_argument("--batch-size", type=int, default=4, help="hf: requests per generate call")
-    ev.add_argument("--device", default=None, help="hf: cuda, cpu, ...")
-    ev.add_argument("--dtype", default="auto", help="hf: weight dtype (auto, bfloat16, float32)")
-    ev.add_argument("--media", choices=("file", "base64"), default="file", help="openai: how media are sent")
-    ev.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai backend: env var holding the key")
-    ev.add_argument("--judge", default="offline", help="modified: 'offline' or openai:URL#MODEL")
-    ev.add_argument("--judge-cache", type=Path, default=None, help="judge cache (default: OUT/judge_cache.jsonl)")
-    ev.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge's API key")
-    ev.add_argument("--judge-temperature", type=float, default=0.0, help="the release used 1.0")
-    ev.add_argument("--embedding-model", default=None, help="offline judge: sentence-transformers dir (MiniLM)")
+    add_run_arguments(ev, with_data=False)
+    ev.add_argument("--skip-missing", dest="skip_bad", action="store_true", help="same as --skip-bad")
+    ev.set_defaults(judge="offline")
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -191,84 +174,22 @@ def _build(args: argparse.Namespace) -> dict:
     }
 
 
-def _questions_path(value: str, setting: str) -> Path:
-    from verl_avconfuse.bench.schemas import published_questions
-
-    return published_questions(setting) if value == "published" else Path(value)
-
-
-def _backend(args: argparse.Namespace):
-    from verl_avconfuse.evaluation.backends import load_backend
-
-    kind = args.backend.partition(":")[0]
-    if kind == "hf":
-        kwargs = {
-            "use_audio_in_video": args.use_audio_in_video,
-            "fps": args.fps,
-            "max_frames": args.max_frames,
-            "max_pixels": args.max_pixels,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "dtype": args.dtype,
-        }
-    elif kind == "openai":
-        kwargs = {"api_key_env": args.api_key_env, "media": args.media, "use_audio_in_video": args.use_audio_in_video}
-    else:
-        kwargs = {}
-    return load_backend(args.backend, **kwargs)
-
-
-def _judge(args: argparse.Namespace):
-    from verl_avconfuse.bench.judge import LLMJudge, OfflineJudge
-
-    if args.setting != "modified":
-        return None
-    if args.judge == "offline":
-        return OfflineJudge(args.embedding_model)
-    kind, _, target = args.judge.partition(":")
-    url, sep, model = target.rpartition("#")
-    if kind != "openai" or not sep or not url or not model:
-        raise ValueError(f"--judge {args.judge!r}: expected 'offline' or openai:URL#MODEL")
-    return LLMJudge(
-        url,
-        model,
-        api_key_env=args.judge_api_key_env,
-        cache_path=args.judge_cache or args.out / "judge_cache.jsonl",
-        temperature=args.judge_temperature,
-    )
-
-
 def _eval(args: argparse.Namespace) -> dict:
-    from verl_avconfuse.bench.evaluate import evaluate
+    """``bench eval`` is ``avconfuse eval avconfuse-muted|avconfuse-modified`` (one harness)."""
+    from verl_avconfuse.evaluation.cli import run_task
+    from verl_avconfuse.evaluation.tasks import SETTING_TASKS
 
-    questions = _questions_path(args.questions, args.setting)
-    judge = _judge(args)
-    backend = _backend(args)
-    bar, update = _progress_bar(f"{args.setting} replies")
-    with bar:
-        results = evaluate(
-            questions,
-            args.video_dir,
-            backend,
-            args.out,
-            setting=args.setting,
-            judge=judge,
-            limit=args.limit,
-            skip_missing=args.skip_missing,
-            yes_prob=args.yes_prob,
-            format_instruction=not args.no_format_instruction,
-            strict_format=args.strict_format,
-            max_new_tokens=args.max_new_tokens,
-            progress=update,
-        )
+    results = run_task(SETTING_TASKS[args.setting], args.questions, args)
     return {
-        "setting": results["setting"],
+        "setting": args.setting,
+        "task": results["task"],
         "published": results["published"],
-        "n_items": results["n_items"],
+        "n_items": results["n_docs"],
         "backend": results["backend"],
         "judge": results["judge"],
-        "metrics": results["metrics"],
-        **results["report_files"],
+        "prompt": results["prompt"],
+        "metrics": {k: v for k, v in results["metrics"].items() if k != "groups"},
+        **results["files"],
     }
 
 

@@ -1,18 +1,29 @@
 """Run a task against a backend, resumably: every reply is cached the moment it exists.
 
-``{out}/{task}.predictions.jsonl`` holds one ``{"id", "prediction", "backend"}`` line per answered
-doc, appended and flushed (and fsync'ed) after each generated batch. A re-run reads it and asks the
-backend only for the docs it lacks, so a killed run loses at most the batch in flight; a line cut
-short by the kill is dropped when the cache is read. The cache records which backend wrote each
-line, and a run with another backend refuses to mix its replies in (use another ``--out``). The
-file is also a valid input of :class:`~verl_avconfuse.evaluation.backends.PredictionsBackend`.
+``{out}/{task}.predictions.jsonl`` holds one ``{"id", "key", "backend", "prediction"}`` line per answered
+doc, appended and flushed (and fsync'ed) after each generated batch. ``key`` hashes what was asked (backend,
+id, prompt, media, reply budget), so a re-run with another ``--prompt`` asks again instead of reusing replies
+to another question; a line without ``key`` (hand-written) is trusted by id. A re-run asks the backend only
+for the docs it lacks, so a killed run loses at most the batch in flight; a line cut short by the kill is
+dropped when the cache is read. The cache records which backend wrote each line, and a run with another
+backend refuses to mix its replies in (use another ``--out``). At the end the file is rewritten atomically
+with exactly this run's replies in doc order, so it is also a valid input of
+:class:`~verl_avconfuse.evaluation.backends.PredictionsBackend` (``jsonl:`` backend).
 
-When every doc has a reply, the docs are scored and aggregated and the results JSON + markdown
-table are written atomically (:mod:`~verl_avconfuse.evaluation.report`).
+Then every doc is scored under each requested answer rule, a judge scores judged tasks (modified setting),
+and the results JSON, markdown table and chart are written atomically
+(:mod:`~verl_avconfuse.evaluation.report`).
+
+Data report (``results["data_report"]``): how many records share a release id (``record_key``), how many
+of those disagree on the answer (Music-AVQA ``data/json``: 55 test pairs), plus what the loader noted
+(AVQA's padded or skipped options). Every record is kept and scored; doc ids stay unique
+(``{video_id}/{question_id}``, then ``#2`` for the second record with that pair).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -20,22 +31,30 @@ from pathlib import Path
 from typing import Any
 
 from verl_avconfuse.evaluation.backends import Backend, EvalRequest
+from verl_avconfuse.evaluation.matching import match_rules
 from verl_avconfuse.evaluation.report import write_report
-from verl_avconfuse.evaluation.tasks import EvalDoc, Task
-from verl_avconfuse.io import append_jsonl, atomic_write_bytes, iter_jsonl
+from verl_avconfuse.evaluation.tasks import EvalDoc, LoadOptions, Task
+from verl_avconfuse.io import append_jsonl, atomic_write_bytes, atomic_write_text, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PredictionCache", "doc_request", "evaluate", "evaluate_docs"]
+__all__ = ["PredictionCache", "data_report", "doc_request", "evaluate", "evaluate_docs"]
+
+
+def request_key(backend_name: str, request: EvalRequest) -> str:
+    payload = json.dumps(
+        [backend_name, request.id, request.question, request.video, request.audio, request.max_new_tokens]
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class PredictionCache:
-    """The append-only prediction file of one task run (module docstring)."""
+    """The prediction file of one task run (module docstring)."""
 
     def __init__(self, path: str | os.PathLike, backend_name: str) -> None:
         self.path = Path(path)
         self.backend_name = backend_name
-        self.predictions: dict[str, str] = {}
+        self.predictions: dict[str, tuple[str | None, str]] = {}
         if self.path.exists():
             self._load()
 
@@ -50,24 +69,69 @@ class PredictionCache:
         for number, record, error in iter_jsonl(self.path):
             if error is not None:
                 raise ValueError(f"{self.path}:{number}: not JSON ({error.msg}); the cache is damaged")
+            if not isinstance(record, dict) or "id" not in record or not isinstance(record.get("prediction"), str):
+                raise ValueError(f"{self.path}:{number}: expected an object with 'id' and a string 'prediction'")
             if record.get("backend") != self.backend_name:
                 raise ValueError(
                     f"{self.path}:{number}: written by backend {record.get('backend')!r}, this run uses "
                     f"{self.backend_name!r}; evaluate into another --out folder or delete the cache"
                 )
-            self.predictions[str(record["id"])] = record["prediction"]
+            self.predictions[str(record["id"])] = (record.get("key"), record["prediction"])
 
-    def append(self, ids: Sequence[str], replies: Sequence[str]) -> None:
+    def get(self, doc_id: str, key: str) -> str | None:
+        cached = self.predictions.get(doc_id)
+        if cached is None or (cached[0] is not None and cached[0] != key):
+            return None
+        return cached[1]
+
+    def append(self, ids: Sequence[str], keys: Sequence[str], replies: Sequence[str]) -> None:
         append_jsonl(
             self.path,
-            ({"id": i, "prediction": r, "backend": self.backend_name} for i, r in zip(ids, replies, strict=True)),
+            (
+                {"id": i, "key": k, "backend": self.backend_name, "prediction": r}
+                for i, k, r in zip(ids, keys, replies, strict=True)
+            ),
         )
-        self.predictions.update(zip(ids, replies, strict=True))
+        self.predictions.update({i: (k, r) for i, k, r in zip(ids, keys, replies, strict=True)})
+
+    def rewrite(self, ids: Sequence[str], keys: Sequence[str]) -> None:
+        """Keep exactly these docs' replies, in this order (atomically)."""
+        lines = [
+            json.dumps(
+                {"id": i, "key": k, "backend": self.backend_name, "prediction": self.predictions[i][1]},
+                ensure_ascii=False,
+            )
+            for i, k in zip(ids, keys, strict=True)
+        ]
+        atomic_write_text(self.path, "".join(line + "\n" for line in lines))
 
 
-def doc_request(doc: EvalDoc, max_new_tokens: int) -> EvalRequest:
+def doc_request(doc: EvalDoc, max_new_tokens: int, prompt: str = "paper") -> EvalRequest:
     """The backend request of a doc: the clip as video and its soundtrack as audio."""
-    return EvalRequest(id=doc.id, question=doc.prompt, video=doc.video, audio=doc.video, max_new_tokens=max_new_tokens)
+    return EvalRequest(
+        id=doc.id, question=doc.prompt(prompt), video=doc.video, audio=doc.video, max_new_tokens=max_new_tokens
+    )
+
+
+def data_report(docs: Sequence[EvalDoc], loader_notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Duplicate and contradictory records among ``docs`` (by ``record_key``) and the loader's notes."""
+    groups: dict[str, list[EvalDoc]] = {}
+    for doc in docs:
+        groups.setdefault(doc.record_key or doc.id, []).append(doc)
+    repeated = {k: g for k, g in groups.items() if len(g) > 1}
+    contradictory = {k: g for k, g in repeated.items() if len({d.ground_truth for d in g}) > 1}
+    report: dict[str, Any] = {
+        "records": len(docs),
+        "duplicate_keys": len(repeated),
+        "duplicate_records": sum(len(g) - 1 for g in repeated.values()),
+        "contradictory_keys": len(contradictory),
+        "contradictory_examples": [
+            {"record_key": k, "ids": [d.id for d in g], "ground_truths": [d.ground_truth for d in g]}
+            for k, g in list(contradictory.items())[:10]
+        ],
+    }
+    report.update(loader_notes or {})
+    return report
 
 
 def _check_media(docs: Sequence[EvalDoc], skip_bad: bool, progress: bool) -> tuple[list[EvalDoc], list[dict]]:
@@ -77,11 +141,32 @@ def _check_media(docs: Sequence[EvalDoc], skip_bad: bool, progress: bool) -> tup
     check_media_files([d.video for d in docs], cache, progress=progress)
     bad = {p: r for p, r in cache.items() if r}
     if bad and not skip_bad:
-        lines = "\n".join(f"  {r}" for _, r in sorted(bad.items()))
+        shown = sorted(bad.items())[:10]
+        lines = "\n".join(f"  {r}" for _, r in shown) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise ValueError(f"{len(bad)} unusable media file(s); nothing was evaluated (use --skip-bad):\n{lines}")
     kept = [d for d in docs if not cache[d.video]]
     skipped = [{"id": d.id, "video": d.video, "reason": cache[d.video]} for d in docs if cache[d.video]]
     return kept, skipped
+
+
+def _yes_probabilities(backend: Any, requests: Sequence[EvalRequest], replies: Sequence[str]) -> list[dict]:
+    from verl_avconfuse.bench.evaluate import yes_probability
+
+    return [{"p_yes": yes_probability(backend, r, reply)} for r, reply in zip(requests, replies, strict=True)]
+
+
+def _judge(judge: Any, docs: Sequence[EvalDoc], replies: Sequence[str]) -> list[dict]:
+    from verl_avconfuse.bench.schemas import VISUAL_PLACEHOLDER
+
+    placeholders = sum(VISUAL_PLACEHOLDER in d.ground_truth for d in docs)
+    if placeholders:
+        logger.warning(
+            "%d annotation(s) still hold the visual placeholder %r: their visual scores compare against it",
+            placeholders,
+            VISUAL_PLACEHOLDER,
+        )
+    scores = judge.score(list(zip(replies, [d.ground_truth for d in docs], strict=True)), [d.category for d in docs])
+    return [{"audio_score": s.audio, "visual_score": s.visual, "judge_error": s.error} for s in scores]
 
 
 def evaluate_docs(
@@ -92,57 +177,109 @@ def evaluate_docs(
     *,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
+    prompt: str = "paper",
+    match: str = "strict",
+    strict_format: bool = False,
+    judge: Any | None = None,
+    yes_prob: bool = False,
     progress: bool = True,
     data: str = "",
     skipped: Sequence[dict] = (),
+    loader_notes: dict[str, Any] | None = None,
+    n_total: int | None = None,
+    published: bool | None = None,
 ) -> dict[str, Any]:
     """Generate what the cache lacks, score every doc, write the report; return the results dict.
 
-    ``results["generated"]`` is how many replies this call asked the backend for.
+    ``results["generated"]`` is how many replies this call asked the backend for. ``match``:
+    ``strict``, ``release`` or ``both`` (:mod:`~verl_avconfuse.evaluation.matching`); the first rule's
+    metrics are ``results["metrics"]``, every rule's are in ``results["metrics_by_match"]``.
     """
     from tqdm import tqdm
 
+    rules = match_rules(match)
+    if task.judged and judge is None:
+        raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
+    if yes_prob and not task.yes_prob:
+        raise ValueError(f"{task.name}: --yes-prob applies to the muted setting only")
+    if yes_prob and not hasattr(backend, "next_token_logprobs"):
+        raise ValueError(f"yes_prob needs a backend with next_token_logprobs (an hf: backend), not {backend.name}")
     ids = [d.id for d in docs]
-    if len(set(ids)) != len(ids):
+    if len(set(ids)) != len(ids):  # a task bug: ids are made unique when docs are loaded
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"{task.name}: duplicate doc ids {duplicates[:10]}")
     out_dir = Path(out_dir)
-    cache = PredictionCache(out_dir / f"{task.name}.predictions.jsonl", backend.name)
     budget = max_new_tokens or task.max_new_tokens
-    todo = [d for d in docs if d.id not in cache.predictions]
+    requests = [doc_request(d, budget, prompt) for d in docs]
+    keys = [request_key(backend.name, r) for r in requests]
+    cache = PredictionCache(out_dir / f"{task.name}.predictions.jsonl", backend.name)
+    todo = [i for i, (d, k) in enumerate(zip(docs, keys, strict=True)) if cache.get(d.id, k) is None]
     with tqdm(total=len(docs), initial=len(docs) - len(todo), desc=task.name, unit="q", disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            replies = backend.generate([doc_request(d, budget) for d in chunk])
+            replies = backend.generate([requests[i] for i in chunk])
             if len(replies) != len(chunk):
                 raise RuntimeError(f"backend {backend.name} returned {len(replies)} replies for {len(chunk)} requests")
-            cache.append([d.id for d in chunk], replies)
+            cache.append([ids[i] for i in chunk], [keys[i] for i in chunk], replies)
             bar.update(len(chunk))
+    cache.rewrite(ids, keys)
+    replies = [cache.get(d.id, k) or "" for d, k in zip(docs, keys, strict=True)]
 
-    scored = [task.process_results(d, cache.predictions[d.id]) for d in docs]
+    extras: list[dict] = [{} for _ in docs]
+    if yes_prob:
+        extras = _yes_probabilities(backend, requests, replies)
+    if task.judged:
+        extras = _judge(judge, docs, replies)
+
+    metrics_by_match: dict[str, Any] = {}
+    scored_by_match = {}
+    for rule in rules:
+        scored = [
+            task.process_results(d, reply, rule, strict_format=strict_format, extra=extra)
+            for d, reply, extra in zip(docs, replies, extras, strict=True)
+        ]
+        scored_by_match[rule] = scored
+        metrics_by_match[rule] = task.aggregate(scored)
+    primary = scored_by_match[rules[0]]
+    # evaluate() passes what the whole file is (a --limit run is a subset of it); None: ask the task
+    published = task.is_published(docs) if published is None else published
     result: dict[str, Any] = {
         "task": task.name,
         "backend": backend.name,
         "data": data,
+        "prompt": prompt,
+        "match": list(rules),
+        "strict_format": strict_format,
+        "judge": getattr(judge, "name", None),
         "n_docs": len(docs),
+        "n_total": len(docs) if n_total is None else n_total,
         "generated": len(todo),
         "max_new_tokens": budget,
-        "metrics": task.aggregate(scored),
+        "published": published,
+        "metrics": metrics_by_match[rules[0]],
+        "metrics_by_match": metrics_by_match,
+        "paper": task.paper_rows if published is not False and task.paper_rows else None,
+        "data_report": data_report(docs, loader_notes),
         "skipped": list(skipped),
         "docs": [
             {
                 "id": s.id,
+                "record_key": d.record_key,
                 "category": s.category,
+                "video": d.video,
                 "ground_truth": s.ground_truth,
                 "prediction": s.prediction,
                 "answer": s.answer,
                 "correct": s.correct,
+                **({f"correct_{rule}": scored_by_match[rule][k].correct for rule in rules} if len(rules) > 1 else {}),
+                "polarity": s.polarity,
                 "well_formed": s.well_formed,
+                **s.extra,
             }
-            for s in scored
+            for k, (d, s) in enumerate(zip(docs, primary, strict=True))
         ],
     }
-    result["files"] = write_report(result, out_dir, task.columns)
+    result["files"] = write_report(result, out_dir, task)
     return result
 
 
@@ -158,9 +295,26 @@ def evaluate(
     max_new_tokens: int | None = None,
     skip_bad: bool = False,
     progress: bool = True,
+    prompt: str = "paper",
+    match: str = "strict",
+    strict_format: bool = False,
+    judge: Any | None = None,
+    yes_prob: bool = False,
+    load_options: LoadOptions | None = None,
 ) -> dict[str, Any]:
-    """Read the benchmark release, check its media, then :func:`evaluate_docs` (``limit``: the first N docs)."""
-    docs = task.load_docs(Path(data), Path(video_dir))
+    """Read the benchmark file, check its media, then :func:`evaluate_docs` (``limit``: the first N docs).
+
+    ``data="published"`` reads the file shipped with the package (AV-ConfuseBench tasks).
+    """
+    if task.judged and judge is None:  # before any media is read
+        raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
+    if str(data) == "published":
+        if task.published_data is None:
+            raise ValueError(f"{task.name}: no published file ships with the package; pass --data FILE")
+        data = task.published_data()
+    docs, notes = task.load_docs(Path(data), Path(video_dir), load_options or LoadOptions())
+    n_total = len(docs)
+    published = task.is_published(docs)  # of the whole file: a --limit run is a subset of the published set
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")
@@ -175,7 +329,15 @@ def evaluate(
         out_dir,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        match=match,
+        strict_format=strict_format,
+        judge=judge,
+        yes_prob=yes_prob,
         progress=progress,
         data=str(data),
         skipped=skipped,
+        loader_notes=notes,
+        n_total=n_total,
+        published=published,
     )

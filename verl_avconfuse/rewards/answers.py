@@ -206,3 +206,22 @@ def answers_match(prediction: str | None, ground_truth: str, options: Sequence[s
         if index is not None:
             return _matches_option(prediction, index, options)
     return _plain_match(prediction, ground_truth)
+
+
+def matches_option_index(prediction: str | None, index: int, options: Sequence[str]) -> bool:
+    """Whether ``prediction`` names option ``index`` (a letter, the option's text, or both).
+
+    Unlike :func:`answers_match`, the right option is given by position (a dataset's answer index), so two
+    options with the same normalised text cannot move the truth to the first of them. A prediction that is
+    one option's text character for character (ignoring case and surrounding spaces) names that option even
+    when another option normalises alike; otherwise the rules of :func:`answers_match` apply.
+    """
+    _check_options(options)
+    if not 0 <= index < len(options):
+        raise ValueError(f"matches_option_index: index {index} is not an index into {len(options)} options")
+    if prediction is None or not normalize_answer(prediction):
+        return False
+    exact = [i for i, option in enumerate(options) if option.strip().casefold() == prediction.strip().casefold()]
+    if len(exact) == 1:
+        return exact[0] == index
+    return _matches_option(prediction, index, options)
