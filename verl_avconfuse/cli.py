@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "verl_avconfuse.placement_cli",
         "where a run's roles (actor, reference audio LM, embedder) go on a Ray cluster, and whether they fit",
     ),
-    "eval": ("verl_avconfuse.evaluation.cli", "evaluate a model on Music-AVQA, AVQA or AVHBench"),
+    "eval": ("verl_avconfuse.evaluation.cli", "evaluate a model on Music-AVQA, AVQA, AVHBench or AV-ConfuseBench"),
     "bench": (
         "verl_avconfuse.bench.cli",
         "AV-ConfuseBench: build muted/modified sets from real media, evaluate a model",

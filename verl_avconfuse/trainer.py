@@ -69,6 +69,8 @@ def media_token_metrics(prompts: Iterable, token_ids: dict[str, int]) -> dict[st
 
 
 REWARD_KEYS = ("format", "arr", "avc", "acc")
+#: How long a step waits for the Step-RR workers' counters.
+_STATS_TIMEOUT_S = 60.0
 
 
 def _dump_sort_key(key: str) -> tuple:
@@ -325,13 +327,14 @@ class AvconfuseTrainer(PPOTrainerSync):
 
         replicas = [h for name, h in self.step_rr_workers.items() if name.startswith(REFERENCE_ACTOR_PREFIX)]
         similarity = self.step_rr_workers.get(SIMILARITY_ACTOR)
-        stats = ray.get([handle.stats.remote() for handle in replicas])
+        # Never wait forever on a worker: one that cannot report its counters within a minute is broken.
+        stats = ray.get([handle.stats.remote() for handle in replicas], timeout=_STATS_TIMEOUT_S)
         metrics = {}
         if stats:
             for key in ("reference/requests", "reference/generated", "reference/batched_calls"):
                 metrics[key] = float(sum(s[key] for s in stats))
         if similarity is not None:
-            metrics.update(ray.get(similarity.stats.remote()))
+            metrics.update(ray.get(similarity.stats.remote(), timeout=_STATS_TIMEOUT_S))
         return metrics
 
     def _media_metrics(self, batch) -> dict[str, float]:

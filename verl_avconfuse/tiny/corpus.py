@@ -65,7 +65,7 @@ REFERENCE_MALFORMED_FRACTION = 0.15
 #: :mod:`verl_avconfuse.tiny.data`). Policy and reference then share one vocabulary of audio descriptions
 #: for the task, so sim(policy a-think, reference a-think) clears ARR's threshold for part of the right
 #: answers, as with real models; the rest of the chats (random scenes) keep the outputs varied.
-TASK_FRACTION = 0.5
+TASK_FRACTION = 0.75
 #: The tiny RL task's instruments (the tones of :data:`verl_avconfuse.tiny.data.INSTRUMENT_TONES_HZ`).
 TASK_INSTRUMENTS: tuple[str, ...] = ("cello", "flute", "piano", "trumpet", "violin")
 #: Share of the tiny task's clips that are muted (every third, as the tiny dataset builds them).

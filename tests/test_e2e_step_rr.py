@@ -1,0 +1,113 @@
+"""End to end: every Step-RR term fires in a tiny run, and each logged score follows from the logged texts.
+
+One real ``main_ppo`` run (reference worker, MiniLM similarity worker, verl's rollout dump). Then, from
+each dumped response alone -- its text, its prompt's reference a-think, its ground-truth grade -- the test
+recomputes the similarities with sentence-transformers directly (not the plugin's similarity code) and
+the reward terms by the paper's rules written out here, and checks them against what the trainer used.
+A wrong reference text, a reference paired with another prompt's response, or an instruction on the
+wrong side would all break the equality.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+
+import pytest
+
+from e2e_utils import run_main_ppo
+
+pytestmark = pytest.mark.slow
+
+OMEGA = 0.8  # the paper's ARR threshold (recipes/avconfuse.yaml: avconfuse.step_rr.omega)
+STEPS, PROMPTS, ROLLOUTS = 3, 4, 6
+_BLOCK = r"<\s*{0}\s*>(.*?)<\s*/\s*{0}\s*>"
+
+
+def _block(text: str, tag: str) -> str | None:
+    match = re.search(_BLOCK.format(tag), text, re.IGNORECASE | re.DOTALL)
+    return match.group(1).strip() or None if match else None
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("step_rr_run")
+    result, steps = run_main_ppo(
+        tmp,
+        "+recipe=avconfuse",
+        "+recipe=cpu_tiny",
+        f"trainer.total_training_steps={STEPS}",
+        f"data.train_batch_size={PROMPTS}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",
+        f"actor_rollout_ref.rollout.n={ROLLOUTS}",
+        f"trainer.rollout_data_dir={tmp / 'rollouts'}",
+        f"avconfuse.reference.cache_dir={tmp / 'ref'}",
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    rows = [json.loads(line) for path in sorted((tmp / "rollouts").glob("*.jsonl")) for line in path.open()]
+    return steps, rows
+
+
+def test_every_step_rr_term_takes_its_zero_and_its_non_zero_values(tiny_run):
+    steps, rows = tiny_run
+    assert len(rows) == STEPS * PROMPTS * ROLLOUTS
+    answered = [r for r in rows if _block(r["output"], "answer") is not None]
+    right = [r for r in rows if r["acc"] == 1.0]
+    wrong = [r for r in answered if r["acc"] == 0.0]
+    unanswered = [r for r in rows if _block(r["output"], "answer") is None]
+    assert {r["format"] for r in rows} == {0.0, 1.0}
+    assert {r["arr"] for r in rows} == {0.0, 1.0}
+    assert right and min(r["avc"] for r in right) >= 1.0  # right: 1 + s
+    assert any(r["avc"] > 0 for r in wrong) and any(r["avc"] == 0 for r in rows if r["acc"] == 0.0)
+    assert unanswered and all(r["avc"] == 0.0 for r in unanswered)  # no answer: 0
+    # ARR pays out for a real share of the right answers, and varies inside a GRPO group.
+    share = sum(r["arr"] for r in right) / len(right)
+    assert 0.1 <= share <= 0.9, share
+    groups = defaultdict(set)
+    for r in rows:
+        groups[(r["step"], r["uid"].rsplit("_", 2)[0])].add(r["arr"])
+    assert any(values == {0.0, 1.0} for values in groups.values())
+    for step, metrics in steps.items():
+        assert 0.0 <= metrics["reward/arr/mean"] <= 1.0, step
+    assert max(metrics["reward/arr/mean"] for metrics in steps.values()) > 0
+
+
+def test_logged_arr_and_avc_follow_from_the_logged_texts_and_the_embedder(tiny_run):
+    from sentence_transformers import SentenceTransformer
+
+    from verl_avconfuse.tiny.resolver import tiny_asset
+
+    _, rows = tiny_run
+    embedder = SentenceTransformer(tiny_asset("models/minilm"), device="cpu")
+
+    def cosine(a: str, b: str) -> float:
+        first, second = embedder.encode([a, b], normalize_embeddings=True)
+        return float(first @ second)
+
+    references = defaultdict(set)
+    checked_arr = checked_avc = 0
+    for r in rows:
+        a_think, v_think, answer = (_block(r["output"], tag) for tag in ("a-think", "v-think", "answer"))
+        reference = r["reference_a_think"]
+        assert reference, r  # every prompt got its reference
+        references[(r["step"], r["uid"].rsplit("_", 2)[0])].add(reference)
+        if a_think is not None:
+            sim_ref = cosine(reference, a_think)
+            assert r["sim_a_ref"] == pytest.approx(sim_ref, abs=1e-4), (r["output"], reference)
+            assert r["arr"] == (1.0 if r["acc"] == 1.0 and sim_ref > OMEGA else 0.0)
+            checked_arr += 1
+        else:
+            assert r["sim_a_ref"] is None and r["arr"] == 0.0
+        s = 0.0
+        if a_think is not None and v_think is not None:
+            sim_av = cosine(a_think, v_think)
+            assert r["sim_a_v"] == pytest.approx(sim_av, abs=1e-4)
+            s = min(max(sim_av, 0.0), 1.0)
+            checked_avc += 1
+        expected_avc = 1.0 + s if r["acc"] == 1.0 else (s if answer is not None else 0.0)
+        assert r["avc"] == pytest.approx(expected_avc, abs=1e-4), r["output"]
+        assert r["score"] == pytest.approx(r["format"] + r["arr"] + r["avc"], abs=1e-4)
+    assert checked_arr >= len(rows) // 2 and checked_avc >= len(rows) // 4
+    # One reference per prompt, shared by the whole group (sampled once, served from the worker's cache).
+    assert all(len(texts) == 1 for texts in references.values())
