@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from verl_avconfuse.reference.backends import HFAudioLM, extract_reference_a_think
+from verl_avconfuse.reference.backends import HFAudioLM
 from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, reference_key
 from verl_avconfuse.reference.cli import precompute
 from verl_avconfuse.reference.service import ReferenceService
@@ -106,10 +106,20 @@ def test_one_bad_file_costs_one_sample_and_is_not_retried(audio_lm, clips, share
     assert service.stats.errors == 3 and len(ReferenceCache(tmp_path)) == 1
 
 
-def test_reference_paragraph_is_the_a_think_block_or_the_whole_generation():
-    assert extract_reference_a_think("blah <A-think> I hear a violin. </a-think> tail") == "I hear a violin."
-    assert extract_reference_a_think("I hear a violin playing.") == "I hear a violin playing."
-    assert extract_reference_a_think("   ") == ""
+def test_an_empty_generation_is_a_failed_reference_not_an_empty_one(audio_lm, clips, tmp_path):
+    """The service extracts with the reward's own rule (rewards.parsing.reference_a_think)."""
+
+    class Blank:
+        model_id, generation_settings = audio_lm.model_id, audio_lm.generation_settings
+
+        def generate(self, requests):
+            return ["   ", "<a-think> I hear a violin. </a-think> tail", "I hear a cello, cut off <a-think>"]
+
+    requests = [ReferenceRequest(c, "Is there a violin sound?", "yes") for c in clips[:3]]
+    results = ReferenceService(Blank(), ReferenceCache(tmp_path), batch_size=3).get_many(requests)
+    assert results[0].a_think is None and results[0].error.endswith("the reference audio LM wrote nothing")
+    assert [r.a_think for r in results[1:]] == ["I hear a violin.", "I hear a cello, cut off"]
+    assert len(ReferenceCache(tmp_path)) == 2  # the failure is not cached
 
 
 def test_read_only_cache_refuses_writes_and_a_missing_file(tmp_path):

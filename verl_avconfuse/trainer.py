@@ -9,7 +9,8 @@ against the Ray cluster that runs before any model loads. Each step, before the 
 the run when the reference or similarity failures exceed their budget. It adds, through
 ``register_trainer`` rather than a patched trainer, the metrics:
 
-- ``reward/{format,arr,avc,acc}/mean``: Step-RR's components (from each sample's reward extra info);
+- ``reward/{format,arr,avc,acc}/mean``: Step-RR's components (from each sample's reward extra info), and
+  ``reward/arr_of_right/mean``, ARR's share of the right answers;
 - ``reference/cache_hit_rate``, ``reference/errors``, ``reference/requests``, ``reference/generated``,
   ``reference/failed_prompt_frac``, ``similarity/errors``: the reference audio LM and the embedder;
 - ``rollout/media/{audio,video,image}_tokens/mean`` and ``with_*_frac``: proof the rollouts carried
@@ -107,6 +108,10 @@ def reward_metrics(reward_extra_infos: Iterable[dict]) -> dict[str, float]:
         values = [float(info[key]) for info in infos if key in info]
         if values:
             metrics[f"reward/{key}/mean"] = float(np.mean(values))
+    # ARR's share of the right answers: how often the heterogeneous reference's reward pays out.
+    arr_of_right = [float(info["arr"]) for info in infos if "arr" in info and float(info.get("acc", 0.0)) == 1.0]
+    if arr_of_right:
+        metrics["reward/arr_of_right/mean"] = float(np.mean(arr_of_right))
     cached = [float(info["ref_cached"]) for info in infos if "ref_cached" in info]
     if cached:
         metrics["reference/cache_hit_rate"] = float(np.mean(cached))

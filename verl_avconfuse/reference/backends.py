@@ -11,24 +11,11 @@ that one sample the reference for every rollout of the prompt, in every epoch).
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
 from verl_avconfuse.prompts import REFERENCE_PROMPT
 from verl_avconfuse.reference.cache import ReferenceRequest
-
-_A_THINK = re.compile(r"<\s*a-think\s*>(.*?)<\s*/\s*a-think\s*>", re.IGNORECASE | re.DOTALL)
-
-
-def extract_reference_a_think(generation: str) -> str:
-    """The first ``<a-think>`` block of a generation; the whole text when the LM ignored the tags.
-
-    A real audio LM does not always follow the tag instruction, and what it says about the audio
-    is the reference either way; an empty generation gives an empty reference (similarity 0).
-    """
-    match = _A_THINK.search(generation)
-    return (match.group(1) if match else generation).strip()
 
 
 @dataclass(frozen=True)

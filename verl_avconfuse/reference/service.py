@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from verl_avconfuse.reference.backends import AudioLM, extract_reference_a_think
+from verl_avconfuse.reference.backends import AudioLM
 from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, reference_key
+from verl_avconfuse.rewards.parsing import reference_a_think
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,18 @@ class ReferenceService:
         """(a_think, raw, error) per request; a failing batch is retried request by request."""
         try:
             raw = self.audio_lm.generate(requests)
-            return [(extract_reference_a_think(text), text, None) for text in raw]
         except Exception as error:  # noqa: BLE001 -- isolate the failing request(s)
             if len(requests) == 1:
                 reason = str(error) if requests[0].audio_path in str(error) else f"{requests[0].audio_path}: {error}"
                 logger.warning("reference generation failed: %s", reason)
                 return [(None, None, reason)]
             return [item for request in requests for item in self._generate([request])]
+        results = []
+        for request, text in zip(requests, raw, strict=True):
+            # The one extractor the reward uses too (the a-think block, else the whole text, tags removed).
+            a_think = reference_a_think(text)
+            if a_think is None:
+                results.append((None, text, f"{request.audio_path}: the reference audio LM wrote nothing"))
+            else:
+                results.append((a_think, text, None))
+        return results
