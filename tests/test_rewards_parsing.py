@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,8 @@ from hypothesis import strategies as st
 
 from verl_avconfuse.rewards import ParsedResponse, extract_block, parse_response, reference_a_think
 
-WARMUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "warmup" / "warmup_sft_messages.json"
+from conftest import WARMUP_RELEASE as WARMUP
+
 GOOD = "<a-think> I hear a violin. </a-think> <v-think> I see a violin and a piano. </v-think>\n<answer> one </answer>"
 
 
@@ -140,8 +140,6 @@ def test_reference_a_think_uses_block_else_whole_text():
 
 
 def test_real_warmup_responses_are_well_formed():
-    if not WARMUP.is_file():
-        pytest.skip(f"{WARMUP} is absent")
     responses = [m["content"] for m in json.loads(WARMUP.read_text()) if m["role"] == "assistant"]
     assert len(responses) > 50
     for response in responses:
