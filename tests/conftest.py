@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,9 +73,14 @@ def pytest_configure(config):
     # the cache plugin (-p no:cacheprovider) they are built in this session's temporary folder.
     if not os.environ.get("AVCONFUSE_TINY_DIR"):
         cache = getattr(config, "cache", None)
-        folder = (
-            Path(cache.mkdir("avconfuse_tiny")) / _tiny_builders_key() if cache is not None else _SESSION_TMP / "tiny"
-        )
+        if cache is None:
+            folder = _SESSION_TMP / "tiny"
+        else:
+            root = Path(cache.mkdir("avconfuse_tiny"))
+            folder = root / _tiny_builders_key()
+            for stale in root.iterdir():  # builds of other builder versions are never read again
+                if stale != folder:
+                    shutil.rmtree(stale, ignore_errors=True)
         os.environ["AVCONFUSE_TINY_DIR"] = str(folder)
     # Nothing from the user's caches or the network: the tests build every model they load.
     os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
@@ -86,7 +92,10 @@ def pytest_configure(config):
     # Property tests: no example database in the working directory (an earlier run's failures would
     # change what this run tests) and no timing health check (a loaded machine is not a failure).
     from hypothesis import HealthCheck, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
 
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_TMP / "hypothesis")
+    set_hypothesis_home_dir(_SESSION_TMP / "hypothesis")  # its caches too: nothing written to the cwd
     settings.register_profile("avconfuse", database=None, suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile("avconfuse")
 
@@ -115,6 +124,14 @@ def tiny_asset():
     from verl_avconfuse.tiny.resolver import tiny_asset as resolve
 
     return resolve
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for torch.distributed's MASTER_PORT (a fixed one collides with
+    another run of the same test on the machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_python(

@@ -6,7 +6,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -225,13 +224,6 @@ def _token_mean(sums: list[tuple[float, int]]) -> float:
     return sum(s for s, _ in sums) / sum(n for _, n in sums)
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on now (a fixed one collides with other runs on the machine)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, processor, tiny_asset, tmp_path):
     import yaml
     from omegaconf import OmegaConf
@@ -240,7 +232,7 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
 
     from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
 
-    from conftest import run_python
+    from conftest import free_port, run_python
 
     folder, _ = warmup
     model_path = tiny_asset("models/omni_thinker")
@@ -278,7 +270,7 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
         "LOCAL_RANK": "0",
         "WORLD_SIZE": "1",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
+        "MASTER_PORT": str(free_port()),
     }
     run = run_python(["-m", "verl.trainer.sft_trainer", *overrides], cwd=tmp_path, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
