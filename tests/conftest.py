@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -88,6 +89,9 @@ def pytest_configure(config):
     os.environ["MPLCONFIGDIR"] = str(_SESSION_TMP / "matplotlib")
     os.environ["MPLBACKEND"] = "Agg"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray 2.60 authenticates with a token that it otherwise reads from, or writes to, ~/.ray/auth_token:
+    # a token of the session's own keeps token auth on and the user's HOME out of it (HOME may be read-only).
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
     # Property tests: no example database in the working directory (an earlier run's failures would
     # change what this run tests) and no timing health check (a loaded machine is not a failure).
