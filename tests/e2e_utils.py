@@ -1,36 +1,97 @@
-"""Helpers for the end-to-end tests: run verl's entry point, read its console metrics."""
+"""Helpers for the end-to-end tests: run verl's entry point in its own Ray instance, read its console metrics.
+
+Every run gets a Ray of its own and leaves none behind, whatever else runs on the machine:
+``RAY_ADDRESS=local`` makes ``ray.init()`` start a new instance instead of joining the latest one started
+on the machine (Ray's default when ``ray start`` ran there), ``RAY_TMPDIR`` gives it its own session
+folder, and a marker in the environment, which every process of the run inherits (driver, GCS, raylet,
+workers), lets :func:`run_processes` find exactly this run's processes and no one else's.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from verl_avconfuse.console_metrics import parse_console_metrics
 
-from conftest import REPO, run_python
+from conftest import REPO
+
+#: Environment variable naming the test run a process belongs to (inherited by all its children).
+RUN_MARKER = "AVCONFUSE_TEST_RUN"
 
 
-def ray_processes() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+def run_processes(run_id: str) -> set[int]:
+    """Pids of live processes whose environment carries ``RUN_MARKER=run_id`` (Linux /proc)."""
+    needle = f"{RUN_MARKER}={run_id}".encode()
+    found = set()
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: nothing to inspect, the check cannot see leftovers there
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+    return found
 
 
-def run_main_ppo(tmp_path: Path, *overrides: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, dict]:
-    result = run_python(["-m", "verl.trainer.main_ppo", *overrides], cwd=tmp_path, timeout=timeout)
+@contextmanager
+def isolated_ray(*, grace_s: float = 30.0):
+    """Environment for one run with its own Ray; afterwards, the pids of its processes still alive.
+
+    Yields ``(env, leftovers)``; ``leftovers`` is filled when the block ends: the run's processes still
+    alive ``grace_s`` after it (Ray's own shutdown takes a few seconds). They are then killed, so a
+    failing test does not leave them to the next one.
+    """
+    run_id = uuid.uuid4().hex
+    # Short and outside pytest's tmp_path: Ray's socket paths under it must stay below 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="avc-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    env = {RUN_MARKER: run_id, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
+    leftovers: set[int] = set()
+    try:
+        yield env, leftovers
+    finally:
+        deadline = time.monotonic() + grace_s
+        while (alive := run_processes(run_id)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers |= alive
+        for pid in alive:
+            with suppress(OSError):  # exited meanwhile
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _run(cmd: list[str], tmp_path: Path, timeout: float, check_leftovers: bool):
+    with isolated_ray() as (ray_env, leftovers):
+        env = {
+            **os.environ,
+            **ray_env,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    # a failed run fails its test on its own output; leftovers are only the news when it succeeded
+    if check_leftovers and result.returncode == 0:
+        assert not leftovers, f"the run left {len(leftovers)} of its processes behind (killed now): {sorted(leftovers)}"
     return result, parse_console_metrics(result.stdout + result.stderr)
 
 
-def run_example(tmp_path: Path, script: str, *overrides: str, timeout: float = 900):
-    import os
-    import sys
+def run_main_ppo(tmp_path: Path, *overrides: str, timeout: float = 900, check_leftovers: bool = True):
+    """``python -m verl.trainer.main_ppo OVERRIDES`` in ``tmp_path``; (result, {step: metrics})."""
+    return _run([sys.executable, "-m", "verl.trainer.main_ppo", *overrides], tmp_path, timeout, check_leftovers)
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
-        ["bash", str(REPO / "examples" / script), *overrides],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return result, parse_console_metrics(result.stdout + result.stderr)
+
+def run_example(tmp_path: Path, script: str, *overrides: str, timeout: float = 900, check_leftovers: bool = True):
+    """``bash examples/SCRIPT OVERRIDES`` in ``tmp_path`` (the venv's python first on PATH)."""
+    return _run(["bash", str(REPO / "examples" / script), *overrides], tmp_path, timeout, check_leftovers)

@@ -63,7 +63,6 @@ PIECES = [
     ("02_Trio_fl_cl_tpt", [("fl", 880.0, 0.5), ("cl", 330.0, 0.5), ("tpt", 550.0, 0.5)]),
     ("03_Duo_vn_vn", [("vn", 440.0, 0.3), ("vn", 770.0, 0.3)]),
 ]
-DRILL = "combined_00000810_drill.mp4"
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -231,14 +230,14 @@ def test_muted_rebuild_reuses_clips_and_is_byte_identical(urmp_root, muted_build
 
 
 def test_muted_build_in_another_process_gives_the_same_bytes(urmp_root, muted_build, tmp_path):
-    from conftest import REPO, run_python
+    from conftest import run_python
 
     out, _ = muted_build
     code = (
         "import sys; from verl_avconfuse.bench.muted import build_muted, scan_urmp; "
         "build_muted(scan_urmp(sys.argv[1]), sys.argv[2], controls=True)"
     )
-    done = run_python(["-c", code, str(urmp_root), str(tmp_path / "sub")], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    done = run_python(["-c", code, str(urmp_root), str(tmp_path / "sub")], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     theirs, ours = _digests(tmp_path / "sub"), _digests(out)
     assert {k: v for k, v in theirs.items() if k.endswith(".mp4")} == {
@@ -442,10 +441,8 @@ def rain_bank(tmp_path_factory) -> SoundBank:
     return load_bank(f"folder:{root}")
 
 
-def test_modified_build_on_the_real_clip(shared_dir, rain_bank, tmp_path):
-    drill = shared_dir / "data" / "media" / DRILL
-    if not drill.is_file():
-        pytest.skip(f"{drill} is absent")
+def test_modified_build_on_the_real_clip(drill_clip, rain_bank, tmp_path):
+    drill = drill_clip
     speech = write_synthetic_video(tmp_path / "speech.mp4", duration_s=2.0, audio=noise(2.0), seed=3)
     manifest = tmp_path / "videos.json"
     visual = "two musicians play a saxophone and an electric guitar in front of a painted face"

@@ -6,13 +6,14 @@ reward loop, reference audio LM and embedder workers) on the tiny offline models
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import run_python
-from e2e_utils import ray_processes, run_example, run_main_ppo
+from e2e_utils import run_example, run_main_ppo
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +44,11 @@ def _assert_media(steps, audio=True, video=True):
 
 
 def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
-    """bash examples/run_cpu_tiny.sh == +recipe=avconfuse +recipe=cpu_tiny: Step-RR with the reference worker."""
-    before = ray_processes()
+    """bash examples/run_cpu_tiny.sh == +recipe=avconfuse +recipe=cpu_tiny: Step-RR with the reference worker.
+
+    Like every run here, it runs in a Ray instance of its own and must leave none of its processes
+    behind (e2e_utils.isolated_ray); other Ray instances on the machine are neither joined nor counted.
+    """
     start = time.monotonic()
     result, steps = run_example(tmp_path, "run_cpu_tiny.sh", f"avconfuse.reference.cache_dir={tmp_path / 'ref'}")
     elapsed = time.monotonic() - start
@@ -57,9 +61,8 @@ def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
         assert 0.0 <= metrics["reference/cache_hit_rate"] <= 1.0
     # one reference generation per prompt: 2 prompts a step, cached for the group's other rollouts
     assert steps[2]["reference/generated"] == 4.0
-    assert elapsed < 300, f"two tiny steps took {elapsed:.0f} s"
-    time.sleep(2)
-    assert ray_processes() - before == set(), "Ray processes were left behind"
+    # wall time depends on what else the machine runs: reported, not asserted (~2 min on 2 idle cores)
+    print(f"run_cpu_tiny.sh: two steps in {elapsed:.0f} s", file=sys.stderr)
 
 
 def test_audio_in_video_mode_trains_with_interleaved_soundtracks(tmp_path):

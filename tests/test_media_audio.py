@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import av
 import numpy as np
@@ -17,10 +16,13 @@ from verl_avconfuse.media import (
     load_audio,
     save_wav,
     tone,
+    write_synthetic_video,
     write_wav,
 )
 
-DRILL = "combined_00000810_drill.mp4"
+from conftest import MEDIA
+
+# Real files: these two ship in tests/fixtures/media/; the 60 s drill clip is conftest's drill_clip (shared/).
 SILENT_VIDEO = "video_only_no_audio.mp4"
 WAV = "clip_16k_mono.wav"
 # The drill clip's AAC stream declares 2,647,323 samples at 44.1 kHz; its 2,586 decoded frames hold
@@ -30,20 +32,12 @@ DRILL_DECODED_44K = 2_586 * 1024
 
 
 @pytest.fixture(scope="module")
-def media_dir(shared_dir: Path) -> Path:
-    folder = shared_dir / "data" / "media"
-    if not all((folder / name).is_file() for name in (DRILL, SILENT_VIDEO, WAV)):
-        pytest.skip(f"real media clips are absent from {folder}")
-    return folder
+def drill_native(drill_clip) -> np.ndarray:
+    return load_audio(drill_clip, sr=None, mono=False)
 
 
-@pytest.fixture(scope="module")
-def drill_native(media_dir) -> np.ndarray:
-    return load_audio(media_dir / DRILL, sr=None, mono=False)
-
-
-def test_drill_mp4_decodes_to_16k_mono(media_dir):
-    samples = load_audio(media_dir / DRILL)
+def test_drill_mp4_decodes_to_16k_mono(drill_clip):
+    samples = load_audio(drill_clip)
     assert samples.dtype == np.float32 and samples.ndim == 1
     expected = round(DRILL_SAMPLES_44K * 16000 / 44100)  # 960,480: the stream's declared 60.030 s
     assert abs(len(samples) - expected) <= 1
@@ -52,52 +46,52 @@ def test_drill_mp4_decodes_to_16k_mono(media_dir):
     assert np.sqrt(np.mean(samples**2)) > 0.01  # a real soundtrack, not silence
 
 
-def test_aac_end_padding_is_trimmed_to_the_declared_duration(media_dir, drill_native):
-    with av.open(str(media_dir / DRILL)) as container:
+def test_aac_end_padding_is_trimmed_to_the_declared_duration(drill_clip, drill_native):
+    with av.open(str(drill_clip)) as container:
         decoded = sum(frame.samples for frame in container.decode(audio=0))
     assert decoded == DRILL_DECODED_44K  # what FFmpeg hands back, padding included
     assert drill_native.shape == (DRILL_SAMPLES_44K, 2)
 
 
-def test_mono_is_the_mean_of_the_channels(media_dir, drill_native):
-    mono = load_audio(media_dir / DRILL, sr=None, mono=True)
+def test_mono_is_the_mean_of_the_channels(drill_clip, drill_native):
+    mono = load_audio(drill_clip, sr=None, mono=True)
     np.testing.assert_allclose(mono, drill_native.mean(axis=1), atol=1e-7)
 
 
-def test_range_after_a_seek_equals_the_same_range_of_a_full_decode(media_dir, drill_native):
+def test_range_after_a_seek_equals_the_same_range_of_a_full_decode(drill_clip, drill_native):
     # start_s >= 1 s seeks; the 0.2 s pre-roll must make the result sample-exact.
-    segment = load_audio(media_dir / DRILL, sr=None, mono=False, start_s=20.0, end_s=21.5)
+    segment = load_audio(drill_clip, sr=None, mono=False, start_s=20.0, end_s=21.5)
     np.testing.assert_array_equal(segment, drill_native[20 * 44100 : round(21.5 * 44100)])
-    assert len(load_audio(media_dir / DRILL, start_s=20.0, end_s=21.5)) == 24000
+    assert len(load_audio(drill_clip, start_s=20.0, end_s=21.5)) == 24000
 
 
-def test_end_past_the_end_is_clipped(media_dir):
-    tail = load_audio(media_dir / DRILL, sr=None, start_s=59.0, end_s=120.0)
+def test_end_past_the_end_is_clipped(drill_clip):
+    tail = load_audio(drill_clip, sr=None, start_s=59.0, end_s=120.0)
     assert len(tail) == DRILL_SAMPLES_44K - 59 * 44100
 
 
-def test_video_without_audio_raises_missing_stream_naming_the_file(media_dir):
+def test_video_without_audio_raises_missing_stream_naming_the_file():
     with pytest.raises(MissingStreamError) as caught:
-        load_audio(media_dir / SILENT_VIDEO)
+        load_audio(MEDIA / SILENT_VIDEO)
     assert SILENT_VIDEO in str(caught.value)
     assert "no audio stream" in caught.value.reason
 
 
-def test_wav_fast_path_matches_libsndfile(media_dir):
-    samples = load_audio(media_dir / WAV)
-    reference, sr = sf.read(media_dir / WAV, dtype="float32")
+def test_wav_fast_path_matches_libsndfile():
+    samples = load_audio(MEDIA / WAV)
+    reference, sr = sf.read(MEDIA / WAV, dtype="float32")
     assert sr == 16000 and samples.shape == (46421,)
     np.testing.assert_array_equal(samples, reference)
-    np.testing.assert_array_equal(load_audio(media_dir / WAV, start_s=1.0, end_s=2.0), reference[16000:32000])
+    np.testing.assert_array_equal(load_audio(MEDIA / WAV, start_s=1.0, end_s=2.0), reference[16000:32000])
 
 
-def test_wav_read_by_ffmpeg_equals_the_fast_path(media_dir, tmp_path):
+def test_wav_read_by_ffmpeg_equals_the_fast_path(tmp_path):
     # An unknown extension routes the same bytes through PyAV; 16-bit PCM must decode identically.
     disguised = tmp_path / "clip.bin"
-    shutil.copyfile(media_dir / WAV, disguised)
-    np.testing.assert_array_equal(load_audio(disguised), load_audio(media_dir / WAV))
+    shutil.copyfile(MEDIA / WAV, disguised)
+    np.testing.assert_array_equal(load_audio(disguised), load_audio(MEDIA / WAV))
     np.testing.assert_array_equal(
-        load_audio(disguised, start_s=1.25, end_s=2.5), load_audio(media_dir / WAV, start_s=1.25, end_s=2.5)
+        load_audio(disguised, start_s=1.25, end_s=2.5), load_audio(MEDIA / WAV, start_s=1.25, end_s=2.5)
     )
 
 
@@ -144,15 +138,16 @@ def test_save_wav_rejects_bad_input_without_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_invalid_ranges_name_the_file(media_dir):
+def test_invalid_ranges_name_the_file(tmp_path):
+    aac_in_mp4 = write_synthetic_video(tmp_path / "clip.mp4", duration_s=2.0, audio=tone(440, 2.0))
     with pytest.raises(MediaError, match=rf"{WAV}: end_s=1.0 must be greater than start_s=2.0"):
-        load_audio(media_dir / WAV, start_s=2.0, end_s=1.0)
+        load_audio(MEDIA / WAV, start_s=2.0, end_s=1.0)
     with pytest.raises(MediaError, match="past the end"):
-        load_audio(media_dir / WAV, start_s=10.0)
+        load_audio(MEDIA / WAV, start_s=10.0)
     with pytest.raises(MediaError, match="past the end"):
-        load_audio(media_dir / DRILL, start_s=61.0)
+        load_audio(aac_in_mp4, start_s=3.0)
     with pytest.raises(MediaError, match="start_s"):
-        load_audio(media_dir / WAV, start_s=-1.0)
+        load_audio(MEDIA / WAV, start_s=-1.0)
 
 
 def test_missing_file_is_unreadable(tmp_path):

@@ -27,18 +27,12 @@ from verl_avconfuse.media import (
     write_wav,
 )
 
+from conftest import MEDIA
+
 REPO = Path(__file__).resolve().parents[1]
-DRILL = "combined_00000810_drill.mp4"
+# Real files: these two ship in tests/fixtures/media/; the 60 s drill clip is conftest's drill_clip (shared/).
 SILENT_VIDEO = "video_only_no_audio.mp4"
 WAV = "clip_16k_mono.wav"
-
-
-@pytest.fixture(scope="module")
-def media_dir(shared_dir: Path) -> Path:
-    folder = shared_dir / "data" / "media"
-    if not all((folder / name).is_file() for name in (DRILL, SILENT_VIDEO, WAV)):
-        pytest.skip(f"real media clips are absent from {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +62,8 @@ def _signal(duration_s: float, sr: int = 16000) -> np.ndarray:
     )
 
 
-def test_replace_audio_copies_the_drill_video_packets_byte_for_byte(media_dir, tmp_path):
-    source = media_dir / DRILL
+def test_replace_audio_copies_the_drill_video_packets_byte_for_byte(drill_clip, tmp_path):
+    source = drill_clip
     soundtrack = _signal(60.0334)
     out = tmp_path / "drill_new_audio.mp4"
     info = replace_audio(source, soundtrack, out, sr=16000)
@@ -116,12 +110,12 @@ def test_pcm_soundtrack_is_padded_with_silence(clip, tmp_path):
     assert np.all(decoded[8000:] == 0.0)
 
 
-def test_soundtrack_from_a_file_keeps_its_rate(media_dir, tmp_path):
+def test_soundtrack_from_a_file_keeps_its_rate(tmp_path):
     out = tmp_path / "silent_plus_wav.mp4"
-    info = replace_audio(media_dir / SILENT_VIDEO, media_dir / WAV, out)
+    info = replace_audio(MEDIA / SILENT_VIDEO, MEDIA / WAV, out)
     assert info.has_audio and info.audio_sample_rate == 16000
-    assert video_packets_digest(out) == video_packets_digest(media_dir / SILENT_VIDEO)
-    wav = load_audio(media_dir / WAV)
+    assert video_packets_digest(out) == video_packets_digest(MEDIA / SILENT_VIDEO)
+    wav = load_audio(MEDIA / WAV)
     decoded = load_audio(out)
     assert len(decoded) == pytest.approx(5 * 16000, abs=32)  # padded to the 5 s video
     assert np.corrcoef(decoded[: len(wav)], wav)[0, 1] > 0.98
@@ -163,13 +157,13 @@ def test_failed_write_keeps_the_previous_file(clip, tmp_path):
     assert _listing(tmp_path) == ["keep.mp4"]
 
 
-def test_interrupted_write_leaves_nothing(media_dir, tmp_path):
+def test_interrupted_write_leaves_nothing(drill_clip, tmp_path):
     # Re-encoding the 60 s drill clip takes seconds; interrupt it (Ctrl-C) while the temp file exists.
     out = tmp_path / "interrupted.mp4"
     code = (
         "import numpy as np, sys\n"
         "from verl_avconfuse.media import reencode_with_audio\n"
-        f"reencode_with_audio({str(media_dir / DRILL)!r}, np.zeros(16000, np.float32), {str(out)!r}, sr=16000)\n"
+        f"reencode_with_audio({str(drill_clip)!r}, np.zeros(16000, np.float32), {str(out)!r}, sr=16000)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30

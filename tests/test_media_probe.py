@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -17,21 +16,15 @@ from verl_avconfuse.media import (
     write_synthetic_video,
 )
 
-DRILL = "combined_00000810_drill.mp4"
+from conftest import MEDIA
+
+# Real files: these two ship in tests/fixtures/media/; the 60 s drill clip is conftest's drill_clip (shared/).
 SILENT_VIDEO = "video_only_no_audio.mp4"
 WAV = "clip_16k_mono.wav"
 
 
-@pytest.fixture(scope="module")
-def media_dir(shared_dir: Path) -> Path:
-    folder = shared_dir / "data" / "media"
-    if not all((folder / name).is_file() for name in (DRILL, SILENT_VIDEO, WAV)):
-        pytest.skip(f"real media clips are absent from {folder}")
-    return folder
-
-
-def test_probe_drill_clip_reports_both_streams(media_dir):
-    info = probe(media_dir / DRILL)
+def test_probe_drill_clip_reports_both_streams(drill_clip):
+    info = probe(drill_clip)
     assert info.has_audio and info.has_video
     # 60 s of 60 fps h264 (3602 frames x 256 ticks at 1/15360 s) and 44.1 kHz stereo AAC.
     assert info.duration_s == pytest.approx(60.0333, abs=1e-3)
@@ -41,8 +34,8 @@ def test_probe_drill_clip_reports_both_streams(media_dir):
     assert (info.audio_sample_rate, info.audio_channels, info.audio_codec) == (44100, 2, "aac")
 
 
-def test_probe_video_without_audio(media_dir):
-    info = probe(media_dir / SILENT_VIDEO)
+def test_probe_video_without_audio():
+    info = probe(MEDIA / SILENT_VIDEO)
     assert info.has_video and not info.has_audio
     assert info.audio_sample_rate is None and info.audio_channels is None and info.audio_codec is None
     assert (info.video_width, info.video_height) == (224, 224)
@@ -50,17 +43,17 @@ def test_probe_video_without_audio(media_dir):
     assert info.video_frames == 150 and info.video_fps == pytest.approx(30.0)
 
 
-def test_probe_wav_is_audio_only(media_dir):
-    info = probe(media_dir / WAV)
+def test_probe_wav_is_audio_only():
+    info = probe(MEDIA / WAV)
     assert info.has_audio and not info.has_video
     assert (info.audio_sample_rate, info.audio_channels, info.audio_codec) == (16000, 1, "pcm_s16le")
     assert info.duration_s == pytest.approx(46421 / 16000, abs=1e-5)  # 46421 samples in the file
     assert info.video_width is None and info.video_frames is None
 
 
-def test_require_streams_names_the_missing_soundtrack(media_dir):
+def test_require_streams_names_the_missing_soundtrack():
     with pytest.raises(MissingStreamError) as caught:
-        require_streams(media_dir / SILENT_VIDEO, audio=True, video=True)
+        require_streams(MEDIA / SILENT_VIDEO, audio=True, video=True)
     err = caught.value
     assert isinstance(err, MediaError) and isinstance(err, ValueError)
     assert err.path.name == SILENT_VIDEO
@@ -68,15 +61,15 @@ def test_require_streams_names_the_missing_soundtrack(media_dir):
     assert "soundtrack" in err.reason
 
 
-def test_require_streams_names_the_missing_picture(media_dir):
+def test_require_streams_names_the_missing_picture():
     with pytest.raises(MissingStreamError, match=rf"{WAV}: no video stream \(this sample needs the picture\)"):
-        require_streams(media_dir / WAV, video=True)
+        require_streams(MEDIA / WAV, video=True)
 
 
-def test_require_streams_returns_info_when_present(media_dir):
-    info = require_streams(media_dir / DRILL, audio=True, video=True)
-    assert info == probe(media_dir / DRILL)
-    assert require_streams(media_dir / WAV, audio=True).audio_sample_rate == 16000
+def test_require_streams_returns_info_when_present(drill_clip):
+    info = require_streams(drill_clip, audio=True, video=True)
+    assert info == probe(drill_clip)
+    assert require_streams(MEDIA / WAV, audio=True).audio_sample_rate == 16000
 
 
 def test_missing_file_is_unreadable(tmp_path):
@@ -115,7 +108,7 @@ def test_probe_synthetic_clip(tmp_path):
     assert info.duration_s == pytest.approx(2.0, abs=0.01)
 
 
-def test_media_info_is_frozen(media_dir):
-    info = probe(media_dir / WAV)
+def test_media_info_is_frozen():
+    info = probe(MEDIA / WAV)
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.duration_s = 1.0  # type: ignore[misc]

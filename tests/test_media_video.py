@@ -20,17 +20,11 @@ from verl_avconfuse.media import (
     write_synthetic_video,
 )
 
-DRILL = "combined_00000810_drill.mp4"
+from conftest import MEDIA
+
+# Real files: these two ship in tests/fixtures/media/; the 60 s drill clip is conftest's drill_clip (shared/).
 SILENT_VIDEO = "video_only_no_audio.mp4"
 WAV = "clip_16k_mono.wav"
-
-
-@pytest.fixture(scope="module")
-def media_dir(shared_dir: Path) -> Path:
-    folder = shared_dir / "data" / "media"
-    if not all((folder / name).is_file() for name in (DRILL, SILENT_VIDEO, WAV)):
-        pytest.skip(f"real media clips are absent from {folder}")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +33,8 @@ def synthetic_clip(tmp_path_factory) -> Path:
     return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", duration_s=3.0, fps=10, size=(96, 64))
 
 
-def test_fps2_on_a_5s_clip_samples_every_half_second(media_dir):
-    frames, info = load_video_frames(media_dir / SILENT_VIDEO, fps=2.0)
+def test_fps2_on_a_5s_clip_samples_every_half_second():
+    frames, info = load_video_frames(MEDIA / SILENT_VIDEO, fps=2.0)
     assert frames.shape == (10, 224, 224, 3) and frames.dtype == np.uint8
     assert info.timestamps == pytest.approx([0.5 * k for k in range(10)])
     assert info.frame_indices == tuple(range(0, 150, 15))  # 30 fps: t = k/2 is frame 15k
@@ -50,15 +44,15 @@ def test_fps2_on_a_5s_clip_samples_every_half_second(media_dir):
     assert len({frame.tobytes() for frame in frames}) == 10  # ten different pictures
 
 
-def test_drill_clip_at_fps2_covers_the_whole_minute(media_dir):
-    frames, info = load_video_frames(media_dir / DRILL, fps=2.0)
+def test_drill_clip_at_fps2_covers_the_whole_minute(drill_clip):
+    frames, info = load_video_frames(drill_clip, fps=2.0)
     # Targets 0, 0.5, ..., 60.0 (< 60.033 s): 121 frames, frame 30k at 60 fps.
     assert frames.shape == (121, 360, 480, 3)
     assert info.frame_indices == tuple(range(0, 3601, 30))
 
 
-def test_time_window(media_dir):
-    frames, info = load_video_frames(media_dir / DRILL, fps=2.0, start_s=30.0, end_s=32.0)
+def test_time_window(drill_clip):
+    frames, info = load_video_frames(drill_clip, fps=2.0, start_s=30.0, end_s=32.0)
     assert len(frames) == 4
     assert info.timestamps == pytest.approx([30.0, 30.5, 31.0, 31.5])
     assert info.frame_indices == (1800, 1830, 1860, 1890)
@@ -73,9 +67,9 @@ def test_time_window(media_dir):
         {"fps": 5.3, "max_frames": 7, "max_pixels": 100352},
     ],
 )
-def test_skip_and_seek_path_equals_decoding_every_frame_on_the_drill_clip(media_dir, kwargs):
-    fast_frames, fast = load_video_frames(media_dir / DRILL, **kwargs)
-    ref_frames, ref = load_video_frames(media_dir / DRILL, strategy="sequential", **kwargs)
+def test_skip_and_seek_path_equals_decoding_every_frame_on_the_drill_clip(drill_clip, kwargs):
+    fast_frames, fast = load_video_frames(drill_clip, **kwargs)
+    ref_frames, ref = load_video_frames(drill_clip, strategy="sequential", **kwargs)
     np.testing.assert_array_equal(fast_frames, ref_frames)
     assert fast.frame_indices == ref.frame_indices
     assert fast.timestamps == pytest.approx(ref.timestamps)
@@ -105,13 +99,13 @@ def test_sampling_faster_than_the_video_repeats_frames(synthetic_clip):
     np.testing.assert_array_equal(frames[0], frames[1])
 
 
-def test_max_frames_subsamples_uniformly(media_dir):
-    frames, info = load_video_frames(media_dir / SILENT_VIDEO, fps=2.0, max_frames=4)
+def test_max_frames_subsamples_uniformly():
+    frames, info = load_video_frames(MEDIA / SILENT_VIDEO, fps=2.0, max_frames=4)
     # linspace(0, 9, 4) over the 10 targets -> targets 0, 3, 6, 9 -> t = 0, 1.5, 3, 4.5 s.
     assert info.timestamps == pytest.approx([0.0, 1.5, 3.0, 4.5])
     assert info.frame_indices == (0, 45, 90, 135)
     assert info.fps == pytest.approx(2.0 * 4 / 10)
-    full, _ = load_video_frames(media_dir / SILENT_VIDEO, fps=2.0)
+    full, _ = load_video_frames(MEDIA / SILENT_VIDEO, fps=2.0)
     np.testing.assert_array_equal(frames, full[[0, 3, 6, 9]])
 
 
@@ -164,10 +158,10 @@ def test_smart_resize_properties_and_agreement_with_transformers(height, width, 
         assert abs(math.log((h / w) / (height / width))) < 2 * factor / min(h, w) + 2 * factor / min(height, width)
 
 
-def test_resized_frames_keep_the_picture(media_dir):
-    native, _ = load_video_frames(media_dir / SILENT_VIDEO, fps=1.0)
-    small, info = load_video_frames(media_dir / SILENT_VIDEO, fps=1.0, max_pixels=10000)
-    large, large_info = load_video_frames(media_dir / SILENT_VIDEO, fps=1.0, min_pixels=90000)
+def test_resized_frames_keep_the_picture():
+    native, _ = load_video_frames(MEDIA / SILENT_VIDEO, fps=1.0)
+    small, info = load_video_frames(MEDIA / SILENT_VIDEO, fps=1.0, max_pixels=10000)
+    large, large_info = load_video_frames(MEDIA / SILENT_VIDEO, fps=1.0, min_pixels=90000)
     assert small.shape == (5, 84, 84, 3) and (info.height, info.width) == (84, 84)
     assert large.shape == (5, 308, 308, 3) and (large_info.height, large_info.width) == (308, 308)
     assert (info.native_height, info.native_width) == (224, 224)
@@ -177,10 +171,10 @@ def test_resized_frames_keep_the_picture(media_dir):
         assert np.abs(diff).max() < 3.0
 
 
-def test_video_metadata_for_transformers(media_dir):
+def test_video_metadata_for_transformers():
     from transformers.video_utils import VideoMetadata
 
-    _, info = load_video_frames(media_dir / SILENT_VIDEO, fps=2.0)
+    _, info = load_video_frames(MEDIA / SILENT_VIDEO, fps=2.0)
     meta = to_video_metadata(info)
     assert isinstance(meta, VideoMetadata)
     assert dict(meta) == video_metadata_dict(info)
@@ -191,11 +185,11 @@ def test_video_metadata_for_transformers(media_dir):
     assert meta.sampled_fps == pytest.approx(2.0)
 
 
-def test_qwen2_vl_video_processor_accepts_the_frames_without_resizing_them(media_dir):
+def test_qwen2_vl_video_processor_accepts_the_frames_without_resizing_them():
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     bounds = {"min_pixels": 56 * 56, "max_pixels": 150 * 150}
-    frames, info = load_video_frames(media_dir / SILENT_VIDEO, fps=2.0, **bounds)
+    frames, info = load_video_frames(MEDIA / SILENT_VIDEO, fps=2.0, **bounds)
     assert frames.shape == (10, 140, 140, 3)
     processed = Qwen2VLVideoProcessor()(
         videos=[frames], video_metadata=[to_video_metadata(info)], do_sample_frames=False, return_tensors="np", **bounds
@@ -204,12 +198,12 @@ def test_qwen2_vl_video_processor_accepts_the_frames_without_resizing_them(media
     assert processed["video_grid_thw"].tolist() == [[5, 10, 10]]
 
 
-def test_errors_name_the_file(media_dir):
+def test_errors_name_the_file():
     with pytest.raises(MissingStreamError, match=rf"{WAV}: no video stream"):
-        load_video_frames(media_dir / WAV)
+        load_video_frames(MEDIA / WAV)
     with pytest.raises(MediaError, match=rf"{SILENT_VIDEO}: fps=0"):
-        load_video_frames(media_dir / SILENT_VIDEO, fps=0)
+        load_video_frames(MEDIA / SILENT_VIDEO, fps=0)
     with pytest.raises(MediaError, match="past the end of the video"):
-        load_video_frames(media_dir / SILENT_VIDEO, start_s=6.0)
+        load_video_frames(MEDIA / SILENT_VIDEO, start_s=6.0)
     with pytest.raises(MediaError, match="max_frames"):
-        load_video_frames(media_dir / SILENT_VIDEO, max_frames=0)
+        load_video_frames(MEDIA / SILENT_VIDEO, max_frames=0)

@@ -12,6 +12,8 @@ from transformers import AutoProcessor
 
 from verl_avconfuse.omni.dataset import OmniRLDataset, processor_fps
 
+from conftest import SILENT_VIDEO
+
 
 def _config(in_video: bool, **media):
     return OmegaConf.create(
@@ -50,9 +52,9 @@ def test_rows_load_and_decode_audio_and_video(tiny_asset, processor, dataset, in
     assert np.abs(audio).max() > 0.05 or "muted" in messages[0]["content"][0]["video"]
 
 
-def test_video_without_soundtrack_is_dropped_counted_and_named(tiny_asset, processor, shared_dir, tmp_path):
+def test_video_without_soundtrack_is_dropped_counted_and_named(tiny_asset, processor, tmp_path):
     frame = pd.read_parquet(tiny_asset("data/omni/train.parquet"))
-    silent = shared_dir / "data" / "media" / "video_only_no_audio.mp4"
+    silent = SILENT_VIDEO
     broken = tmp_path / "not_a_video.mp4"
     broken.write_text("not media")
     frame.at[1, "videos"] = [str(silent)]
@@ -69,9 +71,9 @@ def test_video_without_soundtrack_is_dropped_counted_and_named(tiny_asset, proce
     assert "not_a_video.mp4" in reasons[4]
 
 
-def test_audio_in_video_mode_needs_the_soundtrack_of_each_video(tiny_asset, processor, shared_dir, tmp_path):
+def test_audio_in_video_mode_needs_the_soundtrack_of_each_video(tiny_asset, processor, tmp_path):
     frame = pd.read_parquet(tiny_asset("data/omni_in_video/train.parquet"))
-    frame.at[0, "videos"] = [str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")]
+    frame.at[0, "videos"] = [str(SILENT_VIDEO)]
     path = tmp_path / "train.parquet"
     frame.to_parquet(path)
     data = OmniRLDataset(str(path), processor.tokenizer, _config(True), processor)

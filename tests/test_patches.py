@@ -8,7 +8,7 @@ import pytest
 
 from verl_avconfuse import patches
 
-from conftest import run_python
+from conftest import free_port, run_python
 
 
 @pytest.mark.parametrize("target", patches.ALL_TARGETS, ids=lambda t: f"{t.module}.{t.attribute}")
@@ -29,7 +29,7 @@ def test_process_group_backend_patch_gives_plain_gloo_on_cpu(tmp_path):
 import json, os
 import verl
 from verl.utils import distributed
-os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29611")
+os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")  # MASTER_PORT: a free one
 import torch.distributed as dist
 distributed.initialize_global_process_group_ray()
 # the name engine_workers imports must be the patched one too
@@ -37,7 +37,9 @@ from verl.workers.engine_workers import initialize_global_process_group_ray as i
 print(json.dumps([dist.get_backend(), getattr(imported, "_avconfuse_patched", False)]))
 dist.destroy_process_group()
 """
-    result = run_python(["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu"}, timeout=180)
+    result = run_python(
+        ["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu", "MASTER_PORT": str(free_port())}, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", True]
 
@@ -46,7 +48,7 @@ def test_torchrun_process_group_patch_gives_plain_gloo_on_cpu(tmp_path):
     """verl.trainer.sft_trainer's initialize_global_process_group, as torchrun would call it."""
     code = """
 import json, os
-os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29612")
+os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")  # MASTER_PORT: a free one
 import verl
 from verl.utils.distributed import initialize_global_process_group
 import torch.distributed as dist
@@ -54,7 +56,9 @@ ranks = initialize_global_process_group()
 print(json.dumps([dist.get_backend(), list(ranks), initialize_global_process_group._avconfuse_patched]))
 dist.destroy_process_group()
 """
-    result = run_python(["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu"}, timeout=180)
+    result = run_python(
+        ["-c", code], cwd=tmp_path, env={"VERL_PLATFORM": "cpu", "MASTER_PORT": str(free_port())}, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", [0, 0, 1], True]
 

@@ -12,6 +12,8 @@ from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, ref
 from verl_avconfuse.reference.cli import precompute
 from verl_avconfuse.reference.service import ReferenceService
 
+from conftest import SILENT_VIDEO
+
 
 @pytest.fixture(scope="module")
 def audio_lm(tiny_asset):
@@ -87,10 +89,10 @@ def test_service_generates_each_prompt_once_then_serves_the_cache(audio_lm, clip
     assert all(r.cached for r in second) and [r.a_think for r in second] == [r.a_think for r in first]
 
 
-def test_one_bad_file_costs_one_sample_and_is_not_retried(audio_lm, clips, shared_dir, tmp_path):
+def test_one_bad_file_costs_one_sample_and_is_not_retried(audio_lm, clips, tmp_path):
     lm = CountingLM(audio_lm)
     service = ReferenceService(lm, ReferenceCache(tmp_path), batch_size=4)
-    silent = str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")
+    silent = str(SILENT_VIDEO)
     requests = [
         ReferenceRequest(clips[0], "q", "yes"),
         ReferenceRequest(silent, "q", "no"),
@@ -132,9 +134,9 @@ def test_read_only_cache_refuses_writes_and_a_missing_file(tmp_path):
         readonly.put_many([("x", "a", "raw")], model="m")
 
 
-def test_precompute_writes_extra_info_atomically_and_resumes_from_the_cache(audio_lm, tiny_asset, shared_dir, tmp_path):
+def test_precompute_writes_extra_info_atomically_and_resumes_from_the_cache(audio_lm, tiny_asset, tmp_path):
     frame = pd.read_parquet(tiny_asset("data/omni/train.parquet")).head(5)
-    silent = str(shared_dir / "data" / "media" / "video_only_no_audio.mp4")
+    silent = str(SILENT_VIDEO)
     frame.at[3, "videos"] = [silent]
     frame.at[3, "audios"] = [silent]
     data = tmp_path / "train.parquet"

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from verl_avconfuse.bench.schemas import published_questions
 from verl_avconfuse.rewards import answers_match, normalize_answer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-M1 = DATA / "avconfusebench" / "avconfusebench_test_m1.json"
-WARMUP = DATA / "warmup" / "warmup_sft_messages.json"
+from conftest import WARMUP_RELEASE as WARMUP
+
+#: the published "muted" questions, as the package ships them
+M1 = published_questions("muted")
 
 
 # --- normalisation --------------------------------------------------------------------------------------
@@ -125,8 +126,6 @@ def test_music_avqa_underscore_tokens_match_spaced_words(prediction):
 
 
 def test_real_warmup_answers_match_themselves_and_no_other():
-    if not WARMUP.is_file():
-        pytest.skip(f"{WARMUP} is absent")
     responses = [m["content"] for m in json.loads(WARMUP.read_text()) if m["role"] == "assistant"]
     answers = sorted({re.search(r"<answer>(.*?)</answer>", r, re.S).group(1).strip() for r in responses})
     assert {"yes", "no", "acoustic_guitar", "more than ten", "piano"} <= set(answers)
@@ -140,8 +139,6 @@ def test_real_warmup_answers_match_themselves_and_no_other():
 def test_real_avconfusebench_muted_questions():
     """AV-ConfuseBench "muted" (m1): the published answer is "no" for every clip; the model's typical
     wrong answer is "yes", and answers naming the (muted) instrument must not pass either."""
-    if not M1.is_file():
-        pytest.skip(f"{M1} is absent")
     items = json.loads(M1.read_text())
     assert len(items) == 73
     for item in items:

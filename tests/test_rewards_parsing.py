@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,8 @@ from hypothesis import strategies as st
 
 from verl_avconfuse.rewards import ParsedResponse, extract_block, parse_response, reference_a_think
 
-WARMUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "warmup" / "warmup_sft_messages.json"
+from conftest import WARMUP_RELEASE as WARMUP
+
 GOOD = "<a-think> I hear a violin. </a-think> <v-think> I see a violin and a piano. </v-think>\n<answer> one </answer>"
 
 
@@ -140,8 +140,6 @@ def test_reference_a_think_uses_block_else_whole_text():
 
 
 def test_real_warmup_responses_are_well_formed():
-    if not WARMUP.is_file():
-        pytest.skip(f"{WARMUP} is absent")
     responses = [m["content"] for m in json.loads(WARMUP.read_text()) if m["role"] == "assistant"]
     assert len(responses) > 50
     for response in responses:
@@ -154,9 +152,12 @@ def test_real_warmup_responses_are_well_formed():
 def test_parsing_512_responses_takes_milliseconds():
     responses = [GOOD.replace("violin", f"violin {i} " * 30) for i in range(512)]
     parse_response(responses[0])
-    start = time.perf_counter()
-    parsed = [parse_response(r) for r in responses]
-    elapsed = time.perf_counter() - start
+    timings = []
+    for _ in range(5):  # the best of five: a busy machine slows some passes, not the parser
+        start = time.perf_counter()
+        parsed = [parse_response(r) for r in responses]
+        timings.append(time.perf_counter() - start)
+    elapsed = min(timings)
     assert all(p.well_formed for p in parsed)
     assert elapsed < 0.25, f"parsing 512 responses took {elapsed * 1e3:.1f} ms"
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from verl_avconfuse.bench.schemas import published_questions
 from verl_avconfuse.rewards import (
     DEFAULT_OMEGA,
     SCORE_KEYS,
@@ -26,7 +26,8 @@ from verl_avconfuse.rewards import (
     step_rr_scores,
 )
 
-M1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "avconfusebench" / "avconfusebench_test_m1.json"
+#: the published "muted" questions, as the package ships them
+M1 = published_questions("muted")
 
 FULL = ParsedResponse(a_think="I hear a violin.", v_think="I see a violin.", answer="one", well_formed=True)
 
@@ -205,8 +206,6 @@ def test_similarity_pair_has_what_the_embedding_scorer_reads():
 def test_real_avconfusebench_muted_items_end_to_end():
     """Published AV-ConfuseBench "muted" items (truth "no"): the right answer earns the accuracy terms,
     the visually driven "yes" earns only format and consistency."""
-    if not M1.is_file():
-        pytest.skip(f"{M1} is absent")
     items = json.loads(M1.read_text())
     for item in items:
         seen = item["instruments"].replace("_", " ")

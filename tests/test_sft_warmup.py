@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,18 +17,19 @@ from verl_avconfuse.data_preprocess import warmup_sft  # noqa: E402
 from verl_avconfuse.data_preprocess.common import ConversionError  # noqa: E402
 from verl_avconfuse.prompts import format_question
 
-from fixtures.datasets import WARMUP_JSONL, copy_real_clip, write_clips
+from conftest import SILENT_VIDEO, WARMUP_RELEASE, WAV_16K
+from fixtures.datasets import WARMUP_JSONL, write_clips
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def release(shared_dir) -> list[dict]:
-    return json.loads((shared_dir / "data" / "warmup" / "warmup_sft_messages.json").read_text())
+def release() -> list[dict]:
+    return json.loads(WARMUP_RELEASE.read_text())
 
 
 @pytest.fixture(scope="module")
-def warmup(tmp_path_factory, shared_dir, release):
+def warmup(tmp_path_factory, release):
     """The release's warm-up file converted, with a synthetic clip for every video it names."""
     folder = tmp_path_factory.mktemp("warmup")
     ids = sorted(
@@ -36,7 +37,7 @@ def warmup(tmp_path_factory, shared_dir, release):
     )
     write_clips(folder / "clips", ids)
     result = warmup_sft.convert_warmup(
-        shared_dir / "data" / "warmup" / "warmup_sft_messages.json",
+        WARMUP_RELEASE,
         video_dir=folder / "clips",
         output=folder / "train.parquet",
         relative_paths=True,
@@ -81,10 +82,10 @@ def test_jsonl_conversations_are_kept_whole_or_dropped_by_line(tmp_path):
     assert multi["videos"] == [str((clips / "00000002.mp4").resolve())] and multi["audios"] == []
 
 
-def test_an_audio_only_file_is_an_audio_item_and_bad_media_abort_or_are_reported(tmp_path, shared_dir):
+def test_an_audio_only_file_is_an_audio_item_and_bad_media_abort_or_are_reported(tmp_path):
     clips = write_clips(tmp_path / "clips", ["00000001"])
-    copy_real_clip(shared_dir, "clip_16k_mono.wav", clips / "speech.wav")
-    copy_real_clip(shared_dir, "video_only_no_audio.mp4", clips / "silent.mp4")
+    shutil.copy(WAV_16K, clips / "speech.wav")
+    shutil.copy(SILENT_VIDEO, clips / "silent.mp4")
     lines = [
         [
             {
@@ -180,12 +181,27 @@ def test_dataset_refuses_right_padding(warmup, processor):
 # ------------------------------------------------------------------------------ verl's SFT trainer
 
 
-def _manual_first_batch_loss(dataset, model_path: str, batch: list[int], with_media: bool) -> float:
-    """Token-mean NLL of the assistant tokens of ``batch``, as verl's sft_loss, with an HF forward."""
+#: The trainer's step-1 loss and the recomputation below run the same fp32 forward of the same weights on
+#: the same tokens (the trainer's composed data config, its sampler's first batch); they differ only in
+#: summation order (FSDP2, the thread count) and in the logged loss being one fp32 number (ulp 1e-6 at 10,
+#: i.e. 1e-7 relative). Measured: 1e-8 relative. 1e-5 leaves two orders of magnitude for thread counts and
+#: CPUs, and stays far below what the test shows it detects: the media dropped, another batch, or the mean
+#: of per-sequence means instead of verl's per-token mean each move the tiny thinker's loss by >= 1%.
+SFT_LOSS_REL_TOL = 1e-5
+
+
+def _reply_nll(dataset, model_path: str, batch: list[int], with_media: bool) -> list[tuple[float, int]]:
+    """(summed NLL, token count) of the trained tokens of each item of ``batch``, with an fp32 HF forward.
+
+    Mirrors verl's ``sft_loss`` (verl/workers/utils/losses.py, no_padding): log-probability of token t+1 at
+    position t, the dataset's ``loss_mask`` shifted by one, summed over the batch's trained tokens.
+    """
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(model_path, attn_implementation="sdpa").eval()
-    total, count = 0.0, 0
+    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+        model_path, attn_implementation="sdpa", dtype=torch.float32
+    ).eval()
+    sums = []
     with torch.no_grad():
         for index in batch:
             item = dataset[index]
@@ -199,18 +215,24 @@ def _manual_first_batch_loss(dataset, model_path: str, batch: list[int], with_me
             ).logits[0, :-1]
             log_probs = torch.log_softmax(logits.float(), -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
             mask = item["loss_mask"][1:].bool()
-            total -= float(log_probs[mask].sum())
-            count += int(mask.sum())
-    return total / count
+            sums.append((-float(log_probs[mask].double().sum()), int(mask.sum())))
+    return sums
+
+
+def _token_mean(sums: list[tuple[float, int]]) -> float:
+    """verl's reduction: every trained token of the global batch weighs the same (sum / batch_num_tokens)."""
+    return sum(s for s, _ in sums) / sum(n for _, n in sums)
 
 
 def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, processor, tiny_asset, tmp_path):
+    import yaml
+    from omegaconf import OmegaConf
     from safetensors.torch import load_file
     from torch.utils.data import DistributedSampler
 
     from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
 
-    from conftest import run_python
+    from conftest import free_port, run_python
 
     folder, _ = warmup
     model_path = tiny_asset("models/omni_thinker")
@@ -231,6 +253,11 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
         "engine.use_torch_compile=false",
         "engine.model_dtype=fp32",
         "engine.dtype=float32",
+        # verl's FSDP engine computes in bf16 unless told otherwise (param_dtype defaults to bf16 whatever
+        # model_dtype says); the recomputation below is fp32, so the trainer must be too
+        "+engine.mixed_precision.param_dtype=fp32",
+        "+engine.mixed_precision.reduce_dtype=fp32",
+        "+engine.mixed_precision.buffer_dtype=fp32",
         # a tiny random model needs a visible step
         "optim.lr=1e-3",
         "trainer.total_training_steps=2",
@@ -243,25 +270,41 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
         "LOCAL_RANK": "0",
         "WORLD_SIZE": "1",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(29500 + os.getpid() % 1000),
+        "MASTER_PORT": str(free_port()),
     }
     run = run_python(["-m", "verl.trainer.sft_trainer", *overrides], cwd=tmp_path, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     losses = {int(step): float(loss) for step, loss in re.findall(r"step:(\d+) - .*?train/loss:([-\d.e]+)", run.stdout)}
     assert sorted(losses) == [1, 2] and all(math.isfinite(v) for v in losses.values())
 
-    # Step 1 is the first sampler batch with the initial weights: its loss is the token-mean NLL of
-    # the replies given the video frames and the soundtrack. Without the media it is another number,
-    # so the trainer really fed the features to the thinker.
-    dataset = OmniSFTDataset(str(folder / "train.parquet"), processor.tokenizer, _data_config(folder, False), processor)
+    # Step 1 is the first sampler batch with the initial weights: its loss is the token-mean NLL of the
+    # replies given the video frames and the soundtrack (see SFT_LOSS_REL_TOL for the tolerance). The
+    # dataset is built from the trainer's own composed data config: a media option left at another value
+    # (e.g. max_pixels, which resamples the frames) changes the loss by more than the tolerance.
+    job = run_python(["-m", "verl.trainer.sft_trainer", *overrides, "--cfg", "job"], cwd=tmp_path, env=env)
+    assert job.returncode == 0, job.stderr[-3000:]
+    data_config = OmegaConf.create(yaml.safe_load(job.stdout)["data"])
+    dataset = OmniSFTDataset(str(folder / "train.parquet"), processor.tokenizer, data_config, processor)
+    # verl's SFT trainer: DistributedSampler(shuffle=True, drop_last=True), default seed, epoch 0
     sampler = DistributedSampler(dataset, shuffle=True, num_replicas=1, rank=0, drop_last=True)
     sampler.set_epoch(0)
-    batch = list(sampler)[:4]
-    with_media = _manual_first_batch_loss(dataset, model_path, batch, True)
-    without_media = _manual_first_batch_loss(dataset, model_path, batch, False)
-    tolerance = 1e-3 * with_media  # the logged loss is rounded (fp16-like steps of 1/128 near 10)
-    assert losses[1] == pytest.approx(with_media, abs=tolerance)
-    assert abs(losses[1] - without_media) > 10 * tolerance
+    order = list(sampler)
+    first, other = order[:4], order[4:8]
+    with_media = _reply_nll(dataset, model_path, first, True)
+    expected = _token_mean(with_media)
+    tolerance = SFT_LOSS_REL_TOL * expected
+    print(f"SFT step-1 loss {losses[1]!r}, recomputed {expected!r}", file=sys.stderr)
+    assert losses[1] == pytest.approx(expected, abs=tolerance)
+    # The check has power: had the trainer dropped the media, fed another batch or averaged per sequence,
+    # the logged loss would be outside the tolerance.
+    alternatives = {
+        "without media": _token_mean(_reply_nll(dataset, model_path, first, False)),
+        "another batch": _token_mean(_reply_nll(dataset, model_path, other, True)),
+        "mean of the sequence means": sum(s / n for s, n in with_media) / len(with_media),
+    }
+    print(f"SFT step-1 alternatives: {alternatives}", file=sys.stderr)
+    for name, value in alternatives.items():
+        assert abs(value - expected) > 10 * tolerance, (name, value, expected)
 
     saved = checkpoints / "global_step_2" / "huggingface"
     assert (saved / "processor_config.json").exists()
@@ -277,7 +320,3 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
         [EvalRequest("x", "Which?", clip, clip, 8)]
     )
     assert isinstance(reply, str)
-    print(
-        f"SFT losses: {losses}; step-1 manual NLL with media {with_media:.4f}, without {without_media:.4f}",
-        file=sys.stderr,
-    )
