@@ -22,12 +22,13 @@ pytestmark = pytest.mark.slow
 
 OMEGA = 0.8  # the paper's ARR threshold (recipes/avconfuse.yaml: avconfuse.step_rr.omega)
 STEPS, PROMPTS, ROLLOUTS = 3, 4, 6
-_BLOCK = r"<\s*{0}\s*>(.*?)<\s*/\s*{0}\s*>"
 
 
 def _block(text: str, tag: str) -> str | None:
-    match = re.search(_BLOCK.format(tag), text, re.IGNORECASE | re.DOTALL)
-    return match.group(1).strip() or None if match else None
+    """The first complete ``<tag>...</tag>`` block; of two openings before a close, the nearer one counts
+    (docs/step_rr.md, "Format and parsing"); empty is absent."""
+    match = re.search(rf"<{tag}>((?:(?!<{tag}>).)*?)</{tag}>", text, re.IGNORECASE | re.DOTALL)
+    return (match.group(1).strip() or None) if match else None
 
 
 @pytest.fixture(scope="module")

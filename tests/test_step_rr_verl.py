@@ -68,16 +68,27 @@ def _sample(tokenizer, response: str, extra_info: dict, ground_truth: str = "yes
     return DataProto(batch=batch, non_tensor_batch=non_tensor)
 
 
-def _expected(config, response: str, reference: str | None, ground_truth: str = "yes"):
-    settings = avconfuse_settings(config)
-    model = get_similarity_model(
-        settings.similarity.model, batch_size=settings.similarity.batch_size, use_instructions=True
-    )
-    parsed = parse_response(response)
-    arr, avc = similarity_requests(parsed, reference)
-    sim_arr = float(model.score([arr])[0]) if arr else None
-    sim_avc = float(model.score([avc])[0]) if avc else None
-    return step_rr_scores(parsed, ground_truth, sim_arr, sim_avc, omega=settings.step_rr.omega)
+#: RESPONSE's blocks, read by hand.
+A_THINK, V_THINK = "I hear a violin playing.", "I see a violin."
+
+
+def _cosine(config, query: str, document: str) -> float:
+    """The similarity as sentence-transformers gives it for the recipe's embedder (cpu_tiny: MiniLM, no
+    instruction prefix), without the plugin's similarity code."""
+    from sentence_transformers import SentenceTransformer
+
+    assert config.avconfuse.similarity.use_instructions is False
+    model = SentenceTransformer(config.avconfuse.similarity.model, device="cpu")
+    first, second = model.encode([query, document], normalize_embeddings=True)
+    return float(first @ second)
+
+
+def _expected(config, reference: str | None) -> dict[str, float]:
+    """Step-RR of RESPONSE (well-formed, answer "yes" = the ground truth), by the paper's rules."""
+    sim_ref = _cosine(config, reference, A_THINK) if reference else None
+    s = min(max(_cosine(config, A_THINK, V_THINK), 0.0), 1.0)
+    arr = 1.0 if sim_ref is not None and sim_ref > config.avconfuse.step_rr.omega else 0.0
+    return {"format": 1.0, "arr": arr, "avc": 1.0 + s, "acc": 1.0, "score": 1.0 + arr + 1.0 + s}
 
 
 def test_reward_loop_worker_loads_step_rr_and_scores_like_the_formula(composed_config):
@@ -87,13 +98,14 @@ def test_reward_loop_worker_loads_step_rr_and_scores_like_the_formula(composed_c
     assert type(worker.reward_manager).__name__ == "StepRRRewardManager"
     data = _sample(worker.input_tokenizer, RESPONSE, {"reference_a_think": REFERENCE})
     result = asyncio.run(worker.compute_score(data))
-    expected = _expected(composed_config, RESPONSE, REFERENCE)
+    expected = _expected(composed_config, REFERENCE)
     assert result["reward_score"] == pytest.approx(expected["score"], abs=1e-5)
     info = result["reward_extra_info"]
     for key in ("format", "arr", "avc", "acc"):
         assert info[key] == pytest.approx(expected[key], abs=1e-5)
     assert info["ref_cached"] == 1.0 and info["ref_error"] == 0.0
-    assert expected["format"] == 1.0 and expected["acc"] == 1.0
+    # "I hear a violin and a piano." vs "I hear a violin playing.": MiniLM's cosine clears omega = 0.8.
+    assert expected["arr"] == 1.0
 
 
 def test_without_any_reference_source_arr_is_zero_and_the_sample_is_counted(composed_config):
@@ -104,7 +116,7 @@ def test_without_any_reference_source_arr_is_zero_and_the_sample_is_counted(comp
     result = asyncio.run(worker.compute_score(data))
     info = result["reward_extra_info"]
     assert info["arr"] == 0.0 and info["ref_error"] == 1.0
-    assert result["reward_score"] == pytest.approx(_expected(composed_config, RESPONSE, None)["score"], abs=1e-5)
+    assert result["reward_score"] == pytest.approx(_expected(composed_config, None)["score"], abs=1e-5)
 
 
 def test_malformed_wrong_answer_scores_only_its_consistency(composed_config):

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", type=Path, help="folder for the logs, learning.json and curves.png")
-    parser.add_argument("--k", type=int, default=3, help="steps averaged at each end")
+    parser.add_argument("--k", type=int, default=4, help="steps averaged at each end")
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides for both runs (e.g. trainer.total_training_steps=8)"
     )
