@@ -147,3 +147,18 @@ def run_python(
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def verl_actor_config(*overrides: str):
+    """verl's ``ActorConfig`` dataclass as ``main_ppo`` would build it from ``ppo_trainer`` plus OVERRIDES
+    (recipes included), for tests that call verl's loss functions directly."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=list(overrides))
+    actor = OmegaConf.to_container(config.actor_rollout_ref.actor, resolve=False)
+    return omega_conf_to_dataclass(OmegaConf.create(actor))

@@ -9,7 +9,6 @@ full-sequence ``log_probs`` / ``entropy`` (position t scores token t+1), nested 
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
@@ -24,6 +23,8 @@ from verl_avconfuse.losses.verl_loss import (
 )
 from verl_avconfuse.settings import AnsCoSettings
 
+from conftest import verl_actor_config
+
 RESPONSES = [
     "<a-think> I hear a violin. </a-think> <v-think> I see a violin. </v-think>\n<answer> yes </answer>",
     "<a-think> I hear rain. </a-think> <v-think> I see a piano. </v-think>\n<answer> no </answer>",
@@ -35,20 +36,11 @@ NLL = [1.0, 0.0, 1.0, 1.0]
 
 @pytest.fixture(scope="module")
 def setup(tiny_asset):
-    import verl  # noqa: F401
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from verl.utils.config import omega_conf_to_dataclass
 
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(
-            config_name="ppo_trainer",
-            overrides=["+recipe=[avconfuse,avconfuse_ansco]", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"],
-        )
-    actor = OmegaConf.to_container(config.actor_rollout_ref.actor, resolve=False)
-    actor_config = omega_conf_to_dataclass(OmegaConf.create(actor))
+    actor_config = verl_actor_config(
+        "+recipe=[avconfuse,avconfuse_ansco]", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"
+    )
     path = tiny_asset("models/qwen2")
     tokenizer = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(0)

@@ -16,13 +16,14 @@ responses' shared tokens.
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 import torch
 
 from verl_avconfuse.rewards import parse_response, step_rr_scores
+
+from conftest import verl_actor_config
 
 PROMPT = "Is there a violin sound?"
 #: (response, sim(a-think, reference a-think), sim(a-think, v-think)) -- the similarities as the embedder
@@ -63,19 +64,9 @@ def test_the_group_scores_as_the_paper_says():
 
 @pytest.fixture(scope="module")
 def actor(tiny_asset):
-    import verl  # noqa: F401
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from verl.utils.config import omega_conf_to_dataclass
 
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(
-            config_name="ppo_trainer",
-            overrides=["+recipe=avconfuse", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=6"],
-        )
-    actor_config = omega_conf_to_dataclass(OmegaConf.create(OmegaConf.to_container(config.actor_rollout_ref.actor)))
+    actor_config = verl_actor_config("+recipe=avconfuse", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=6")
     # The release's reduction (TRL GRPO: per-response token mean, then the mean over responses).
     assert actor_config.loss_agg_mode == "seq-mean-token-mean"
     path = tiny_asset("models/qwen2")
