@@ -237,3 +237,17 @@ def test_preflight_reads_the_live_cluster(ray_two_logical_gpus):
     message = str(error.value)
     assert "reference audio LM (avconfuse_reference_pool): a placement group of 1 GPU" in message
     assert "GPUs: 3 needed, 2 available" in message and "ray_kwargs.ray_init.num_gpus" in message
+
+
+def test_verls_own_reward_and_teacher_pools_count_too():
+    config = _config(n_gpus=6, placement="separate", num_gpus=1)
+    config["reward"]["reward_model"] = {"enable": True, "enable_resource_pool": True, "n_gpus_per_node": 1, "nnodes": 1}
+    config["distillation"] = {"enabled": True, "n_gpus_per_node": 1, "nnodes": 1}
+    layout = plan_layout(config)
+    assert [(p.pool, p.gpus_per_node) for p in layout.pools] == [
+        (ACTOR_POOL, (6,)),
+        ("reward_pool", (1,)),
+        ("teacher_pool", (1,)),
+        (REFERENCE_POOL, (1,)),
+    ]
+    assert preflight(layout, _nodes(9)).ok and not preflight(layout, _nodes(8)).ok

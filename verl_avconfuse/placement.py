@@ -126,25 +126,21 @@ def plan_layout(config, settings=None, *, step_rr: bool | None = None) -> Layout
         PoolDemand(ACTOR_POOL, tuple(actor_roles), (int(trainer["n_gpus_per_node"]),) * int(trainer["nnodes"]))
     )
     layout.verl_slots[ACTOR_POOL] = verl_slots
-    if reward_model.get("enable") and reward_model.get("enable_resource_pool"):
-        layout.pools.append(
-            PoolDemand(
-                "reward_pool",
-                ("reward model",),
-                (int(reward_model["n_gpus_per_node"]),) * int(reward_model["nnodes"]),
-            )
-        )
-        layout.verl_slots["reward_pool"] = ["reward model"]
+    # verl's optional pools of their own (trainer_base._init_resource_pool_mgr): [n_gpus_per_node] * nnodes.
     distillation = config.get("distillation") or {}
-    if distillation.get("enabled"):
-        layout.pools.append(
-            PoolDemand(
-                "teacher_pool",
-                ("distillation teacher",),
-                (int(distillation["n_gpus_per_node"]),) * int(distillation["nnodes"]),
-            )
-        )
-        layout.verl_slots["teacher_pool"] = ["distillation teacher"]
+    for pool, role, section, wanted in (
+        (
+            "reward_pool",
+            "reward model",
+            reward_model,
+            reward_model.get("enable") and reward_model.get("enable_resource_pool"),
+        ),
+        ("teacher_pool", "distillation teacher", distillation, distillation.get("enabled")),
+    ):
+        if wanted:
+            gpus = (int(section["n_gpus_per_node"]),) * int(section["nnodes"])
+            layout.pools.append(PoolDemand(pool, (role,), gpus))
+            layout.verl_slots[pool] = [role]
 
     if step_rr is None:
         step_rr = ((config.get("reward") or {}).get("reward_manager") or {}).get("name") == "step_rr"
@@ -349,7 +345,7 @@ def check_cluster(config, settings=None, *, step_rr: bool | None = None) -> Pref
 # ------------------------------------------------------------------------------------------- placement
 
 
-def ready_placement_groups(pool, *, timeout_s: float, device_name: str = "cuda") -> list:
+def ready_placement_groups(pool, *, timeout_s: float) -> list:
     """The pool's placement groups, waiting at most ``timeout_s`` for Ray to place them.
 
     Same bundles, strategy and node order as ``RayResourcePool.get_placement_groups`` (verl 0.9.1), which
