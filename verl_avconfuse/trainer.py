@@ -74,6 +74,12 @@ REWARD_KEYS = ("format", "arr", "avc", "acc")
 _STATS_TIMEOUT_S = 60.0
 
 
+def reward_extra_infos(extra_fields) -> list[dict]:
+    """Each sample's ``reward_extra_info`` from the transfer queue's ``extra_fields`` column ({} if none)."""
+    fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+    return [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in fields]
+
+
 def _dump_sort_key(key: str) -> tuple:
     """The order of verl 0.9.1's rollout dump (``PPOTrainer._log_rollout_data``): ``{sample}_{rollout}_{output}``."""
     parts = key.rsplit("_", 2)
@@ -211,9 +217,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         if settings.nll_on == "all":
             nll = torch.ones(len(batch.keys))
         else:
-            extra_fields = data["extra_fields"]
-            extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
-            infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+            infos = reward_extra_infos(data["extra_fields"])
             if any("acc" not in info for info in infos):
                 raise KeyError(
                     "avconfuse.ans_co.nll_on=right needs each sample's 'acc' in the reward extra info (Step-RR and "
@@ -235,9 +239,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
-        extra_fields = data["extra_fields"]
-        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
-        infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+        infos = reward_extra_infos(data["extra_fields"])
         health = service_health(infos, data["uid"].tolist() if hasattr(data["uid"], "tolist") else list(data["uid"]))
         metrics.update(health)
         settings = self.avconfuse_settings
@@ -289,9 +291,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        extra_fields = data["extra_fields"]
-        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
-        infos = [field.get("reward_extra_info", {}) if isinstance(field, dict) else {} for field in extra_fields]
+        infos = reward_extra_infos(data["extra_fields"])
         # verl writes the rows sorted by (sample, rollout, output) of the key; the same order here.
         order = sorted(range(len(batch.keys)), key=lambda i: _dump_sort_key(batch.keys[i]))
         self._step_rr_dump = {key: [infos[i].get(key) for i in order] for key in self.DUMP_KEYS}
@@ -321,9 +321,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         import transfer_queue as tq
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        extra_fields = data["extra_fields"]
-        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
-        return reward_metrics(field.get("reward_extra_info", {}) for field in extra_fields if isinstance(field, dict))
+        return reward_metrics(reward_extra_infos(data["extra_fields"]))
 
     def _worker_stats(self) -> dict[str, float]:
         import ray
