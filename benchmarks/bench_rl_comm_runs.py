@@ -38,7 +38,7 @@ def generations(args, cwd: str) -> None:
     steps = run(
         [
             "+recipe=avconfuse",
-            "+recipe=cpu_tiny",
+            "+machine=cpu_tiny",
             f"data.train_max_samples={args.prompts}",
             f"data.train_batch_size={batch}",
             "trainer.total_training_steps=null",
@@ -56,11 +56,11 @@ def generations(args, cwd: str) -> None:
 
 
 def step_time(args, cwd: str) -> None:
-    common = ["+recipe=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
+    common = ["+machine=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
     times = {}
     for name, recipes in (
         ("rl_comm", ["+recipe=avconfuse"]),
-        ("grpo_baseline", ["+recipe=avconfuse", "+recipe=grpo_baseline"]),
+        ("grpo_baseline", ["+recipe=grpo_baseline"]),
     ):
         steps = run([*recipes, *common, f"avconfuse.reference.cache_dir={cwd}/{name}"], cwd)
         values = [steps[s]["timing_s/step"] for s in sorted(steps)[1:]]
@@ -70,8 +70,8 @@ def step_time(args, cwd: str) -> None:
 
 
 def ans_co(args, cwd: str) -> None:
-    common = ["+recipe=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
-    stage3 = ["+recipe=avconfuse", "+recipe=avconfuse_ansco"]
+    common = ["+machine=cpu_tiny", f"trainer.total_training_steps={args.steps}"]
+    stage3 = ["+recipe=avconfuse_ansco"]
     times = {}
     for name, overrides in (
         ("without", ["+recipe=avconfuse"]),

@@ -13,7 +13,6 @@ source "$(dirname "$0")/_rl_common.sh"
 prepare_music_avqa "$DATA"
 
 python -m verl.trainer.main_ppo \
-    +recipe=avconfuse \
     +recipe=grpo_baseline \
     data.train_files="$DATA/train.parquet" \
     data.val_files="$DATA/val.parquet" \

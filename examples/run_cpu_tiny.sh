@@ -7,5 +7,5 @@ set -euo pipefail
 
 python -m verl.trainer.main_ppo \
     +recipe=avconfuse \
-    +recipe=cpu_tiny \
+    +machine=cpu_tiny \
     "$@"

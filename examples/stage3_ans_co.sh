@@ -19,7 +19,6 @@ if [ ! -f "$MODEL_PATH/config.json" ]; then
 fi
 
 python -m verl.trainer.main_ppo \
-    +recipe=avconfuse \
     +recipe=avconfuse_ansco \
     data.train_files="$STAGE2_DATA/train.ref.parquet" \
     data.val_files="$STAGE2_DATA/val.parquet" \

@@ -149,16 +149,22 @@ def run_python(
     )
 
 
-def verl_actor_config(*overrides: str):
-    """verl's ``ActorConfig`` dataclass as ``main_ppo`` would build it from ``ppo_trainer`` plus OVERRIDES
-    (recipes included), for tests that call verl's loss functions directly."""
+def verl_trainer_config(*overrides: str):
+    """verl's ``ppo_trainer`` config composed with OVERRIDES (recipes included), as ``main_ppo`` composes it."""
     import verl
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-    from verl.utils.config import omega_conf_to_dataclass
 
     config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=list(overrides))
+        return compose(config_name="ppo_trainer", overrides=list(overrides))
+
+
+def verl_actor_config(*overrides: str):
+    """verl's ``ActorConfig`` dataclass as ``main_ppo`` would build it from ``ppo_trainer`` plus OVERRIDES
+    (recipes included), for tests that call verl's loss functions directly."""
+    from omegaconf import OmegaConf
+    from verl.utils.config import omega_conf_to_dataclass
+
+    config = verl_trainer_config(*overrides)
     actor = OmegaConf.to_container(config.actor_rollout_ref.actor, resolve=False)
     return omega_conf_to_dataclass(OmegaConf.create(actor))

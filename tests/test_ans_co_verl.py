@@ -39,7 +39,7 @@ def setup(tiny_asset):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     actor_config = verl_actor_config(
-        "+recipe=[avconfuse,avconfuse_ansco]", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"
+        "+recipe=avconfuse_ansco", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"
     )
     path = tiny_asset("models/qwen2")
     tokenizer = AutoTokenizer.from_pretrained(path)

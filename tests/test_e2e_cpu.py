@@ -44,7 +44,7 @@ def _assert_media(steps, audio=True, video=True):
 
 
 def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
-    """bash examples/run_cpu_tiny.sh == +recipe=avconfuse +recipe=cpu_tiny: Step-RR with the reference worker.
+    """bash examples/run_cpu_tiny.sh == +recipe=avconfuse +machine=cpu_tiny: Step-RR with the reference worker.
 
     Like every run here, it runs in a Ray instance of its own and must leave none of its processes
     behind (e2e_utils.isolated_ray); other Ray instances on the machine are neither joined nor counted.
@@ -69,7 +69,7 @@ def test_audio_in_video_mode_trains_with_interleaved_soundtracks(tmp_path):
     result, steps = run_main_ppo(
         tmp_path,
         "+recipe=avconfuse",
-        "+recipe=cpu_tiny",
+        "+machine=cpu_tiny",
         "data.train_files=${avconfuse_tiny:data/omni_in_video/train.parquet}",
         "data.val_files=${avconfuse_tiny:data/omni_in_video/val.parquet}",
         "data.mm_processor_kwargs.use_audio_in_video=true",
@@ -80,7 +80,7 @@ def test_audio_in_video_mode_trains_with_interleaved_soundtracks(tmp_path):
 
 
 def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
-    result, steps = run_main_ppo(tmp_path, "+recipe=avconfuse", "+recipe=grpo_baseline", "+recipe=cpu_tiny")
+    result, steps = run_main_ppo(tmp_path, "+recipe=grpo_baseline", "+machine=cpu_tiny")
     _assert_trained(result, steps)
     for metrics in steps.values():
         assert "reward/format/mean" in metrics and "reward/acc/mean" in metrics
@@ -99,9 +99,8 @@ def test_ans_co_stage_trains_resumes_and_exports_a_model_that_speaks(tmp_path, t
 
     ckpt = tmp_path / "ckpt"
     common = (
-        "+recipe=avconfuse",
         "+recipe=avconfuse_ansco",
-        "+recipe=cpu_tiny",
+        "+machine=cpu_tiny",
         f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
         f"trainer.default_local_dir={ckpt}",
         "trainer.resume_mode=auto",

@@ -17,7 +17,7 @@ from e2e_utils import run_main_ppo
 
 pytestmark = pytest.mark.slow
 
-TINY = ("+recipe=avconfuse", "+recipe=cpu_tiny")
+TINY = ("+recipe=avconfuse", "+machine=cpu_tiny")
 
 
 def _ray_started_at(output: str) -> float | None:

@@ -37,7 +37,7 @@ def tiny_run(tmp_path_factory):
     result, steps = run_main_ppo(
         tmp,
         "+recipe=avconfuse",
-        "+recipe=cpu_tiny",
+        "+machine=cpu_tiny",
         f"trainer.total_training_steps={STEPS}",
         f"data.train_batch_size={PROMPTS}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",

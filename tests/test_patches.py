@@ -61,22 +61,3 @@ dist.destroy_process_group()
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["gloo", [0, 0, 1], True]
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["+recipe=avconfuse", "+recipe=cpu_tiny"], ["+recipe=[avconfuse,cpu_tiny]"]),
-        (["a=1", "+recipe=x", "b=2", "+recipe=y", "+recipe=z"], ["a=1", "+recipe=[x,y,z]", "b=2"]),
-        (["+recipe=[a,b]", "+recipe=c"], ["+recipe=[a,b,c]"]),
-        (["+recipe=avconfuse", "trainer.device=cpu"], ["+recipe=avconfuse", "trainer.device=cpu"]),
-        (["recipe=x", "+recipe_other=y"], ["recipe=x", "+recipe_other=y"]),
-        ([], []),
-    ],
-)
-def test_repeated_recipe_overrides_fold_into_hydras_list_form(argv, expected):
-    assert patches.fold_repeated_recipe_overrides(argv) == expected
-
-
-def test_recipes_are_visible_to_hydras_plugin_discovery():
-    assert patches.recipes_visible_to_hydra()

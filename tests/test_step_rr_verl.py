@@ -36,7 +36,8 @@ def composed_config(tiny_asset, tmp_path_factory):
         config = compose(
             config_name="ppo_trainer",
             overrides=[
-                "+recipe=[avconfuse,cpu_tiny]",
+                "+recipe=avconfuse",
+                "+machine=cpu_tiny",
                 f"avconfuse.reference.cache_dir={tmp_path_factory.mktemp('refcache')}",
             ],
         )

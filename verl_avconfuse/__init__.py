@@ -2,22 +2,12 @@
 
 Importing this package is cheap and has no side effects on verl; the registrations happen in
 :mod:`verl_avconfuse.plugin`, which verl imports through its ``verl.plugins`` entry point.
+
+``verl_avconfuse.reward_fns``, ``verl_avconfuse.data_preprocess`` and the Hydra groups in
+``verl_avconfuse.hydra_configs`` are links to the top-level ``reward_fns/``, ``data_preprocess/`` and
+``recipes/`` folders: one copy of each, the same in a source checkout and in an installed wheel.
 """
 
-from pathlib import Path as _Path
-
 from verl_avconfuse.version import __version__
-
-# setup.py ships the top-level ``reward_fns/`` and ``data_preprocess/`` folders as
-# ``verl_avconfuse.reward_fns`` and ``verl_avconfuse.data_preprocess``. When this package is
-# imported from a source checkout instead (``python -m ...`` run from the repository root puts the
-# checkout first on sys.path), the same names resolve to those folders through the package path.
-_CHECKOUT = _Path(__file__).resolve().parent.parent
-if (
-    (_CHECKOUT / "setup.py").is_file()
-    and (_CHECKOUT / "reward_fns" / "__init__.py").is_file()
-    and not (_Path(__file__).parent / "reward_fns").exists()
-):
-    __path__.append(str(_CHECKOUT))
 
 __all__ = ["__version__"]

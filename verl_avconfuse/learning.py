@@ -1,7 +1,7 @@
 """Does RL-CoMM learn? A stage-2 run against a same-seed control with lr = 0, on the CPU.
 
 ``python -m verl_avconfuse.learning OUT_DIR [OVERRIDES...]`` (what ``examples/run_cpu_learning.sh`` runs)
-trains ``+recipe=avconfuse +recipe=cpu_tiny +recipe=cpu_learning`` twice through verl's own ``main_ppo``:
+trains ``+recipe=avconfuse +machine=cpu_learning`` twice through verl's own ``main_ppo``:
 once as the recipe says and once with ``actor_rollout_ref.actor.optim.lr=0`` (same seed, same prompts,
 same sampling; nothing but the updates differs). It prints the first-k and last-k step means of the
 Step-RR metrics for both, writes the learning curves (``curves.png``, when matplotlib is installed) and
@@ -28,7 +28,7 @@ from pathlib import Path
 #: The learning signal and what is tabled beside it.
 SCORE = "critic/score/mean"
 TABLE_METRICS = (SCORE, "reward/format/mean", "reward/acc/mean", "reward/arr/mean", "reward/arr_of_right/mean")
-RECIPES = ("+recipe=avconfuse", "+recipe=cpu_tiny", "+recipe=cpu_learning")
+RECIPES = ("+recipe=avconfuse", "+machine=cpu_learning")
 CONTROL_OVERRIDE = "actor_rollout_ref.actor.optim.lr=0"
 
 

@@ -117,7 +117,6 @@ def _register_resolvers() -> None:
 def _register_patches() -> None:
     from verl_avconfuse import patches
 
-    patches.apply_cli_patches()
     for module_name, module_patches in patches.MODULE_PATCHES.items():
         for target, patch in module_patches:
             when_imported(module_name, _guarded(f"patch {target.module}.{target.attribute}", patch))

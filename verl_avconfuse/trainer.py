@@ -129,9 +129,22 @@ def reward_metrics(reward_extra_infos: Iterable[dict]) -> dict[str, float]:
 class AvconfuseTrainer(PPOTrainerSync):
     """Synchronous PPO/GRPO trainer with RL-CoMM's reference worker and metrics."""
 
-    def _build_replay_buffer(self):
-        self.trainer_mode = _VERL_SYNC_MODE
-        return super()._build_replay_buffer()
+    @property
+    def trainer_mode(self) -> str:
+        """verl's sync mode, whatever name selected this class.
+
+        verl's v1 trainers branch on ``self.trainer_mode == "sync"`` (replay buffer, refills, checkpointed
+        queue state) and read ``trainer.v1.<mode>`` for the mode's settings (``parameter_sync_step``), all from
+        ``PPOTrainer.__init__`` on. A read-only property answers "sync" to every one of those reads, in any
+        order; ``trainer.v1.trainer_mode=avconfuse`` only picks this class from verl's registry.
+        """
+        return _VERL_SYNC_MODE
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        # PPOTrainer.__init__ assigns config.trainer.v1.trainer_mode; anything but our name or "sync" is a bug.
+        if value not in (TRAINER_MODE, _VERL_SYNC_MODE):
+            raise ValueError(f"AvconfuseTrainer runs in verl's sync mode; trainer.v1.trainer_mode={value!r}")
 
     def _uses_step_rr(self) -> bool:
         return self.config.reward.reward_manager.get("name") == "step_rr"

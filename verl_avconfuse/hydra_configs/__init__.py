@@ -1,1 +1,5 @@
-"""Hydra config root: ``recipe/`` here is the top-level ``recipes/`` folder, mapped at install time."""
+"""Hydra config root (``pkg://verl_avconfuse.hydra_configs``): the groups ``recipe/`` and ``machine/``.
+
+Both are links to the top-level ``recipes/`` folder (``recipes/*.yaml`` and ``recipes/machine/*.yaml``),
+so a source checkout and an installed wheel (where setuptools copies the files) read the same YAMLs.
+"""

@@ -1,7 +1,7 @@
 """``${avconfuse_tiny:NAME}``: the path of a tiny offline asset, built on first use and cached.
 
 The ``cpu_tiny`` recipe points the model and data paths at this resolver so that
-``python -m verl.trainer.main_ppo +recipe=avconfuse +recipe=cpu_tiny`` works on a fresh machine with
+``python -m verl.trainer.main_ppo +recipe=avconfuse +machine=cpu_tiny`` works on a fresh machine with
 nothing prepared. Assets are built once per cache directory (``AVCONFUSE_TINY_DIR``, default
 ``~/.cache/verl_avconfuse/tiny``), under a file lock because the driver and Ray workers may resolve
 the same name concurrently, and atomically: a crashed build leaves nothing that looks complete.
