@@ -520,7 +520,7 @@ def test_modified_build_is_deterministic_and_atomic(rain_bank, tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_modified(videos, rain_bank, tmp_path / "c", sound_types=["rain"], progress=fail_on_second)
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # the folder the failed build created is removed
     with pytest.raises(BenchFormatError, match="no clips of sound type 'drill'"):
         build_modified(videos, rain_bank, tmp_path / "d", sound_types=["drill"])
 

@@ -104,7 +104,7 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
         for action in _options(parser):
             flag = "/".join(action.option_strings) or action.dest
             assert action.help and action.help.strip(), f"{name}: {flag} has no help"
-            if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+            if action.option_strings and not any(action.default is e for e in (None, False, argparse.SUPPRESS)):
                 shown = str(action.default).split("\n")[0][:20]
                 assert f"(default: {shown}" in " ".join(text.split()), f"{name}: {flag} hides its default"
 

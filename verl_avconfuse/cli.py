@@ -38,12 +38,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EPILOG = "exit status: 0 ok, 1 the run failed, 2 usage or input error, 130 interrupted (docs/cli.md)"
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written, and every option's default in its help (unless it has none to show)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, unless it has none to show (``None``, a flag's ``False``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS, [])
+        # identity, not ==: a default of 0 is shown, a flag's False is not
+        shown = not any(action.default is empty for empty in (None, False, argparse.SUPPRESS)) and action.default != []
         if shown and "%(default)" not in text and (action.option_strings or action.nargs in ("?", "*")):
             text += " (default: %(default)s)"
         return text

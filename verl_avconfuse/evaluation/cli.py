@@ -19,10 +19,11 @@ AV-ConfuseBench tasks.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from verl_avconfuse.errors import InputError
+from verl_avconfuse.errors import InputError, RunFailed
 
 TASK_NAMES = ("music-avqa", "avqa", "avhbench", "avconfuse-muted", "avconfuse-modified")
 
@@ -209,7 +210,7 @@ def run_task(task_name: str, data: str, args: argparse.Namespace) -> dict[str, A
         backend.check_ids([d.id for d in prepared.docs])
     if isinstance(backend, OpenAIBackend):
         backend.check_reachable()
-    return evaluate_prepared(
+    result = evaluate_prepared(
         task,
         backend,
         prepared,
@@ -222,6 +223,31 @@ def run_task(task_name: str, data: str, args: argparse.Namespace) -> dict[str, A
         strict_format=args.strict_format,
         judge=judge,
         yes_prob=args.yes_prob,
+    )
+    if task.judged:
+        check_judged(result)
+    return result
+
+
+def check_judged(result: dict[str, Any]) -> None:
+    """Say so on stderr when the judge could not score some items; fail when it scored none.
+
+    Raises:
+        RunFailed: no item was judged (A-Acc and V-Acc would be empty); the report is written, the
+            replies are cached, so re-running judges again without asking the model.
+    """
+    errors = [doc["judge_error"] for doc in result["docs"] if doc.get("judge_error")]
+    if not errors:
+        return
+    if len(errors) == len(result["docs"]):
+        raise RunFailed(
+            f"the judge {result['judge']} scored none of the {len(errors)} items ({errors[0]}); the model's "
+            f"replies are cached in {Path(result['files']['json']).parent}: re-run the same command to judge again"
+        )
+    print(
+        f"warning: the judge {result['judge']} could not score {len(errors)} of {len(result['docs'])} items "
+        f"(first: {errors[0]}); they are left out of A-Acc/V-Acc",
+        file=sys.stderr,
     )
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verl_avconfuse.errors import InputError, RunFailed
+from verl_avconfuse.errors import InputError
 from verl_avconfuse.evaluation.backends import Backend, EvalRequest
 from verl_avconfuse.evaluation.matching import match_rules
 from verl_avconfuse.evaluation.report import write_report
@@ -293,28 +293,7 @@ def evaluate_docs(
         ],
     }
     result["files"] = write_report(result, out_dir, task)
-    if task.judged:
-        _check_judged(result, extras, getattr(judge, "name", "judge"))
     return result
-
-
-def _check_judged(result: dict[str, Any], extras: Sequence[dict], judge_name: str) -> None:
-    """Say so when the judge scored some items not at all; fail when it scored none (the report is written)."""
-    errors = [e["judge_error"] for e in extras if e.get("judge_error")]
-    if not errors:
-        return
-    if len(errors) == len(extras):
-        raise RunFailed(
-            f"the judge {judge_name} scored none of the {len(extras)} items ({errors[0]}); the model's replies are "
-            f"cached in {Path(result['files']['json']).parent}: re-run the same command to judge them again"
-        )
-    logger.warning(
-        "the judge %s could not score %d of %d items (first: %s); they are left out of A-Acc/V-Acc",
-        judge_name,
-        len(errors),
-        len(extras),
-        errors[0],
-    )
 
 
 @dataclass
