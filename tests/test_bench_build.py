@@ -267,7 +267,11 @@ def test_muted_build_interrupted_leaves_no_partial_files(urmp_root, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         build_muted(scan_urmp(urmp_root), out, progress=stop_after_first)
-    assert list(out.iterdir()) == []  # not even the clip that was finished, nor the staging folder
+    assert not out.exists()  # not even the clip that was finished, nor the staging folder, nor out/ it made
+    (out / "mine").mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        build_muted(scan_urmp(urmp_root), out, progress=stop_after_first)
+    assert [p.name for p in out.iterdir()] == ["mine"]  # a folder that was there stays, with what it held
 
     build_muted(scan_urmp(urmp_root), out)
     complete = _digests(out)
@@ -282,8 +286,8 @@ def test_unreadable_stem_fails_the_build_naming_the_file(urmp_root, tmp_path):
     bad.write_bytes(b"RIFF\x00\x00not a wav at all")
     broken = Piece("00_Broken", pieces[0].video, (("violin", pieces[0].sources[0][1]), ("cello", bad)))
     with pytest.raises(MediaError, match="broken.wav"):
-        build_muted([pieces[1], broken], tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+        build_muted([pieces[1], broken], tmp_path / "new" / "out")
+    assert not (tmp_path / "new").exists()  # the folders the build created are gone again
 
 
 def test_muted_manifest_json_and_csv_give_the_same_pieces(urmp_root, tmp_path):
@@ -516,7 +520,7 @@ def test_modified_build_is_deterministic_and_atomic(rain_bank, tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_modified(videos, rain_bank, tmp_path / "c", sound_types=["rain"], progress=fail_on_second)
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # the folder the failed build created is removed
     with pytest.raises(BenchFormatError, match="no clips of sound type 'drill'"):
         build_modified(videos, rain_bank, tmp_path / "d", sound_types=["drill"])
 

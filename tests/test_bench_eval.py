@@ -217,7 +217,7 @@ def test_missing_videos_are_named_or_skipped(video_dir, omni, tmp_path):
     for name in ("000001.mp4", "000002.mp4"):
         shutil.copy(video_dir / name, partial / name)
     with pytest.raises(
-        ValueError, match=r"71 unusable media file\(s\); nothing was evaluated .*\n  000003.mp4: file not"
+        ValueError, match=r"71 unusable media file\(s\); nothing was evaluated .*: 000003.mp4: file not"
     ):
         evaluate(published_questions("muted"), partial, omni, tmp_path / "o")
     results = evaluate(published_questions("muted"), partial, omni, tmp_path / "o", skip_bad=True, max_new_tokens=4)
@@ -520,7 +520,7 @@ def test_cli_eval_modified_offline_and_muted_over_http(
     assert API_KEY not in _all_text(tmp_path / "muted")
 
     assert cli.main([*args[:-4], "--limit", "3", "--yes-prob"]) == 2
-    assert "yes_prob needs a backend with next_token_logprobs" in capsys.readouterr().err
+    assert "--yes-prob needs the hf: backend" in capsys.readouterr().err
     assert sent[-1]["text"].endswith("Your answer can only be 'yes' or 'no'")  # --prompt paper: verbatim
 
 

@@ -148,7 +148,7 @@ def test_avhbench_accuracy_precision_recall_f1_and_yes_rate(tmp_path, clips):
 
 def test_predictions_backend_names_the_missing_ids(tmp_path):
     backend = PredictionsBackend(_predictions(tmp_path, {"a": "yes"}))
-    with pytest.raises(KeyError, match=r"no prediction for 2 id\(s\): 'b', 'c'"):
+    with pytest.raises(ValueError, match=r"no prediction for 2 of the 3 questions \(ids 'b', 'c'\)"):
         backend.generate([EvalRequest(i, "q") for i in ("a", "b", "c")])
     (tmp_path / "bad.jsonl").write_text('{"id": "a", "prediction": "x"}\n{"id": "a", "prediction": "y"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2: id 'a' appears again with a different prediction"):
@@ -156,9 +156,9 @@ def test_predictions_backend_names_the_missing_ids(tmp_path):
 
 
 def test_backend_specs():
-    with pytest.raises(ValueError, match="expected one of 'hf:PATH'"):
+    with pytest.raises(ValueError, match="--backend vllm:/models/x: expected one of hf:MODEL_DIR, openai:URL#MODEL"):
         load_backend("vllm:/models/x")
-    with pytest.raises(ValueError, match="expected 'openai:URL#MODEL'"):
+    with pytest.raises(ValueError, match="expected openai:URL#MODEL"):
         load_backend("openai:http://127.0.0.1:8000/v1")
     backend = load_backend("openai:http://127.0.0.1:8000#qwen-omni")
     assert backend.endpoint == "http://127.0.0.1:8000/v1/chat/completions" and backend.model == "qwen-omni"
@@ -425,5 +425,5 @@ def test_avconfuse_eval_command(tmp_path, clips, monkeypatch, capsys):
     assert markdown_report(result, TASKS["avqa"].columns).count("75.00") >= 1
     assert cli.main([*argv, "--out", str(tmp_path / "o3"), "--no-progress", "--match", "both"]) == 0
     assert "\n| release | " in capsys.readouterr().out
-    assert cli.main([*argv[:-1], "jsonl:/nonexistent.jsonl", "--out", str(tmp_path / "o2")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert cli.main([*argv[:-1], "jsonl:/nonexistent.jsonl", "--out", str(tmp_path / "o2")]) == 2  # an input error
+    assert "--backend jsonl:/nonexistent.jsonl: no such predictions file" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from verl_avconfuse.errors import RunFailed
 from verl_avconfuse.reference.backends import HFAudioLM
 from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, reference_key
 from verl_avconfuse.reference.cli import precompute
@@ -143,13 +144,21 @@ def test_precompute_writes_extra_info_atomically_and_resumes_from_the_cache(audi
     frame.to_parquet(data)
     lm = CountingLM(audio_lm)
     out = tmp_path / "out" / "train.ref.parquet"
-    summary = precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2)
+    # A row without usable audio fails the run: nothing is written (a previous output would stay as it was).
+    with pytest.raises(RunFailed, match=r"1 of 5 rows got no reference a-think, so .* was not written.*row 3: "):
+        precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2)
+    assert not out.parent.exists()
+    generated_before = len(lm.generated)
+    summary = precompute(
+        data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2, skip_bad=True
+    )
+    assert len(lm.generated) == generated_before + 1  # the four good rows came from the cache
     written = pd.read_parquet(out)
     refs = [info["reference_a_think"] for info in written["extra_info"]]
     assert [r is None for r in refs] == [False, False, False, True, False]
     assert summary["failures"][0]["row"] == 3 and "video_only_no_audio.mp4" in summary["failures"][0]["reason"]
     assert written["extra_info"][0]["question"] == frame["extra_info"][0]["question"]  # other fields kept
     generated = len(lm.generated)
-    precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2)
+    precompute(data, out, ReferenceService(lm, ReferenceCache(tmp_path / "cache")), batch_size=2, skip_bad=True)
     assert len(lm.generated) == generated + 1  # only the failed row is tried again
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.ref.parquet"]

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "JsonlLine",
+    "check_model_location",
     "append_jsonl",
     "atomic_path",
     "atomic_write_bytes",
@@ -32,6 +34,25 @@ __all__ = [
 ]
 
 _TEMP_ATTEMPTS = 100
+#: What the Hugging Face hub accepts as a repo id: ``name`` or ``owner/name``.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def check_model_location(value: str, option: str, *, hub: bool = True) -> None:
+    """Raise :class:`~verl_avconfuse.errors.InputError` unless ``value`` is an existing folder or (``hub``)
+    a Hugging Face repo id. Called before a model loads, so a typo costs no checkpoint load and the message
+    says which option was wrong, not the hub client's "Repo id must use alphanumeric chars"."""
+    from verl_avconfuse.errors import InputError
+
+    path = Path(os.path.expanduser(value))
+    if path.is_dir():
+        return
+    if path.exists():
+        raise InputError(f"{option} {value}: a file, expected a model folder (with config.json)")
+    if hub and _HUB_ID.match(value) and not value.startswith((".", "~")):
+        return
+    raise InputError(f"{option} {value}: no such folder; expected a model folder (with config.json)" +
+                     (" or a hub id such as Qwen/Qwen2-Audio-7B-Instruct" if hub else ""))  # fmt: skip
 
 
 def _create_temp(path: Path, suffix: str) -> Path:

@@ -125,6 +125,60 @@ def reward_metrics(reward_extra_infos: Iterable[dict]) -> dict[str, float]:
     return metrics
 
 
+#: The last step's metrics the end-of-run summary shows, in this order (those the run logged).
+SUMMARY_METRICS = (
+    "critic/score/mean",
+    "reward/format/mean",
+    "reward/acc/mean",
+    "reward/arr/mean",
+    "reward/avc/mean",
+    "reward/arr_of_right/mean",
+    "ansco/loss",
+    "actor/pg_loss",
+    "reference/cache_hit_rate",
+    "reference/errors",
+)
+
+
+def run_summary(trainer_config, steps: int, last_metrics: dict, elapsed_s: float) -> str:
+    """The lines a run ends with: steps and time, the last step's rewards, where checkpoints and logs are.
+
+    ``trainer_config`` is verl's ``trainer`` section; relative paths are shown as absolute (the run's cwd).
+    """
+    import os
+
+    lines = [f"avconfuse: training finished: {steps} step(s) in {elapsed_s:.0f} s"]
+    shown = [f"{key} {float(last_metrics[key]):.4g}" for key in SUMMARY_METRICS if key in last_metrics]
+    if shown:
+        lines.append("  last step: " + ", ".join(shown))
+    checkpoints = os.path.abspath(str(trainer_config.get("default_local_dir", "checkpoints")))
+    if int(trainer_config.get("save_freq", -1) or -1) > 0:
+        lines.append(f"  checkpoints: {checkpoints}/global_step_N (merge: python -m verl.model_merger merge ...)")
+    else:
+        lines.append("  checkpoints: none saved (trainer.save_freq=-1; set it to save)")
+    loggers = trainer_config.get("logger", ["console"])
+    loggers = [loggers] if isinstance(loggers, str) else list(loggers)
+    where = []
+    project, experiment = trainer_config.get("project_name"), trainer_config.get("experiment_name")
+    for name in loggers:
+        if name == "file":
+            path = os.environ.get("VERL_FILE_LOGGER_PATH") or os.path.join(
+                os.path.expanduser(os.environ.get("VERL_FILE_LOGGER_ROOT", ".")), str(project), f"{experiment}.jsonl"
+            )
+            where.append(f"file {os.path.abspath(path)}")
+        elif name == "tensorboard":
+            path = os.environ.get("TENSORBOARD_DIR", f"tensorboard_log/{project}/{experiment}")
+            where.append(f"tensorboard {os.path.abspath(path)}")
+        elif name == "console":
+            where.append("console (the step: lines above)")
+        else:
+            where.append(f"{name} (project {project}, experiment {experiment})")
+    lines.append("  metrics: " + "; ".join(where))
+    if trainer_config.get("rollout_data_dir"):
+        lines.append(f"  rollouts: {os.path.abspath(str(trainer_config.rollout_data_dir))}")
+    return "\n".join(lines)
+
+
 @register_trainer(TRAINER_MODE)
 class AvconfuseTrainer(PPOTrainerSync):
     """Synchronous PPO/GRPO trainer with RL-CoMM's reference worker and metrics."""
@@ -363,3 +417,28 @@ class AvconfuseTrainer(PPOTrainerSync):
         prompts = data["prompts"]
         rows = prompts.unbind() if prompts.is_nested else list(prompts)
         return media_token_metrics((row.tolist() for row in rows), token_ids)
+
+    # ------------------------------------------------------------------------- end of run
+
+    def fit(self, agent_loop_manager):
+        """verl's training loop, then one summary (:func:`run_summary`) after its ~1,000 lines of output."""
+        import time
+
+        started = time.monotonic()
+        self._last_logged: tuple[int, dict] = (0, {})
+        result = super().fit(agent_loop_manager)
+        steps, metrics = self._last_logged
+        print(run_summary(self.config.trainer, steps, metrics, time.monotonic() - started), flush=True)
+        return result
+
+    def on_train_begin(self):
+        # verl's loop keeps no metrics once logged; its tracker is the one place each step's pass, so the
+        # tracker's log is wrapped to remember the last step's (for the summary of fit).
+        super().on_train_begin()
+        log = self.logger.log
+
+        def log_and_remember(data, step, backend=None):
+            self._last_logged = (step, dict(data))
+            return log(data=data, step=step, backend=backend)
+
+        self.logger.log = log_and_remember

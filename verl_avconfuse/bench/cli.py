@@ -12,7 +12,8 @@ and report; :mod:`verl_avconfuse.evaluation.cli` has every option); its judge de
 
 Bank specs: ``esc50:ROOT``, ``urbansound8k:ROOT``, ``folder:ROOT`` (or a bare ROOT, layout detected).
 ``--questions published`` reads the released file shipped with the package. Build and eval print a JSON
-summary on stdout; errors about inputs exit with status 2 and a message naming the file and field.
+summary on stdout; errors are one line on stderr and exit with the statuses of docs/cli.md (2: an input
+names a missing file or a malformed field, nothing written; 1: a built clip failed its checks).
 """
 
 from __future__ import annotations
@@ -50,60 +51,122 @@ def _add_build_arguments(build: argparse.ArgumentParser) -> None:
     )
 
     kinds = build.add_subparsers(dest="setting", metavar="SETTING", required=True)
-    muted = kinds.add_parser("muted", help="remove one instrument's stem, keep the video of it playing")
+    muted = kinds.add_parser(
+        "muted",
+        help="remove one instrument's stem, keep the video of it playing",
+        description="Build the muted setting from multi-track recordings: for each chosen source, the other "
+        "stems remixed at their original gain under the video (copied), the question 'Is there a SOURCE "
+        "sound?' (answer no), every clip verified (docs/avconfusebench.md).",
+    )
     source = muted.add_mutually_exclusive_group(required=True)
     source.add_argument("--urmp", type=Path, help="URMP-layout folder (NN_Piece_inst1_inst2/ with AuSep_*.wav)")
-    source.add_argument("--manifest", type=Path, help="JSON [{video, sources: {name: wav}}] or CSV video,source,stem")
-    muted.add_argument("--out", type=Path, required=True, help="output folder")
+    source.add_argument(
+        "--manifest",
+        type=Path,
+        help="JSON [{video, sources: {name: wav or [wav, ...]}}] or CSV video,source,stem (paths relative to it)",
+    )
+    muted.add_argument("--out", type=Path, required=True, help="output folder (created; unchanged if the build fails)")
     muted.add_argument("--controls", action="store_true", help="also ask about sources still audible (answer yes)")
     muted.add_argument("--mute", type=_count_or_all, default="all", help="sources muted per piece: all or N (seeded)")
-    muted.add_argument("--seed", type=int, default=0)
+    muted.add_argument("--seed", type=int, default=0, help="seed of the --mute N picks")
     muted.add_argument("--question-template", default=MUTED_QUESTION_TEMPLATE, help="with a {source} field")
     muted.add_argument("--sample-rate", type=int, default=None, help="mix rate in Hz (default: the stems')")
-    muted.add_argument("--audio-bitrate", type=int, default=None, help="AAC bits per second")
-    muted.add_argument("--residual-threshold-db", type=float, default=DEFAULT_RESIDUAL_THRESHOLD_DB)
-    muted.add_argument("--level-tolerance-db", type=float, default=DEFAULT_LEVEL_TOLERANCE_DB)
-    muted.add_argument("--mix-ceiling-dbfs", type=float, default=DEFAULT_MIX_CEILING_DBFS)
+    muted.add_argument("--audio-bitrate", type=int, default=None, help="AAC bits per second (default: FFmpeg's)")
+    muted.add_argument(
+        "--residual-threshold-db",
+        type=float,
+        default=DEFAULT_RESIDUAL_THRESHOLD_DB,
+        help="the removed stem's fitted gain in the clip must stay below this (dB)",
+    )
+    muted.add_argument(
+        "--level-tolerance-db",
+        type=float,
+        default=DEFAULT_LEVEL_TOLERANCE_DB,
+        help="kept stems' fitted gains must match the mix scale within this (dB)",
+    )
+    muted.add_argument(
+        "--mix-ceiling-dbfs",
+        type=float,
+        default=DEFAULT_MIX_CEILING_DBFS,
+        help="the remix is scaled down only when its peak would pass this (dBFS)",
+    )
+    muted.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
-    modified = kinds.add_parser("modified", help="replace a video's soundtrack with an environmental sound")
+    modified = kinds.add_parser(
+        "modified",
+        help="replace a video's soundtrack with an environmental sound",
+        description="Build the modified setting: each video gets soundtracks of environmental sounds from the "
+        "banks (bird, drill, rain, thunderstorm, wind by default), video copied, level normalised and verified, "
+        "with the published question and a reference annotation (docs/avconfusebench.md).",
+    )
     source = modified.add_mutually_exclusive_group(required=True)
-    source.add_argument("--videos", type=Path, help="folder of videos")
-    source.add_argument("--manifest", type=Path, help="JSON [{video, visual?, id?}] or CSV video[,visual][,id]")
-    modified.add_argument("--bank", action="append", required=True, help="esc50:ROOT, urbansound8k:ROOT, folder:ROOT")
-    modified.add_argument("--out", type=Path, required=True, help="output folder")
+    source.add_argument("--videos", type=Path, help="folder of videos (each keyed by its file stem)")
+    source.add_argument(
+        "--manifest", type=Path, help="instead of --videos: JSON [{video, visual?, id?}] or CSV video[,visual][,id]"
+    )
+    modified.add_argument(
+        "--bank", action="append", required=True, help="esc50:ROOT, urbansound8k:ROOT or folder:ROOT (repeatable)"
+    )
+    modified.add_argument(
+        "--out", type=Path, required=True, help="output folder (created; unchanged if the build fails)"
+    )
     modified.add_argument("--sound-types", default=",".join(PAPER_SOUND_TYPES), help="comma-separated sound types")
     modified.add_argument("--per-video", type=_count_or_all, default="all", help="sound types per video: all or N")
-    modified.add_argument("--seed", type=int, default=0)
-    modified.add_argument("--question", default=MODIFIED_QUESTION)
+    modified.add_argument("--seed", type=int, default=0, help="seed of the sound-type and bank-clip picks")
+    modified.add_argument(
+        "--question", default=MODIFIED_QUESTION, help="the question asked (default: the published one)"
+    )
     modified.add_argument("--annotation-template", default=ANNOTATION_TEMPLATE, help="{visual}, {sound}, {sound_type}")
-    modified.add_argument("--sample-rate", type=int, default=44100)
-    modified.add_argument("--channels", type=int, choices=(1, 2), default=2)
-    modified.add_argument("--target-rms-dbfs", type=float, default=DEFAULT_TARGET_RMS_DBFS)
-    modified.add_argument("--peak-ceiling-dbfs", type=float, default=DEFAULT_PEAK_CEILING_DBFS)
-    modified.add_argument("--crossfade-s", type=float, default=DEFAULT_CROSSFADE_S)
-    modified.add_argument("--audio-bitrate", type=int, default=None, help="AAC bits per second")
+    modified.add_argument("--sample-rate", type=int, default=44100, help="soundtrack rate in Hz")
+    modified.add_argument("--channels", type=int, choices=(1, 2), default=2, help="soundtrack channels")
+    modified.add_argument(
+        "--target-rms-dbfs", type=float, default=DEFAULT_TARGET_RMS_DBFS, help="soundtrack loudness (RMS, dBFS)"
+    )
+    modified.add_argument(
+        "--peak-ceiling-dbfs", type=float, default=DEFAULT_PEAK_CEILING_DBFS, help="no sample above this (dBFS)"
+    )
+    modified.add_argument(
+        "--crossfade-s", type=float, default=DEFAULT_CROSSFADE_S, help="crossfade where a short clip loops (s)"
+    )
+    modified.add_argument("--audio-bitrate", type=int, default=None, help="AAC bits per second (default: FFmpeg's)")
+    modified.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _add_eval_arguments(ev: argparse.ArgumentParser) -> None:
     from verl_avconfuse.evaluation.cli import add_run_arguments
 
-    ev.add_argument("--setting", choices=("muted", "modified"), required=True)
+    ev.add_argument("--setting", choices=("muted", "modified"), required=True, help="which AV-ConfuseBench set")
     ev.add_argument("--questions", required=True, help="question JSON, or 'published' for the released file")
     add_run_arguments(ev, with_data=False)
-    ev.add_argument("--skip-missing", dest="skip_bad", action="store_true", help="same as --skip-bad")
+    # The old name of --skip-bad here (one vocabulary across eval, bench eval and reference precompute).
+    ev.add_argument("--skip-missing", dest="skip_bad", action="store_true", help=argparse.SUPPRESS)
     ev.set_defaults(judge="offline")
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    _add_build_arguments(actions.add_parser("build", help="build a muted or modified set from real media"))
-    _add_eval_arguments(actions.add_parser("eval", help="evaluate a model on a published or built set"))
+    _add_build_arguments(
+        actions.add_parser(
+            "build",
+            help="build a muted or modified set from real media",
+            description="Build an AV-ConfuseBench set (muted or modified) from media you have: clips, the "
+            "published question schema, verl parquet rows and a manifest of every clip's checks.",
+        )
+    )
+    _add_eval_arguments(
+        actions.add_parser(
+            "eval",
+            help="evaluate a model on a published or built set",
+            description="Evaluate a model on an AV-ConfuseBench set: the alias of `avconfuse eval "
+            "avconfuse-muted|avconfuse-modified` (same options; --questions for --data; judge offline by default).",
+        )
+    )
 
 
-def _progress_bar(description: str):
+def _progress_bar(description: str, enabled: bool = True):
     from tqdm import tqdm
 
-    bar = tqdm(desc=description, unit="clip", file=sys.stderr)
+    bar = tqdm(desc=description, unit="clip", file=sys.stderr, disable=not enabled)
 
     def update(done: int, total: int, label: str) -> None:
         bar.total = total
@@ -119,7 +182,7 @@ def _build(args: argparse.Namespace) -> dict:
         from verl_avconfuse.bench.muted import build_muted, load_muted_manifest, scan_urmp
 
         pieces = scan_urmp(args.urmp) if args.urmp else load_muted_manifest(args.manifest)
-        bar, update = _progress_bar("muted clips")
+        bar, update = _progress_bar("muted clips", not args.no_progress)
         with bar:
             result = build_muted(
                 pieces,
@@ -143,7 +206,7 @@ def _build(args: argparse.Namespace) -> dict:
 
         videos = scan_videos(args.videos) if args.videos else load_video_manifest(args.manifest)
         bank = SoundBank.merge(load_bank(spec) for spec in args.bank)
-        bar, update = _progress_bar("modified clips")
+        bar, update = _progress_bar("modified clips", not args.no_progress)
         with bar:
             result = build_modified(
                 videos,
@@ -194,18 +257,10 @@ def _eval(args: argparse.Namespace) -> dict:
 
 
 def run(command: str, args: argparse.Namespace) -> int:
-    from verl_avconfuse.bench.modified import ModifiedCheckError
-    from verl_avconfuse.bench.muted import MutedCheckError
-    from verl_avconfuse.bench.schemas import BenchFormatError
-    from verl_avconfuse.media import MediaError
+    from verl_avconfuse.errors import InputError
 
-    try:
-        summary = _build(args) if args.action == "build" else _eval(args)
-    except (BenchFormatError, MediaError, FileNotFoundError, ValueError) as error:
-        print(f"avconfuse bench {args.action}: {error}", file=sys.stderr)
-        return 2
-    except (MutedCheckError, ModifiedCheckError) as error:
-        print(f"avconfuse bench {args.action}: verification failed: {error}", file=sys.stderr)
-        return 1
+    if args.action == "build" and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: a file, expected a folder")
+    summary = _build(args) if args.action == "build" else _eval(args)
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -57,6 +57,7 @@ from verl_avconfuse.bench.sound_bank import (
     prepare_soundtrack,
     rms_dbfs,
 )
+from verl_avconfuse.errors import RunFailed
 
 #: The released clips' audio: 44.1 kHz stereo AAC (``combined_00000810_drill.mp4``).
 DEFAULT_SAMPLE_RATE = 44100
@@ -67,7 +68,7 @@ DEFAULT_LOUDNESS_TOLERANCE_DB = 1.0
 CHECK_SAMPLE_RATE = 16000
 
 
-class ModifiedCheckError(RuntimeError):
+class ModifiedCheckError(RunFailed):
     """A built modified clip failed verification (names the clip and the measured values)."""
 
 
@@ -282,10 +283,10 @@ def build_modified(
                         "file": relative,
                         "sha256": sha,
                         "spec_sha256": digest,
-                        "source_video": str(video.path),
+                        "source_video": str(video.path.resolve()),
                         "source_key": video.key,
                         "sound_type": sound_type,
-                        "bank_clip": str(clip.path),
+                        "bank_clip": str(Path(clip.path).resolve()),
                         "bank_category": clip.category,
                         "visual_filled": video.visual is not None,
                         "soundtrack": soundtrack,

@@ -56,6 +56,7 @@ from verl_avconfuse.bench.schemas import (
     spec_digest,
     verl_row,
 )
+from verl_avconfuse.errors import RunFailed
 
 #: URMP's instrument abbreviations -> Music-AVQA-style tokens (the published files' vocabulary).
 URMP_INSTRUMENTS = {
@@ -88,7 +89,7 @@ _URMP_DIR = re.compile(r"^(\d+)_([^_]+)_(.+)$")
 _URMP_STEM = re.compile(r"^AuSep_(\d+)_([A-Za-z]+)_(\d+)_(.+)\.wav$", re.IGNORECASE)
 
 
-class MutedCheckError(RuntimeError):
+class MutedCheckError(RunFailed):
     """A built muted clip failed verification (names the clip and the measured values)."""
 
 
@@ -147,12 +148,68 @@ def _resolve(base: Path, value: object, where: str) -> Path:
     return path
 
 
+_NAME_SEPARATORS = re.compile(r"[\s-]+")
+_TRAILING_NUMBER = re.compile(r"_?\d+$")
+
+
+def instrument_name(raw: object, where: str) -> str:
+    """The Music-AVQA-style token of a source name: trimmed, lower case, spaces/hyphens as ``_``.
+
+    ``"Violin"``, ``"violin "`` and ``"violin"`` are one instrument (the builder skips muting one of two
+    sources of one instrument, and asks "Is there a violin sound?"); ``"Acoustic Guitar"`` is
+    ``acoustic_guitar``. A name ending in a number (``violin1``) is refused: it would be asked about
+    verbatim, and two violins are listed as two stems of one name instead.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise BenchFormatError(f"{where}: expected an instrument name, got {raw!r}")
+    name = _NAME_SEPARATORS.sub("_", raw.strip().lower()).strip("_")
+    if _TRAILING_NUMBER.search(name):
+        base = _TRAILING_NUMBER.sub("", name) or name
+        raise BenchFormatError(
+            f"{where}: source name {raw!r} ends with a number, and the question would be 'Is there a {name} "
+            f"sound?'; name the instrument ({base!r}) and list several stems of it as "
+            f'"sources": {{"{base}": ["a.wav", "b.wav"]}} or [["{base}", "a.wav"], ["{base}", "b.wav"]]'
+        )
+    return name
+
+
+def _json_sources(base: Path, sources: object, where: str) -> tuple[tuple[str, Path], ...]:
+    """A JSON entry's sources: ``{name: stem | [stem, ...]}`` or ``[[name, stem], ...]`` /
+    ``[{"name": ..., "stem": ...}, ...]`` (the list forms keep any order and repeat names freely)."""
+    pairs: list[tuple[object, object]] = []
+    if isinstance(sources, dict):
+        for name, stems in sources.items():
+            for stem in stems if isinstance(stems, list) else [stems]:
+                pairs.append((name, stem))
+    elif isinstance(sources, list):
+        for k, item in enumerate(sources):
+            if isinstance(item, dict) and "stem" in item:
+                pairs.append((item.get("name", item.get("instrument")), item["stem"]))
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                pairs.append((item[0], item[1]))
+            else:
+                raise BenchFormatError(
+                    f"{where}: sources[{k}] must be [NAME, STEM] or {{name, stem}}, got {item!r:.80}"
+                )
+    if not pairs:
+        raise BenchFormatError(
+            f"{where}: expected 'sources' as {{NAME: STEM_WAV or [STEM_WAV, ...]}} or [[NAME, STEM_WAV], ...]"
+        )
+    return tuple(
+        (instrument_name(name, f"{where} (source {name!r})"), _resolve(base, stem, f"{where} (source {name!r})"))
+        for name, stem in pairs
+    )
+
+
 def load_muted_manifest(path: str | os.PathLike) -> list[Piece]:
     """Pieces from a manifest; relative paths are relative to the manifest's folder.
 
-    - JSON: a list of ``{"video": PATH, "sources": {NAME: STEM_WAV, ...}, "id": KEY?}`` (source order kept;
-      ``id`` defaults to the video's file stem);
+    - JSON: a list of ``{"video": PATH, "sources": SOURCES, "id": KEY?}`` where SOURCES is
+      ``{NAME: STEM_WAV or [STEM_WAV, ...]}`` or ``[[NAME, STEM_WAV], ...]`` (source order kept; a list of
+      stems or repeated pairs: several sources of one instrument); ``id`` defaults to the video's file stem;
     - CSV: columns ``video,source,stem`` (optional ``id``), one row per stem, a piece's rows together.
+
+    Names are normalised by :func:`instrument_name`.
     """
     path = Path(path)
     is_csv, entries = manifest_entries(
@@ -168,21 +225,18 @@ def load_muted_manifest(path: str | os.PathLike) -> list[Piece]:
         for where, row in entries:
             video = _resolve(base, row["video"], f"{where} (video)")
             stem = _resolve(base, row["stem"], f"{where} (stem)")
-            if not row["source"].strip():
-                raise BenchFormatError(f"{where}: empty source name")
+            name = instrument_name(row["source"], f"{where} (source)")
             key = (row.get("id") or "").strip() or video.stem
-            grouped.setdefault((key, str(video)), []).append((row["source"].strip(), stem))
+            grouped.setdefault((key, str(video)), []).append((name, stem))
         pieces = [Piece(key, Path(video), tuple(sources)) for (key, video), sources in grouped.items()]
     else:
         for where, entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("sources"), dict) or not entry["sources"]:
+            if not isinstance(entry, dict) or not entry.get("sources"):
                 raise BenchFormatError(f"{where}: expected {{'video': PATH, 'sources': {{NAME: STEM_WAV}}}}")
             video = _resolve(base, entry.get("video"), f"{where} (video)")
-            sources = tuple(
-                (str(name), _resolve(base, stem, f"{where} (source {name!r})"))
-                for name, stem in entry["sources"].items()
+            pieces.append(
+                Piece(str(entry.get("id") or video.stem), video, _json_sources(base, entry["sources"], where))
             )
-            pieces.append(Piece(str(entry.get("id") or video.stem), video, sources))
     if not pieces:
         raise BenchFormatError(f"{path}: the manifest lists no pieces")
     require_unique_keys([p.key for p in pieces], f"{path}: piece ids")
@@ -442,9 +496,9 @@ def build_muted(
                         "sha256": sha,
                         "spec_sha256": digest,
                         "piece": piece.key,
-                        "source_video": str(piece.video),
+                        "source_video": str(piece.video.resolve()),
                         "muted_source": name,
-                        "stems": {n: str(p) for n, p in piece.sources},
+                        "stems": [[n, str(p.resolve())] for n, p in piece.sources],
                         "sample_rate": sr,
                         "mix_scale": scale,
                         "mix_scale_db": round(_db(scale), 3),

@@ -351,12 +351,15 @@ class StagedDirectory:
 
     ``path(name)`` gives the staging path of an output (``name`` relative to ``out_dir``); :meth:`commit`
     moves every staged file to ``out_dir / name`` (``os.replace``, same file system) in the given order and
-    removes the folder; :meth:`abort` deletes the folder. Used as a context manager, an exception (or
-    ``KeyboardInterrupt``) aborts. Staging folders left by a hard-killed build are removed on creation.
+    removes the folder; :meth:`abort` deletes the folder, and ``out_dir`` too when this build created it and
+    it is still empty. Used as a context manager, an exception (or ``KeyboardInterrupt``) aborts. Staging folders left by a hard-killed build are removed on creation.
     """
 
     def __init__(self, out_dir: str | os.PathLike) -> None:
         self.out_dir = Path(out_dir)
+        # The folders this build creates (out_dir and missing parents): an aborted build removes them again
+        # when they are still empty, so a failed first build leaves no empty --out folder behind.
+        self._created = [p for p in (self.out_dir, *self.out_dir.parents) if not p.exists()]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.out_dir.glob(f"{_STAGING_PREFIX}*"):
             if stale.is_dir():
@@ -389,6 +392,11 @@ class StagedDirectory:
 
     def abort(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        for folder in self._created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (someone else wrote there) or already gone
+                break
 
     def __enter__(self) -> StagedDirectory:
         return self

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from verl_avconfuse.errors import InputError, RunFailed
 from verl_avconfuse.io import iter_jsonl
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,12 @@ class HFOmniBackend:
         from verl_avconfuse.omni.processor import load_omni_processor
 
         model_path = os.fspath(model_path)
+        _check_hf_folder(model_path)
+        if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise InputError(f"--dtype {dtype}: not a torch dtype (auto, bfloat16, float16, float32)")
         config = AutoConfig.from_pretrained(model_path)
         if getattr(config, "model_type", None) != "qwen2_5_omni_thinker":
-            raise ValueError(
+            raise InputError(
                 f"{model_path}: expected a Qwen2.5-Omni thinker checkpoint (model_type 'qwen2_5_omni_thinker'), "
                 f"got {getattr(config, 'model_type', None)!r}; for a full Omni checkpoint run "
                 "`avconfuse extract-thinker` first"
@@ -314,8 +318,12 @@ _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _RETRY_BASE_S = 0.5
 
 
-class OpenAIBackendError(RuntimeError):
+class OpenAIBackendError(RunFailed):
     """The server refused or failed a request (after retries); the message names the request id."""
+
+
+#: Seconds the reachability check waits for the server (``check_reachable``).
+_REACHABLE_TIMEOUT_S = 10.0
 
 
 class OpenAIBackend:
@@ -355,10 +363,10 @@ class OpenAIBackend:
         concurrency: int = 4,
     ) -> None:
         if media not in ("file", "base64"):
-            raise ValueError(f"media={media!r}: expected 'file' or 'base64'")
+            raise InputError(f"media={media!r}: expected 'file' or 'base64'")
         parsed = urllib.parse.urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"base_url={base_url!r}: expected an http(s) URL like http://127.0.0.1:8000/v1")
+            raise InputError(f"base_url={base_url!r}: expected an http(s) URL like http://127.0.0.1:8000/v1")
         base = base_url.rstrip("/")
         if parsed.path in ("", "/"):
             base += "/v1"
@@ -418,6 +426,32 @@ class OpenAIBackend:
 
     # ---------------------------------------------------------------------------- HTTP
 
+    def check_reachable(self, option: str = "--backend") -> None:
+        """Fail early, with one line, when nothing answers at the server's address (before any request).
+
+        ``GET {base}/models``; any HTTP reply, an error status included, means a server is there.
+
+        Raises:
+            InputError: connection refused, unknown host or no reply within 10 s; names ``option``.
+        """
+        url = self.endpoint.rsplit("/chat/completions", 1)[0] + "/models"
+        headers = {"Accept": "application/json"}
+        if api_key := os.environ.get(self.api_key_env):
+            headers["Authorization"] = f"Bearer {api_key}"
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=min(self.timeout, _REACHABLE_TIMEOUT_S)
+            ):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise InputError(
+                f"{option} {self.name}: no server answers at {url} ({reason}); start it (e.g. `vllm serve MODEL`) "
+                "or fix the URL"
+            ) from None
+
     def _post(self, request: EvalRequest) -> str:
         payload = json.dumps(self.request_body(request)).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -474,7 +508,7 @@ class PredictionsBackend:
         self.path = Path(path)
         self.name = f"jsonl:{self.path}"
         if not self.path.is_file():
-            raise FileNotFoundError(f"predictions file {self.path} does not exist")
+            raise InputError(f"--backend jsonl:{self.path}: no such predictions file")
         self.predictions: dict[str, str] = {}
         for number, record, error in iter_jsonl(self.path):
             if error is not None:
@@ -490,12 +524,19 @@ class PredictionsBackend:
                 raise ValueError(f"{self.path}:{number}: id {key!r} appears again with a different prediction")
             self.predictions[key] = record["prediction"]
 
+    def check_ids(self, ids: Sequence[str]) -> None:
+        """Raise :class:`InputError` naming the ids the file has no prediction for (before a run starts)."""
+        self.generate([EvalRequest(id=i, question="") for i in ids])
+
     def generate(self, requests: list[EvalRequest]) -> list[str]:
         missing = [r.id for r in requests if r.id not in self.predictions]
         if missing:
             shown = ", ".join(repr(i) for i in missing[:10])
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise KeyError(f"{self.path}: no prediction for {len(missing)} id(s): {shown}{more}")
+            raise InputError(
+                f"--backend jsonl:{self.path}: no prediction for {len(missing)} of the {len(requests)} questions "
+                f"(ids {shown}{more}); each line needs the question's id, as in OUT/TASK.predictions.jsonl"
+            )
         return [self.predictions[r.id] for r in requests]
 
 
@@ -504,20 +545,48 @@ class PredictionsBackend:
 BACKEND_KINDS = ("hf", "openai", "jsonl")
 
 
+def _check_hf_folder(model_path: str) -> None:
+    if not os.path.isdir(model_path):
+        raise InputError(
+            f"--backend hf:{model_path}: no such folder; expected a Qwen2.5-Omni thinker checkpoint folder "
+            "(`avconfuse extract-thinker FULL OUT` writes one from the full model)"
+        )
+    if not os.path.isfile(os.path.join(model_path, "config.json")):
+        raise InputError(f"--backend hf:{model_path}: the folder has no config.json; expected an HF checkpoint folder")
+
+
+def check_backend_spec(spec: str) -> None:
+    """The checks of :func:`load_backend` that need no model, server or file read: run before anything loads.
+
+    Raises:
+        InputError: a malformed spec, a missing model folder or predictions file, a malformed URL.
+    """
+    kind, sep, target = spec.partition(":")
+    if not sep or kind not in BACKEND_KINDS or not target:
+        raise InputError(f"--backend {spec}: expected one of hf:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS")
+    if kind == "hf":
+        _check_hf_folder(target)
+    elif kind == "jsonl" and not os.path.isfile(target):
+        raise InputError(f"--backend {spec}: no such predictions file")
+    elif kind == "openai":
+        url, sep, model = target.rpartition("#")
+        parsed = urllib.parse.urlparse(url)
+        if not sep or not model or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InputError(f"--backend {spec}: expected openai:URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#qwen")
+
+
 def load_backend(spec: str, **kw: Any) -> Backend:
     """Build a backend from ``hf:PATH``, ``openai:URL#MODEL`` or ``jsonl:PATH``; ``kw`` go to its constructor."""
     kind, sep, target = spec.partition(":")
     if not sep or kind not in BACKEND_KINDS or not target:
-        raise ValueError(f"backend spec {spec!r}: expected one of 'hf:PATH', 'openai:URL#MODEL', 'jsonl:PATH'")
+        raise InputError(f"--backend {spec}: expected one of hf:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS")
     if kind == "hf":
         return HFOmniBackend(target, **kw)
     if kind == "jsonl":
         return PredictionsBackend(target, **kw)
     url, sep, model = target.rpartition("#")
     if not sep or not url or not model:
-        raise ValueError(
-            f"backend spec {spec!r}: expected 'openai:URL#MODEL', e.g. openai:http://127.0.0.1:8000/v1#qwen"
-        )
+        raise InputError(f"--backend {spec}: expected openai:URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#qwen")
     return OpenAIBackend(url, model, **kw)
 
 

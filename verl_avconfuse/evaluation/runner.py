@@ -27,9 +27,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verl_avconfuse.errors import InputError
 from verl_avconfuse.evaluation.backends import Backend, EvalRequest
 from verl_avconfuse.evaluation.matching import match_rules
 from verl_avconfuse.evaluation.report import write_report
@@ -38,7 +40,16 @@ from verl_avconfuse.io import append_jsonl, atomic_write_bytes, atomic_write_tex
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PredictionCache", "data_report", "doc_request", "evaluate", "evaluate_docs"]
+__all__ = [
+    "PredictionCache",
+    "PreparedDocs",
+    "data_report",
+    "doc_request",
+    "evaluate",
+    "evaluate_docs",
+    "evaluate_prepared",
+    "prepare_docs",
+]
 
 
 def request_key(backend_name: str, request: EvalRequest) -> str:
@@ -142,8 +153,10 @@ def _check_media(docs: Sequence[EvalDoc], skip_bad: bool, progress: bool) -> tup
     bad = {p: r for p, r in cache.items() if r}
     if bad and not skip_bad:
         shown = sorted(bad.items())[:10]
-        lines = "\n".join(f"  {r}" for _, r in shown) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise ValueError(f"{len(bad)} unusable media file(s); nothing was evaluated (use --skip-bad):\n{lines}")
+        lines = "; ".join(r for _, r in shown) + (f"; ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise InputError(
+            f"{len(bad)} unusable media file(s); nothing was evaluated (--skip-bad leaves them out): {lines}"
+        )
     kept = [d for d in docs if not cache[d.video]]
     skipped = [{"id": d.id, "video": d.video, "reason": cache[d.video]} for d in docs if cache[d.video]]
     return kept, skipped
@@ -199,11 +212,11 @@ def evaluate_docs(
 
     rules = match_rules(match)
     if task.judged and judge is None:
-        raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
+        raise InputError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
     if yes_prob and not task.yes_prob:
-        raise ValueError(f"{task.name}: --yes-prob applies to the muted setting only")
+        raise InputError(f"{task.name}: --yes-prob applies to the muted setting only")
     if yes_prob and not hasattr(backend, "next_token_logprobs"):
-        raise ValueError(f"yes_prob needs a backend with next_token_logprobs (an hf: backend), not {backend.name}")
+        raise InputError(f"yes_prob needs a backend with next_token_logprobs (an hf: backend), not {backend.name}")
     ids = [d.id for d in docs]
     if len(set(ids)) != len(ids):  # a task bug: ids are made unique when docs are loaded
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -283,6 +296,56 @@ def evaluate_docs(
     return result
 
 
+@dataclass
+class PreparedDocs:
+    """A benchmark file read and its media checked: what :func:`evaluate_docs` scores (no model involved)."""
+
+    docs: list[EvalDoc]
+    data: str
+    skipped: list[dict]
+    notes: dict[str, Any]
+    n_total: int
+    published: bool | None
+
+
+def prepare_docs(
+    task: Task,
+    data: str | os.PathLike,
+    video_dir: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    load_options: LoadOptions | None = None,
+) -> PreparedDocs:
+    """Read the benchmark file and check every clip, before any model loads (``limit``: the first N docs).
+
+    ``data="published"`` reads the file shipped with the package (AV-ConfuseBench tasks).
+
+    Raises:
+        InputError: no such file or folder, a malformed file, unusable media (without ``skip_bad``).
+    """
+    if str(data) == "published":
+        if task.published_data is None:
+            raise InputError(f"{task.name}: no published file ships with the package; pass --data FILE")
+        data = task.published_data()
+    if not Path(data).exists():
+        raise InputError(f"--data {data}: no such file")
+    if not Path(video_dir).is_dir():
+        raise InputError(f"--video-dir {video_dir}: no such folder")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1, got {limit}")
+    docs, notes = task.load_docs(Path(data), Path(video_dir), load_options or LoadOptions())
+    n_total = len(docs)
+    published = task.is_published(docs)  # of the whole file: a --limit run is a subset of the published set
+    if limit is not None:
+        docs = docs[:limit]
+    docs, skipped = _check_media(docs, skip_bad, progress)
+    if not docs:
+        raise InputError(f"{data}: no questions with usable media in --video-dir {video_dir}")
+    return PreparedDocs(list(docs), str(data), skipped, notes, n_total, published)
+
+
 def evaluate(
     task: Task,
     backend: Backend,
@@ -302,30 +365,16 @@ def evaluate(
     yes_prob: bool = False,
     load_options: LoadOptions | None = None,
 ) -> dict[str, Any]:
-    """Read the benchmark file, check its media, then :func:`evaluate_docs` (``limit``: the first N docs).
-
-    ``data="published"`` reads the file shipped with the package (AV-ConfuseBench tasks).
-    """
+    """:func:`prepare_docs`, then :func:`evaluate_docs`."""
     if task.judged and judge is None:  # before any media is read
-        raise ValueError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
-    if str(data) == "published":
-        if task.published_data is None:
-            raise ValueError(f"{task.name}: no published file ships with the package; pass --data FILE")
-        data = task.published_data()
-    docs, notes = task.load_docs(Path(data), Path(video_dir), load_options or LoadOptions())
-    n_total = len(docs)
-    published = task.is_published(docs)  # of the whole file: a --limit run is a subset of the published set
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
-        docs = docs[:limit]
-    docs, skipped = _check_media(docs, skip_bad, progress)
-    if not docs:
-        raise ValueError(f"{data}: no docs with usable media")
-    return evaluate_docs(
+        raise InputError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
+    prepared = prepare_docs(
+        task, data, video_dir, limit=limit, skip_bad=skip_bad, progress=progress, load_options=load_options
+    )
+    return evaluate_prepared(
         task,
         backend,
-        docs,
+        prepared,
         out_dir,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
@@ -335,9 +384,20 @@ def evaluate(
         judge=judge,
         yes_prob=yes_prob,
         progress=progress,
-        data=str(data),
-        skipped=skipped,
-        loader_notes=notes,
-        n_total=n_total,
-        published=published,
+    )
+
+
+def evaluate_prepared(task: Task, backend: Backend, prepared: PreparedDocs, out_dir, **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate_docs` on the docs of :func:`prepare_docs` (``kwargs``: its options)."""
+    return evaluate_docs(
+        task,
+        backend,
+        prepared.docs,
+        out_dir,
+        data=prepared.data,
+        skipped=prepared.skipped,
+        loader_notes=prepared.notes,
+        n_total=prepared.n_total,
+        published=prepared.published,
+        **kwargs,
     )

@@ -7,6 +7,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from verl_avconfuse.errors import InputError
+
 #: The recorded Qwen2.5-Omni-3B config (see docs/omni.md for the provenance of its values).
 QWEN2_5_OMNI_3B = "qwen2_5_omni_3b.json"
 
@@ -35,12 +37,30 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("out", type=Path, help="new full checkpoint directory")
 
 
+def _require_folder(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise InputError(f"{what} {path}: no such folder")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{what} {path}: the folder has no config.json; expected an HF checkpoint folder")
+
+
+def _require_new(path: Path) -> None:
+    if path.exists():
+        raise InputError(f"out {path}: already exists; choose a new output folder")
+
+
 def run(command: str, args: argparse.Namespace) -> int:
     from verl_avconfuse.omni import checkpoint
 
     if command == "omni-params":
         path = args.config or default_config_path()
-        counts = checkpoint.parameter_counts(json.loads(Path(path).read_text()))
+        if not Path(path).is_file():
+            raise InputError(f"--config {path}: no such file")
+        try:
+            config = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"--config {path}: not a JSON file ({error})") from None
+        counts = checkpoint.parameter_counts(config)
         if args.json:
             print(json.dumps(counts, indent=2))
         else:
@@ -50,9 +70,14 @@ def run(command: str, args: argparse.Namespace) -> int:
             print(f"  thinker share of total   {counts['thinker'] / counts['total']:.1%}")
         return 0
     if command == "extract-thinker":
+        _require_folder(args.full, "full")
+        _require_new(args.out)
         print(checkpoint.extract_thinker(args.full, args.out))
         return 0
     if command == "export-omni":
+        _require_folder(args.full, "full")
+        _require_folder(args.thinker, "thinker")
+        _require_new(args.out)
         print(checkpoint.merge_thinker(args.full, args.thinker, args.out))
         return 0
     raise ValueError(command)

@@ -19,9 +19,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
             choices=sorted(TINY_MODELS),
             help=f"models to build (default: {' '.join(DEFAULT_SET)})",
         )
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     elif command == "tiny-asset":
-        parser.add_argument("name", help="e.g. models/omni_thinker or data/text/train.parquet")
+        parser.add_argument(
+            "name", help="models/NAME or data/SET/SPLIT.parquet, e.g. models/omni_thinker or data/omni/train.parquet"
+        )
 
 
 def run(command: str, args: argparse.Namespace) -> int:

@@ -13,7 +13,10 @@ something) and ``data/<set>/<split>.parquet`` (see :data:`verl_avconfuse.tiny.da
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
 from pathlib import Path
 
 RESOLVER_NAME = "avconfuse_tiny"
@@ -38,6 +41,19 @@ def _shipped_minilm() -> str:
 SHIPPED_MODELS = {"minilm": _shipped_minilm}
 
 
+@contextlib.contextmanager
+def _announced(name: str, target: Path):
+    """One line on stderr before and after a build: the first run spends most of its start-up here."""
+    print(
+        f"avconfuse: building tiny asset {name} in {target.parent} (first use only; cached afterwards)",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = time.perf_counter()
+    yield
+    print(f"avconfuse: built tiny asset {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+
+
 def tiny_asset(name: str) -> str:
     """Return the local path of tiny asset ``name``, building it first if needed."""
     from filelock import FileLock
@@ -55,9 +71,13 @@ def tiny_asset(name: str) -> str:
             if not target.exists():
                 from verl_avconfuse.tiny.models import TINY_MODELS
 
-                if parts[1] not in TINY_MODELS:
-                    raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: unknown tiny model; known: {sorted(TINY_MODELS)}")
-                TINY_MODELS[parts[1]](target)
+                known = sorted([*TINY_MODELS, *SHIPPED_MODELS])
+                if parts[1] not in TINY_MODELS or len(parts) != 2:
+                    raise ValueError(
+                        f"${{{RESOLVER_NAME}:{name}}}: unknown tiny model; known: models/{{{','.join(known)}}}"
+                    )
+                with _announced(name, target):
+                    TINY_MODELS[parts[1]](target)
         else:
             if len(parts) != 3:
                 raise ValueError(f"${{{RESOLVER_NAME}:{name}}}: expected 'data/<set>/<split>.parquet'")
@@ -66,9 +86,10 @@ def tiny_asset(name: str) -> str:
 
                 if parts[1] not in TINY_DATASETS:
                     raise ValueError(
-                        f"${{{RESOLVER_NAME}:{name}}}: unknown tiny dataset; known: {sorted(TINY_DATASETS)}"
+                        f"${{{RESOLVER_NAME}:{name}}}: unknown tiny dataset; known: data/{{{','.join(sorted(TINY_DATASETS))}}}"
                     )
-                build_tiny_dataset(parts[1], root / "data" / parts[1], models_root=root / "models")
+                with _announced(f"data/{parts[1]}", target):
+                    build_tiny_dataset(parts[1], root / "data" / parts[1], models_root=root / "models")
             if not target.exists():
                 raise ValueError(
                     f"${{{RESOLVER_NAME}:{name}}}: the tiny dataset {parts[1]!r} has no split {parts[2]!r}"
