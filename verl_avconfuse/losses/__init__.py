@@ -15,12 +15,12 @@ from verl_avconfuse.losses.ans_co import (
 )
 from verl_avconfuse.losses.answer_mask import (
     ANSWER_SPANS,
-    THINK_END_TAGS,
     TokenBytes,
     answer_span,
     answer_token_mask,
     token_bytes_table,
 )
+from verl_avconfuse.rewards.parsing import THINK_END_TAGS, AnswerBlock, locate_answer
 
 __all__ = [
     "ANSWER_SPANS",
@@ -29,6 +29,7 @@ __all__ = [
     "THINK_END_TAGS",
     "UNCERTAINTIES",
     "AnsCoSampleTerms",
+    "AnswerBlock",
     "TokenBytes",
     "ans_co_denominators",
     "ans_co_loss",
@@ -37,6 +38,7 @@ __all__ = [
     "answer_span",
     "answer_token_mask",
     "answer_uncertainty",
+    "locate_answer",
     "token_bytes_table",
     "token_entropy",
     "token_log_probs",
