@@ -2,8 +2,9 @@
 
 The micro-batches are built the way verl's FSDP engine hands them to a loss function: nested
 full-sequence ``log_probs`` / ``entropy`` (position t scores token t+1), nested ``prompts`` /
-``responses`` / ``response_mask`` / ``old_log_probs`` / ``advantages``, and the non-tensor
-``dp_size`` / ``batch_num_tokens`` / ``global_batch_size`` verl assigns.
+``responses`` / ``response_mask`` / ``old_log_probs`` / ``advantages``, the non-tensor
+``dp_size`` / ``batch_num_tokens`` / ``global_batch_size`` verl assigns, and the mini-batch's Ans-CO
+set sizes the Ans-CO engine assigns.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import torch
 
 from verl_avconfuse.losses import answer_token_mask
 from verl_avconfuse.losses.verl_loss import (
+    ANS_CO_ENGINE_VENDOR,
     ANSWER_ENTROPY_ONLY,
     ANSWER_MASK_FIELD,
     NLL_MASK_FIELD,
+    UNCERTAINTY_MASK_FIELD,
     ans_co_ppo_loss,
+    assign_global_set_sizes,
+    local_set_sizes,
     make_ans_co_loss_fn,
 )
 from verl_avconfuse.settings import AnsCoSettings
@@ -32,6 +37,12 @@ RESPONSES = [
     "I hear something but I do not know",  # no answer block: no entropy term
 ]
 NLL = [1.0, 0.0, 1.0, 1.0]
+
+
+@pytest.fixture(autouse=True)
+def ans_co_engine_selected(monkeypatch):
+    # what the avconfuse_ansco recipe sets for every Ray worker
+    monkeypatch.setenv("VERL_ENGINE_VENDOR", ANS_CO_ENGINE_VENDOR)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +59,11 @@ def setup(tiny_asset):
     return actor_config, tokenizer, model
 
 
-def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9):
-    """(model_output, data) for samples ``rows`` as verl's FSDP engine hands them to a loss function."""
+def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9, mini_batch=None):
+    """(model_output, data) for samples ``rows`` as verl's FSDP engine hands them to a loss function.
+
+    ``mini_batch``: the rows of the whole mini-batch (default ``rows``), whose set sizes the engine records.
+    """
     from tensordict import TensorDict
     from verl.utils import tensordict_utils as tu
 
@@ -71,13 +85,23 @@ def _micro_batch(tokenizer, model, rows, global_batch_size, temperature=0.9):
         return torch.nested.as_nested_tensor(values, layout=torch.jagged)
 
     model_output = {"log_probs": nested(lp_full), "entropy": nested(ent_full)}
-    tensors, non_tensors = _loss_fields(rows, prompts, responses, answer_masks, global_batch_size)
+    tensors, non_tensors = _loss_fields(rows, tokenizer, prompts, responses, answer_masks, global_batch_size)
     data = tu.get_tensordict(tensor_dict=tensors, non_tensor_dict=non_tensors)
     assert isinstance(data, TensorDict)
+    assign_global_set_sizes(data, _set_sizes(tokenizer, mini_batch or rows))
     return model_output, data, responses, answer_masks
 
 
-def _loss_fields(rows, prompts, responses, answer_masks, global_batch_size):
+def _set_sizes(tokenizer, rows):
+    responses = [torch.tensor(tokenizer(RESPONSES[i])["input_ids"]) for i in rows]
+    masks = [answer_token_mask(r[None], tokenizer)[0].long() for r in responses]
+    tensors, _ = _loss_fields(rows, tokenizer, [r[:1] for r in responses], responses, masks, len(rows))
+    from verl.utils import tensordict_utils as tu
+
+    return local_set_sizes(tu.get_tensordict(tensor_dict=tensors, non_tensor_dict={}))
+
+
+def _loss_fields(rows, tokenizer, prompts, responses, answer_masks, global_batch_size):
     """The micro-batch fields verl's ``ppo_loss`` and the Ans-CO loss read (zero advantages)."""
 
     def nested(values):
@@ -90,6 +114,9 @@ def _loss_fields(rows, prompts, responses, answer_masks, global_batch_size):
         "old_log_probs": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
         "advantages": nested([torch.zeros(len(r), dtype=torch.float64) for r in responses]),
         ANSWER_MASK_FIELD: nested(answer_masks),
+        UNCERTAINTY_MASK_FIELD: nested(
+            [answer_token_mask(r[None], tokenizer, span="content")[0].long() for r in responses]
+        ),
         NLL_MASK_FIELD: torch.tensor([NLL[i] for i in rows]),
     }
     non_tensors = {
@@ -101,7 +128,7 @@ def _loss_fields(rows, prompts, responses, answer_masks, global_batch_size):
 
 
 def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
-    """L_OP written plainly: per-sample token means, lam gated on u, averaged over the samples."""
+    """L_OP written plainly: per-sample token means, lam gated on u (content tokens), averaged over the samples."""
     total = 0.0
     for i in rows:
         prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
@@ -112,11 +139,12 @@ def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
         token_lp = log_softmax.gather(-1, response[:, None]).squeeze(-1)
         nll = -token_lp.mean()
         answer = answer_token_mask(response[None], tokenizer)[0]
+        content = answer_token_mask(response[None], tokenizer, span="content")[0]
         term = NLL[i] * nll
         if answer.any():
             entropy = -(log_softmax.exp() * log_softmax).sum(-1)[answer].mean()
-            u = 1 - torch.exp(token_lp[answer].mean().detach())
-            lam = settings.lam if u <= settings.u_max else 0.0
+            u = 1 - torch.exp(token_lp[content].mean().detach())
+            lam = settings.lam if content.any() and u <= settings.u_max else 0.0
             term = term + lam * entropy
         total = total + term
     return total / len(rows)
@@ -142,8 +170,9 @@ def test_gradient_equals_autograd_of_a_plain_reference(setup):
     assert loss.item() == pytest.approx(reference.item(), rel=1e-10)
     theirs = _grads(model, reference)
     assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, theirs, strict=True))
-    for key in ("ansco/nll", "ansco/answer_entropy", "ansco/u_mean", "ansco/gated_frac", "ansco/loss"):
-        assert key in metrics
+    expected, _ = _reference_metrics(tokenizer, model, rows, settings)
+    for key, value in expected.items():
+        assert metrics[key].aggregate() == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
 def test_micro_batches_add_up_to_the_mini_batch(setup):
@@ -214,7 +243,11 @@ def _engine_micro_batch(tokenizer, model, rows, *, use_remove_padding, temperatu
     from verl.utils import torch_functional as verl_F
     from verl.workers.engine.fsdp import transformer_impl
 
-    engine = transformer_impl.FSDPEngineWithLMHead.__new__(transformer_impl.FSDPEngineWithLMHead)
+    from verl_avconfuse.losses.verl_engine import AnsCoFSDPEngineWithLMHead
+
+    # the real class without its FSDP setup: prepare_model_outputs reads only these attributes
+    engine = AnsCoFSDPEngineWithLMHead.__new__(AnsCoFSDPEngineWithLMHead)
+    assert isinstance(engine, transformer_impl.FSDPEngineWithLMHead)
     engine.engine_config = SimpleNamespace(entropy_checkpointing=False, entropy_from_logits_with_chunking=False)
     engine.compute_entropy_from_logits = verl_F.entropy_from_logits
     engine.use_ulysses_sp = False
@@ -248,7 +281,7 @@ def _engine_micro_batch(tokenizer, model, rows, *, use_remove_padding, temperatu
         output_args = {"temperature_is_one": False, "input_ids_rmpad_rolled": rolled, "temperature": per_sample}
         temperature_field = per_sample  # one temperature per sample, as verl also allows
     answer_masks = [answer_token_mask(r[None], tokenizer)[0].long() for r in responses]
-    tensors, non_tensors = _loss_fields(rows, prompts, responses, answer_masks, len(rows))
+    tensors, non_tensors = _loss_fields(rows, tokenizer, prompts, responses, answer_masks, len(rows))
     micro_batch = tu.get_tensordict(
         tensor_dict={"input_ids": input_ids, **tensors},
         non_tensor_dict={**non_tensors, "use_remove_padding": use_remove_padding, "calculate_entropy": True},
@@ -257,18 +290,18 @@ def _engine_micro_batch(tokenizer, model, rows, *, use_remove_padding, temperatu
         tu.assign_non_tensor(micro_batch, temperature=temperature_field)
     else:
         micro_batch["temperature"] = temperature_field
+    assign_global_set_sizes(micro_batch, local_set_sizes(micro_batch))
     return engine, output, output_args, micro_batch
 
 
 @pytest.mark.parametrize("use_remove_padding", [True, False], ids=["packed", "padded"])
 def test_answer_only_entropy_through_verls_forward_matches_the_plain_reference(setup, use_remove_padding):
-    """verl's own (patched) prepare_model_outputs, then the installed loss: the plain reference's gradient."""
+    """The Ans-CO engine's prepare_model_outputs (verl's, minus the entropy), then the installed loss: the
+    plain reference's gradient."""
     from verl.utils import tensordict_utils as tu
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
     from verl.workers.utils.padding import no_padding_2_padding
 
     actor_config, tokenizer, model = setup
-    assert FSDPEngineWithLMHead.prepare_model_outputs._avconfuse_patched
     settings = AnsCoSettings(enable=True, pg_coef=0.0)
     rows = [0, 1, 2, 3]
     engine, output, output_args, micro_batch = _engine_micro_batch(
@@ -321,3 +354,148 @@ def test_answer_only_entropy_leaves_every_other_forward_to_verl(setup):
     bonus = copy.deepcopy(actor_config)
     object.__setattr__(bonus, "entropy_coeff", 0.01)
     assert not getattr(make_ans_co_loss_fn(bonus, AnsCoSettings(enable=True), len(tokenizer)), ANSWER_ENTROPY_ONLY)
+
+
+# ---------------------------------------------- metrics: the mini-batch's values for any split, through verl's reduction
+
+
+def _reference_metrics(tokenizer, model, rows, settings, temperature=0.9):
+    """The ansco/* values of one mini-batch, written plainly from the definitions (docs/ans_co.md)."""
+    nll, entropy, us, gated, answered = [], [], [], 0, 0
+    loss = 0.0
+    for i in rows:
+        prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
+        response = torch.tensor(tokenizer(RESPONSES[i])["input_ids"])
+        logits = model(torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1 : -1] / temperature
+        log_softmax = torch.log_softmax(logits, -1)
+        token_lp = log_softmax.gather(-1, response[:, None]).squeeze(-1)
+        answer = answer_token_mask(response[None], tokenizer)[0]
+        content = answer_token_mask(response[None], tokenizer, span="content")[0]
+        if NLL[i]:
+            nll.append(-token_lp.mean().item())
+            loss += nll[-1]
+        if answer.any():
+            answered += 1
+            h = -(log_softmax.exp() * log_softmax).sum(-1)[answer].mean().item()
+            entropy.append(h)
+            u = 1 - torch.exp(token_lp[content].mean()).item()
+            us.append(u)
+            if u > settings.u_max:
+                gated += 1
+            else:
+                loss += settings.lam * h
+    return {
+        "ansco/loss": loss / len(rows),
+        "ansco/nll": sum(nll) / len(nll),
+        "ansco/answer_entropy": sum(entropy) / len(entropy),
+        "ansco/u_mean": sum(us) / len(us),
+        "ansco/gated_fraction": gated / answered,
+    }, us
+
+
+def _reduced_as_verl_does(per_rank_micro_metrics):
+    """verl's reduction of a loss function's metrics for one mini-batch: ``append_to_dict`` over the
+    micro-batches (engine/utils.postprocess_batch_func), then ``Metric.aggregate_dp`` over the ranks
+    (engine_workers.update_actor)."""
+    from verl.utils.metric import Metric
+    from verl.utils.py_functional import append_to_dict
+
+    per_rank = []
+    for micro_metrics in per_rank_micro_metrics:
+        aggregated: dict = {}
+        for metrics in micro_metrics:
+            append_to_dict(aggregated, metrics)
+        per_rank.append(aggregated)
+    return {key: float(Metric.aggregate_dp([rank[key] for rank in per_rank])) for key in per_rank[0]}
+
+
+@pytest.mark.parametrize("n_micro", [1, 2, 4])
+def test_metrics_are_the_mini_batch_values_for_any_micro_batch_split(setup, n_micro):
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.engine.utils import prepare_micro_batches
+
+    actor_config, tokenizer, model = setup
+    rows = [0, 1, 2, 3]
+    _, us = _reference_metrics(tokenizer, model, rows, AnsCoSettings(enable=True))
+    # a threshold between the answered samples' u, so the gate fires for some and not others
+    settings = AnsCoSettings(enable=True, pg_coef=0.0, u_max=sorted(us)[1])
+    expected, _ = _reference_metrics(tokenizer, model, rows, settings)
+    assert 0.0 < expected["ansco/gated_fraction"] < 1.0  # precondition: a mix of gated and not
+
+    _, mini_batch, _, _ = _micro_batch(tokenizer, model, rows, global_batch_size=len(rows))
+    tu.assign_non_tensor(mini_batch, use_dynamic_bsz=False, micro_batch_size_per_gpu=len(rows) // n_micro)
+    micro_batches, _ = prepare_micro_batches(mini_batch)  # verl's own split
+    assert len(micro_batches) == n_micro
+    loss_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), settings, len(tokenizer))
+    micro_metrics = []
+    for k, data in enumerate(micro_batches):
+        chunk = rows[k * len(rows) // n_micro : (k + 1) * len(rows) // n_micro]
+        output, _, _, _ = _micro_batch(tokenizer, model, chunk, global_batch_size=len(rows))
+        _, metrics = loss_fn(model_output=output, data=data)
+        micro_metrics.append({k: v for k, v in metrics.items() if k.startswith("ansco/")})
+    reduced = _reduced_as_verl_does([micro_metrics])
+    assert reduced.keys() == expected.keys()
+    for key, value in expected.items():
+        assert reduced[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_metrics_are_the_mini_batch_values_across_data_parallel_ranks(setup):
+    """Two ranks, two micro-batches each: verl averages over ranks; each rank's sums cover half the batch."""
+    from verl.utils import tensordict_utils as tu
+
+    actor_config, tokenizer, model = setup
+    rows = [0, 1, 2, 3]
+    _, us = _reference_metrics(tokenizer, model, rows, AnsCoSettings(enable=True))
+    settings = AnsCoSettings(enable=True, pg_coef=0.0, u_max=sorted(us)[1])
+    expected, _ = _reference_metrics(tokenizer, model, rows, settings)
+    loss_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), settings, len(tokenizer))
+    per_rank = []
+    for rank_rows in ([0, 1], [2, 3]):
+        micro_metrics = []
+        for row in rank_rows:
+            output, data, _, _ = _micro_batch(tokenizer, model, [row], global_batch_size=len(rows), mini_batch=rows)
+            tu.assign_non_tensor(data, dp_size=2)
+            _, metrics = loss_fn(model_output=output, data=data)
+            micro_metrics.append({k: v for k, v in metrics.items() if k.startswith("ansco/")})
+        per_rank.append(micro_metrics)
+    reduced = _reduced_as_verl_does(per_rank)
+    for key, value in expected.items():
+        assert reduced[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_without_the_ans_co_engine_the_loss_says_what_to_set(setup, monkeypatch):
+    actor_config, tokenizer, model = setup
+    monkeypatch.delenv("VERL_ENGINE_VENDOR")
+    with pytest.raises(ValueError, match=f"VERL_ENGINE_VENDOR={ANS_CO_ENGINE_VENDOR}"):
+        make_ans_co_loss_fn(copy.deepcopy(actor_config), AnsCoSettings(enable=True), len(tokenizer))
+    # a batch that did not come through the engine has no mini-batch counts
+    output, data, _, _ = _micro_batch(tokenizer, model, [0], global_batch_size=1)
+    del data["ans_co_nll_count"]
+    with pytest.raises(KeyError, match="Ans-CO engine"):
+        ans_co_ppo_loss(copy.deepcopy(actor_config), output, data, settings=AnsCoSettings(enable=True), vocab_size=10)
+
+
+# ---------------------------------------------- the engine in verl's registry
+
+
+def test_the_ans_co_engine_is_chosen_by_verls_registry_only_when_asked(monkeypatch):
+    from verl.workers.engine import EngineRegistry
+    from verl.workers.engine.fsdp import transformer_impl
+
+    from verl_avconfuse.losses.verl_engine import AnsCoFSDPEngineWithLMHead
+
+    for device in ("cuda", "npu", "cpu"):
+        monkeypatch.setenv("VERL_ENGINE_DEVICE", device)
+        for backend in ("fsdp", "fsdp2"):
+            assert EngineRegistry.get_engine_cls("language_model", backend) is AnsCoFSDPEngineWithLMHead
+    # a critic on the same workers keeps verl's engine
+    monkeypatch.setenv("VERL_ENGINE_DEVICE", "cuda")
+    assert EngineRegistry.get_engine_cls("value_model", "fsdp2") is transformer_impl.FSDPEngineWithValueHead
+    monkeypatch.delenv("VERL_ENGINE_VENDOR")
+    for device in ("cuda", "cpu"):
+        monkeypatch.setenv("VERL_ENGINE_DEVICE", device)
+        for backend in ("fsdp", "fsdp2"):
+            assert EngineRegistry.get_engine_cls("language_model", backend) is transformer_impl.FSDPEngineWithLMHead
+    # verl's class is verl's own: nothing replaced on it
+    method = transformer_impl.FSDPEngineWithLMHead.prepare_model_outputs
+    assert method.__module__ == transformer_impl.__name__ and not hasattr(method, "__wrapped__")

@@ -80,7 +80,7 @@ def test_hand_computed_loss_nll_on_right_answers_only():
     assert m["ansco/nll"] == pytest.approx(4 / 3 * LN2, rel=1e-12)
     assert m["ansco/answer_entropy"] == pytest.approx((1.875 + 1.75) / 2 * LN2, rel=1e-12)
     assert m["ansco/u_mean"] == pytest.approx((U_A + 0.875) / 2, rel=1e-12)
-    assert m["ansco/gated_frac"] == 0.5
+    assert m["ansco/gated_fraction"] == 0.5
     assert m["ansco/nll_count"] == 1.0 and m["ansco/answer_count"] == 2.0 and m["ansco/gated_count"] == 1.0
     assert m["ansco/weighted_entropy_sum"] == pytest.approx(0.5 * 1.875 * LN2, rel=1e-12)
     assert m["ansco/loss"] == pytest.approx(loss.item(), rel=1e-12)
@@ -109,11 +109,11 @@ def test_uncertainty_entropy_path():
     loss, m = ans_co_loss(logits, ids, resp, ans, nll_mask, uncertainty="entropy")
     assert loss.item() == pytest.approx(4 / 3 * LN2, rel=1e-12)
     assert m["ansco/u_mean"] == pytest.approx((0.9375 + 0.875) / 2, rel=1e-12)
-    assert m["ansco/gated_frac"] == 1.0
+    assert m["ansco/gated_fraction"] == 1.0
     # u_max = 0.9 gates A only: entropy term (0 + 0.5 * 1.75 ln2) / 2.
     loss, m = ans_co_loss(logits, ids, resp, ans, nll_mask, uncertainty="entropy", u_max=0.9)
     assert loss.item() == pytest.approx((4 / 3 + 0.4375) * LN2, rel=1e-12)
-    assert m["ansco/gated_frac"] == 0.5
+    assert m["ansco/gated_fraction"] == 0.5
 
 
 def test_gate_is_strict_at_u_max():
@@ -125,9 +125,9 @@ def test_gate_is_strict_at_u_max():
     assert u == pytest.approx(0.75, abs=1e-15)
     nll_mask = torch.tensor([False])
     at, m_at = ans_co_loss_from_stats(log_probs, entropy, resp, ans, nll_mask, u_max=u)
-    assert at.item() == pytest.approx(0.5 * 1.2, rel=1e-12) and m_at["ansco/gated_frac"] == 0.0
+    assert at.item() == pytest.approx(0.5 * 1.2, rel=1e-12) and m_at["ansco/gated_fraction"] == 0.0
     below, m_below = ans_co_loss_from_stats(log_probs, entropy, resp, ans, nll_mask, u_max=math.nextafter(u, 0.0))
-    assert below.item() == 0.0 and m_below["ansco/gated_frac"] == 1.0
+    assert below.item() == 0.0 and m_below["ansco/gated_fraction"] == 1.0
 
 
 def test_empty_answer_adds_no_entropy_and_is_not_counted():
@@ -139,7 +139,7 @@ def test_empty_answer_adds_no_entropy_and_is_not_counted():
     loss, m = ans_co_loss(logits, ids, resp, ans_b_empty, nll_mask)
     # S_ans = {A}: 0.5 * 1.875 ln2 / 1; B adds neither NLL (nll_mask) nor entropy.
     assert loss.item() == pytest.approx((4 / 3 + 0.9375) * LN2, rel=1e-12)
-    assert m["ansco/answer_count"] == 1.0 and m["ansco/gated_frac"] == 0.0
+    assert m["ansco/answer_count"] == 1.0 and m["ansco/gated_fraction"] == 0.0
     alone, _ = ans_co_loss(logits[:1], ids[:1], resp[:1], ans[:1], nll_mask[:1])
     assert loss.item() == pytest.approx(alone.item(), rel=1e-12)
     on_padding = torch.zeros_like(ans)
@@ -240,7 +240,7 @@ def test_loss_and_gradient_match_plain_reference(uncertainty, seed):
     assert loss.item() == pytest.approx(ref.item(), rel=1e-10)
     assert torch.allclose(grad, ref_grad, atol=1e-12)
     if len(u) > 1:
-        assert 0.0 < m["ansco/gated_frac"] < 1.0
+        assert 0.0 < m["ansco/gated_fraction"] < 1.0
 
 
 def test_microbatches_with_global_denominators_sum_to_full_batch():
@@ -298,3 +298,72 @@ def test_bad_arguments_are_rejected():
     lp = token_log_probs(logits, ids)
     with pytest.raises(ValueError, match="needs vocab_size"):
         ans_co_loss_from_stats(lp, token_entropy(logits), resp, ans, nll_mask, uncertainty="entropy")
+
+
+# --- u on the answer's content tokens, on the tiny policy's own tokenizer ---------------------------------
+
+REALISTIC = "<a-think>I hear a violin.</a-think>\n<v-think>I see a piano.</v-think>\n<answer>two</answer><|im_end|>"
+
+
+@pytest.fixture(scope="module")
+def omni_tokenizer(tiny_asset):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_asset("models/omni_thinker"))
+
+
+def _realistic_stats(omni_tokenizer, p_answer: float):
+    """The tiny thinker's tokens of REALISTIC; every token at p = 0.99 but the answer "two" at ``p_answer``;
+    entropy 0.1 nats at each tag/EOS token and 1.5 at "two"."""
+    from verl_avconfuse.losses import answer_token_mask
+
+    ids = torch.tensor([omni_tokenizer(REALISTIC, add_special_tokens=False)["input_ids"]])
+    # precondition: the tags are split as the tiny (and, in spirit, Qwen2's) BPE splits them
+    tail = omni_tokenizer.convert_ids_to_tokens(ids[0, -8:].tolist())
+    assert tail == ["<answer", ">", "two", "<", "/", "answer", ">", "<|im_end|>"]
+    n = ids.shape[1]
+    answer = answer_token_mask(ids, omni_tokenizer, span="through_end")
+    content = answer_token_mask(ids, omni_tokenizer, span="content")
+    assert answer[0].tolist() == [False] * (n - 8) + [True] * 8
+    assert content[0].tolist() == [False] * (n - 6) + [True] + [False] * 5
+    log_probs = torch.full((1, n), math.log(0.99), dtype=D)
+    log_probs[0, n - 6] = math.log(p_answer)
+    entropy = torch.full((1, n), 0.1, dtype=D)
+    entropy[0, n - 6] = 1.5
+    return log_probs, entropy, torch.ones(1, n), answer, content, n
+
+
+def test_gate_fires_on_an_uncertain_answer_that_its_tags_would_hide(omni_tokenizer):
+    log_probs, entropy, resp, answer, content, n = _realistic_stats(omni_tokenizer, p_answer=0.2)
+    nll = -((n - 1) * math.log(0.99) + math.log(0.2)) / n
+    # on the whole span N the seven tag/EOS tokens dilute u: 1 - (0.99^7 * 0.2)^(1/8) = 0.18939 (not gated)
+    loss_n, m_n = ans_co_loss_from_stats(log_probs, entropy, resp, answer, torch.ones(1))
+    assert m_n["ansco/u_mean"] == pytest.approx(0.18939, abs=1e-5) and m_n["ansco/gated_fraction"] == 0.0
+    assert loss_n.item() == pytest.approx(nll + 0.5 * (7 * 0.1 + 1.5) / 8, rel=1e-12)
+    # on the content "two" alone: u = 1 - 0.2 = 0.8 > 0.75, gated: pure NLL
+    loss, m = ans_co_loss_from_stats(log_probs, entropy, resp, answer, torch.ones(1), uncertainty_mask=content)
+    assert m["ansco/u_mean"] == pytest.approx(0.8, rel=1e-12)
+    assert m["ansco/gated_fraction"] == 1.0 and m["ansco/gated_count"] == 1.0 and m["ansco/u_count"] == 1.0
+    assert loss.item() == pytest.approx(nll, rel=1e-12)
+    # the entropy term still averages over all of N: 0.1 at the tags, 1.5 at "two"
+    assert m["ansco/answer_entropy"] == pytest.approx((7 * 0.1 + 1.5) / 8, rel=1e-12)
+
+
+def test_confident_answer_keeps_the_entropy_term_over_the_whole_span(omni_tokenizer):
+    log_probs, entropy, resp, answer, content, n = _realistic_stats(omni_tokenizer, p_answer=0.5)
+    loss, m = ans_co_loss_from_stats(log_probs, entropy, resp, answer, torch.ones(1), uncertainty_mask=content)
+    assert m["ansco/u_mean"] == pytest.approx(0.5, rel=1e-12) and m["ansco/gated_fraction"] == 0.0
+    nll = -((n - 1) * math.log(0.99) + math.log(0.5)) / n
+    assert loss.item() == pytest.approx(nll + 0.5 * (7 * 0.1 + 1.5) / 8, rel=1e-12)
+
+
+def test_answer_without_content_tokens_is_gated():
+    # "<answer></answer>" or a cut-off answer: N has tokens, U has none; nothing measures u, so lam = 0
+    log_probs = torch.log(torch.tensor([[0.9, 0.9, 0.9]], dtype=D))
+    entropy = torch.tensor([[0.2, 0.4, 0.6]], dtype=D)
+    answer = torch.tensor([[False, True, True]])
+    loss, m = ans_co_loss_from_stats(
+        log_probs, entropy, torch.ones(1, 3), answer, torch.ones(1), uncertainty_mask=torch.zeros(1, 3, dtype=bool)
+    )
+    assert loss.item() == pytest.approx(-math.log(0.9), rel=1e-12)
+    assert m["ansco/gated_fraction"] == 1.0 and m["ansco/u_count"] == 0.0 and m["ansco/u_mean"] == 0.0

@@ -19,6 +19,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vllm_prompt_model import audio_token_count, predict_vllm_prompt_ids
 
 from verl_avconfuse.omni.vllm_contract import (
     HF_TEXT_TIE_DEFAULT,
@@ -26,10 +27,8 @@ from verl_avconfuse.omni.vllm_contract import (
     QWEN2_5_OMNI_TOKEN_IDS,
     VLLM_THINKER_CHILDREN,
     OmniTokenIds,
-    audio_token_count,
     build_omni_prompt,
     collapse_placeholders,
-    predict_vllm_prompt_ids,
     vllm_engine_overrides,
     vllm_internal_weight_name,
     vllm_thinker_weight_name,
@@ -449,7 +448,8 @@ def test_video_item_errors():
 # ------------------------------------------------------------------------------------------ against the real processor
 @pytest.fixture(scope="module")
 def tiny_thinker_dir(tmp_path_factory) -> Path:
-    models = pytest.importorskip("verl_avconfuse.tiny.models", reason="the tiny Omni builder is not importable yet")
+    from verl_avconfuse.tiny import models
+
     return models.make_omni_thinker(tmp_path_factory.mktemp("omni") / "thinker", warm_start_steps=0)
 
 
@@ -462,7 +462,8 @@ def processor(tiny_thinker_dir):
 
 def _actor_inputs(processor, text, *, videos=None, audios=None, kwargs=None):
     """The processor call verl's agent loop makes for the actor (build_multimodal_processor_inputs)."""
-    tokenizer_mod = pytest.importorskip("verl.utils.tokenizer")
+    from verl.utils import tokenizer as tokenizer_mod
+
     return tokenizer_mod.build_multimodal_processor_inputs(
         processor, text=[text], videos=videos, audio=audios, mm_processor_kwargs=dict(kwargs or {})
     )
@@ -593,7 +594,8 @@ def test_real_processor_two_audios_and_an_image(processor, tiny_ids):
     a1, a2 = _tone(1.0, 300), _tone(0.6, 600)
     image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (56, 56, 3), dtype=np.uint8))
     text = "<|audio_bos|><|AUDIO|><|audio_eos|>then<|vision_bos|><|IMAGE|><|vision_eos|>and<|audio_bos|><|AUDIO|><|audio_eos|>"
-    tokenizer_mod = pytest.importorskip("verl.utils.tokenizer")
+    from verl.utils import tokenizer as tokenizer_mod
+
     actor = tokenizer_mod.build_multimodal_processor_inputs(processor, text=[text], images=[image], audio=[a1, a2])
     expanded = actor["input_ids"][0].tolist()
     request = build_omni_prompt(

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from verl_avconfuse.losses import answer_span
 from verl_avconfuse.rewards import ParsedResponse, extract_block, parse_response, reference_a_think
 
 from conftest import WARMUP_RELEASE as WARMUP
@@ -92,9 +93,10 @@ def test_answer_after_the_reasoning_wins_over_one_inside_it():
     assert not parsed.well_formed
 
 
-def test_answer_before_the_reasoning_still_counts_as_an_answer():
+def test_answer_before_the_reasoning_is_no_answer():
+    # the answer is the one after the last think block (tests/test_answer_rule.py: every consumer agrees)
     parsed = parse_response("<answer>yes</answer> <a-think>a</a-think> <v-think>v</v-think>")
-    assert parsed == ParsedResponse("a", "v", "yes", False)
+    assert parsed == ParsedResponse("a", "v", None, False)
 
 
 def test_reopened_block_pairs_with_the_nearest_opening():
@@ -104,7 +106,6 @@ def test_reopened_block_pairs_with_the_nearest_opening():
 
 def test_answer_agrees_with_ans_co_answer_span():
     # the answer graded here is the one whose tokens Ans-CO's mask covers (same "after the reasoning" rule)
-    answer_span = pytest.importorskip("verl_avconfuse.losses").answer_span
     text = "<a-think> <answer>yes</answer> </a-think> <v-think>v</v-think> <answer>no</answer>"
     start, end = answer_span(text, span="content")
     assert text[start:end].strip() == parse_response(text).answer == "no"

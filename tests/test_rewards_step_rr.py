@@ -192,11 +192,11 @@ def test_similarity_requests_refuses_a_non_text_reference():
 
 
 def test_similarity_pair_has_what_the_embedding_scorer_reads():
-    similarity = pytest.importorskip("verl_avconfuse.similarity")
-    protocol = getattr(similarity, "TextPair", None)
-    if protocol is None:
-        pytest.skip("verl_avconfuse.similarity declares no TextPair")
-    assert set(protocol.__annotations__) <= set(SimilarityPair._fields)
+    from verl_avconfuse import similarity
+    from verl_avconfuse.similarity import TextPair
+
+    assert set(TextPair.__annotations__) == {"kind", "query", "document"}  # what score() reads
+    assert set(TextPair.__annotations__) <= set(SimilarityPair._fields)
     assert set(similarity.INSTRUCTIONS) == {"arr", "avc"}  # the kinds similarity_requests emits
 
 

@@ -136,8 +136,9 @@ def processor(tiny_asset):
 
 @pytest.mark.parametrize("in_video", [False, True], ids=["audio-item", "audio-in-video"])
 def test_dataset_items_carry_video_and_audio_features_and_train_only_the_replies(warmup, processor, in_video):
+    from vllm_prompt_model import audio_token_count
+
     from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
-    from verl_avconfuse.omni.vllm_contract import audio_token_count
 
     folder, result = warmup
     dataset = OmniSFTDataset(

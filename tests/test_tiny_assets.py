@@ -20,11 +20,23 @@ def test_resolver_builds_the_text_dataset_in_verls_row_schema():
     assert row["reward_model"]["ground_truth"] in {"yes", "no", "one", "two", "three", "four"}
 
 
-def test_resolver_is_usable_from_a_config_and_caches():
+def test_resolver_is_usable_from_a_config_and_caches(monkeypatch):
+    from pathlib import Path
+
+    from verl_avconfuse.tiny import data
+
     register_resolver()
+    built = Path(tiny_asset("data/text/val.parquet"))  # built now, or by an earlier test
+    before = built.stat()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("a cached tiny dataset was built again")
+
+    monkeypatch.setattr(data, "build_tiny_dataset", no_rebuild)
     config = OmegaConf.create({"path": f"${{{RESOLVER_NAME}:data/text/val.parquet}}"})
-    first = config.path
-    assert first == tiny_asset("data/text/val.parquet")
+    assert config.path == str(built)
+    after = built.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 @pytest.mark.parametrize("name", ["weights/x", "models", "data/text", "data/nope/train.parquet"])

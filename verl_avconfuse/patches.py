@@ -154,43 +154,6 @@ def _patch_hf_processor(module: ModuleType) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# 3. Ans-CO: the entropy at the answer tokens only
-# --------------------------------------------------------------------------------------------------
-
-ANSWER_ENTROPY = PatchTarget(
-    module="verl.workers.engine.fsdp.transformer_impl",
-    attribute="FSDPEngineWithLMHead.prepare_model_outputs",
-    signature="(self, output, output_args, micro_batch: tensordict._td.TensorDict, logits_processor_func)",
-    reason=(
-        "verl 0.9.1's FSDP actor forward computes the entropy at every position of every sequence "
-        "(prompt included) when calculate_entropy is set, and the loss function only sees the result. "
-        "Ans-CO reads it at the answer tokens only; the wrapper asks verl's method for no entropy and "
-        "computes it at those positions, only when the installed Ans-CO loss function asks for it "
-        "(verl_avconfuse.losses.verl_loss.prepare_outputs_with_answer_entropy). The engine has no hook "
-        "between the logits and the loss."
-    ),
-)
-
-
-def _patch_answer_entropy(module: ModuleType) -> None:
-    engine_class = module.FSDPEngineWithLMHead
-    original = engine_class.prepare_model_outputs
-    if getattr(original, "_avconfuse_patched", False):
-        return
-
-    @functools.wraps(original)
-    def prepare_model_outputs(self, output, output_args, micro_batch, logits_processor_func):
-        from verl_avconfuse.losses.verl_loss import prepare_outputs_with_answer_entropy
-
-        return prepare_outputs_with_answer_entropy(
-            original, self, output, output_args, micro_batch, logits_processor_func
-        )
-
-    prepare_model_outputs._avconfuse_patched = True
-    engine_class.prepare_model_outputs = prepare_model_outputs
-
-
-# --------------------------------------------------------------------------------------------------
 # registry of module-level patches, applied from the plugin through post-import hooks
 # --------------------------------------------------------------------------------------------------
 
@@ -200,7 +163,6 @@ MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], None]]]
         (SFT_PROCESS_GROUP_BACKEND, _patch_sft_process_group_backend),
     ],
     HF_PROCESSOR.module: [(HF_PROCESSOR, _patch_hf_processor)],
-    ANSWER_ENTROPY.module: [(ANSWER_ENTROPY, _patch_answer_entropy)],
 }
 
 ALL_TARGETS: list[PatchTarget] = [target for patches in MODULE_PATCHES.values() for target, _ in patches]

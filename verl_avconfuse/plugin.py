@@ -12,6 +12,7 @@ module that owns the registry (see :mod:`verl_avconfuse._import_hooks`):
 CPU platform ``cpu``              ``verl.plugin.platform.PlatformRegistry``
 rollouts ``hf``, ``vllm_omni``     ``_ROLLOUT_REGISTRY`` and ``RolloutReplicaRegistry``
 FSDP engines on ``cpu``           ``verl.workers.engine.EngineRegistry``
+Ans-CO engine (opt-in)            ``EngineRegistry``, vendor key ``avconfuse_ans_co`` (``VERL_ENGINE_VENDOR``)
 ``${avconfuse_tiny:...}``         an OmegaConf resolver building the tiny offline assets
 ``${avconfuse_thinker:...}``      an OmegaConf resolver giving a thinker-only Omni directory
 Omni processor                    :mod:`verl_avconfuse.patches` (verl has no processor registry)
@@ -98,6 +99,13 @@ def _register_cpu_engines(module: ModuleType) -> None:
         registry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device="cpu")(engine_cls)
 
 
+def _register_ans_co_engine(module: ModuleType) -> None:
+    """Ans-CO's engine, selected per run by ``VERL_ENGINE_VENDOR`` (verl_avconfuse/losses/verl_engine.py)."""
+    from verl_avconfuse.losses import verl_engine
+
+    verl_engine.register(module.EngineRegistry)
+
+
 def _register_trainer(module: ModuleType) -> None:
     import verl_avconfuse.trainer  # noqa: F401  (register_trainer("avconfuse") runs on import)
 
@@ -134,6 +142,7 @@ def register() -> None:
     when_imported("verl.workers.rollout.base", _guarded("the hf rollout class", _register_rollout_class))
     when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))
     when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))
+    when_imported("verl.workers.engine", _guarded("the Ans-CO engine", _register_ans_co_engine))
     when_imported("verl.trainer.ppo.v1", _guarded("the avconfuse trainer", _register_trainer))
     when_imported(
         "verl.experimental.reward_loop.reward_manager", _guarded("the step_rr reward manager", _register_reward_manager)

@@ -19,7 +19,7 @@ the run when the reference or similarity failures exceed their budget. It adds, 
 
 With ``avconfuse.ans_co.enable`` (RL-CoMM stage 3) it installs the Ans-CO loss in the actor workers
 (``set_loss_fn``) and, before each actor update, writes each response's answer-token mask and NLL
-flag into the transfer queue; ``ansco/{nll,answer_entropy,u_mean,gated_frac,loss}`` are logged.
+flag into the transfer queue; ``ansco/{nll,answer_entropy,u_mean,gated_fraction,loss}`` are logged.
 
 Everything else is ``PPOTrainerSync``.
 """
@@ -269,7 +269,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         from verl.workers.utils.padding import response_to_nested
 
         from verl_avconfuse.losses import answer_token_mask
-        from verl_avconfuse.losses.verl_loss import ANSWER_MASK_FIELD, NLL_MASK_FIELD
+        from verl_avconfuse.losses.verl_loss import ANSWER_MASK_FIELD, NLL_MASK_FIELD, UNCERTAINTY_MASK_FIELD
 
         settings = self.avconfuse_settings.ans_co
         data = tq.kv_batch_get(
@@ -281,6 +281,8 @@ class AvconfuseTrainer(PPOTrainerSync):
         responses = data["responses"].to_padded_tensor(padding=self.tokenizer.pad_token_id or 0)
         response_mask = response_mask_nested.to_padded_tensor(padding=0)
         answer_mask = answer_token_mask(responses, self.tokenizer, response_mask, span=settings.answer_span)
+        # u is measured on what the answer says, not on its near-certain tags and EOS (docs/ans_co.md)
+        content_mask = answer_token_mask(responses, self.tokenizer, response_mask, span="content")
         if settings.nll_on == "all":
             nll = torch.ones(len(batch.keys))
         else:
@@ -294,6 +296,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         fields = TensorDict(
             {
                 ANSWER_MASK_FIELD: response_to_nested(answer_mask.to(torch.int64), response_mask_nested),
+                UNCERTAINTY_MASK_FIELD: response_to_nested(content_mask.to(torch.int64), response_mask_nested),
                 NLL_MASK_FIELD: nll,
             },
             batch_size=len(batch.keys),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +32,6 @@ __all__ = [
 #: gives "yes", " yes" and " Yes" different first tokens and a model may put its mass on any of them.
 YES_STRINGS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
 NO_STRINGS = ("no", "No", "NO", " no", " No", " NO")
-_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"</(?:a-think|v-think)>", re.IGNORECASE)
 
 
 def answer_polarity(answer: str | None) -> str | None:
@@ -47,15 +44,15 @@ def answer_polarity(answer: str | None) -> str | None:
 def answer_prefix(reply: str) -> str:
     """The reply up to and including the answer's opening tag: where P(yes) is read.
 
-    The tag is the first ``<answer>`` after the last ``</a-think>``/``</v-think>`` (else the first one), the
-    same answer :func:`~verl_avconfuse.rewards.parse_response` grades. A reply without one gets
+    The answer is the one :func:`~verl_avconfuse.rewards.parse_response` grades (the answer after the last
+    think block, :func:`~verl_avconfuse.rewards.parsing.locate_answer`). A reply without one gets
     ``<answer>`` appended, i.e. the probability of the answer the model would give if made to answer now.
     """
-    think_end = max((m.end() for m in _THINK_CLOSE.finditer(reply)), default=0)
-    openings = list(_ANSWER_OPEN.finditer(reply))
-    chosen = next((m for m in openings if m.start() >= think_end), openings[0] if openings else None)
-    if chosen is not None:
-        return reply[: chosen.end()]
+    from verl_avconfuse.rewards.parsing import locate_answer
+
+    located = locate_answer(reply)
+    if located is not None:
+        return reply[: located.content_start]
     return (reply.rstrip() + "\n" if reply.strip() else "") + "<answer>"
 
 

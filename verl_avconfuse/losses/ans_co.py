@@ -1,18 +1,26 @@
 """Ans-CO: answer-confidence optimisation, RL-CoMM stage 3 (arXiv 2511.10059, Sec. "Ans-CO").
 
-Per response ``i`` with ``T_i`` response tokens and answer tokens ``N_i`` (see :mod:`.answer_mask`)::
+Per response ``i`` with ``T_i`` response tokens, answer tokens ``N_i`` (the entropy set) and answer
+*content* tokens ``U_i`` (the uncertainty set; see :mod:`.answer_mask`)::
 
     L_OP,i = -(1/T_i) sum_{t<=T_i} log pi(o_t | o_<t, x)  +  lam_i * (1/|N_i|) sum_{t in N_i} H_t
 
     H_t   = -sum_v pi(v | o_<t, x) log pi(v | o_<t, x)       (entropy of the full next-token distribution)
-    lam_i = lam if u_i <= u_max else 0                        (gate: leave very uncertain answers alone)
+    lam_i = lam if |U_i| > 0 and u_i <= u_max else 0          (gate: leave very uncertain answers alone)
+
+``N_i`` is the paper's span (``<answer>`` through the end of the response); ``U_i`` is what the answer
+says, without its tags and EOS. Tag tokens are near-certain, so measuring ``u`` on ``N_i`` would dilute
+it: 7 tag/EOS tokens at p = 0.99 and one answer token at p = 0.2 give ``u = 0.19`` on ``N_i`` and
+``u = 0.80`` on ``U_i`` (docs/ans_co.md). A response with answer tokens but no content tokens (a cut-off
+or empty answer) has no measurable uncertainty and is gated.
 
 The paper does not define the answer uncertainty ``u``; two choices are offered (no gradient flows
 through ``u``, it only gates):
 
-- ``"answer_prob"`` (default): ``u_i = 1 - exp(mean_{t in N_i} log pi(o_t))``, one minus the geometric-mean
-  probability of the sampled answer tokens.
-- ``"entropy"``: ``u_i = mean_{t in N_i} H_t / log(V)``, the answer entropy normalised to [0, 1].
+- ``"answer_prob"`` (default): ``u_i = 1 - exp(mean_{t in U_i} log pi(o_t))``, one minus the geometric-mean
+  probability of the sampled answer content tokens.
+- ``"entropy"``: ``u_i = mean_{t in U_i} H_t / log(V)``, the content's entropy normalised to [0, 1] (it
+  needs the entropy at ``U_i``, which is inside ``N_i``).
 
 Batch aggregation (the paper gives the per-sample loss only)::
 
@@ -20,9 +28,10 @@ Batch aggregation (the paper gives the per-sample loss only)::
 
     S_nll = {i : nll_mask_i and T_i > 0}      (by default: responses whose answer is right)
     S_ans = {i : |N_i| > 0}                   (gated samples stay in S_ans with lam_i = 0)
+    S_u   = {i : |U_i| > 0}                   (the samples whose u is measured)
     D_nll = |S_nll|, D_ans = |S_ans|          (local counts unless the caller passes global ones)
 
-A sample without answer tokens adds no entropy term and is left out of ``D_ans`` and of ``gated_frac``.
+A sample without answer tokens adds no entropy term and is left out of ``D_ans`` and of ``gated_fraction``.
 Keeping gated samples in ``D_ans`` means gating literally sets ``lam_i = 0`` for that sample: the weight
 of the others does not grow as more samples are gated. For gradient accumulation or data parallelism,
 compute the global counts once with :func:`ans_co_denominators` and pass them as ``nll_denominator`` /
@@ -121,7 +130,8 @@ class AnsCoSampleTerms(NamedTuple):
     lam: torch.Tensor  # lam_i after the gate, detached
     nll_on: torch.Tensor  # bool, i in S_nll
     has_answer: torch.Tensor  # bool, i in S_ans
-    gated: torch.Tensor  # bool, has_answer and u_i > u_max
+    gated: torch.Tensor  # bool, has_answer and (no content tokens or u_i > u_max)
+    has_content: torch.Tensor  # bool, i in S_u
 
 
 def ans_co_sample_terms(
@@ -134,6 +144,7 @@ def ans_co_sample_terms(
     u_max: float = DEFAULT_U_MAX,
     uncertainty: Uncertainty = "answer_prob",
     vocab_size: int | None = None,
+    uncertainty_mask: torch.Tensor | None = None,
 ) -> AnsCoSampleTerms:
     """Per-sample terms of ``L_OP`` from per-token statistics (the formula lives here).
 
@@ -148,6 +159,8 @@ def ans_co_sample_terms(
     _check_shape("response_mask", response_mask, log_probs.shape)
     _check_shape("answer_mask", answer_mask, log_probs.shape)
     _check_shape("nll_mask", nll_mask, (bs,))
+    if uncertainty_mask is not None:
+        _check_shape("uncertainty_mask", uncertainty_mask, log_probs.shape)
     if u_max < 0:
         raise ValueError(f"u_max must be >= 0, got {u_max}")
 
@@ -162,12 +175,41 @@ def ans_co_sample_terms(
     answer_entropy = torch.where(ans, entropy, torch.zeros_like(entropy)).sum(dim=-1) / n_ans.clamp(min=1).to(
         entropy.dtype
     )
-    u = answer_uncertainty(log_probs, entropy, ans, uncertainty, vocab_size)
+    # U is a subset of N: u never reads a position the entropy term does not.
+    measured = ans if uncertainty_mask is None else uncertainty_mask.bool() & ans
+    u = answer_uncertainty(log_probs, entropy, measured, uncertainty, vocab_size)
     has_answer = n_ans > 0
-    gated = has_answer & (u > u_max)
+    has_content = measured.any(dim=-1)
+    gated = has_answer & (~has_content | (u > u_max))
     lam_i = torch.where(has_answer & ~gated, torch.full_like(u, lam), torch.zeros_like(u))
     nll_on = nll_mask.bool().to(resp.device) & (n_tok > 0)
-    return AnsCoSampleTerms(nll, answer_entropy, u, lam_i, nll_on, has_answer, gated)
+    return AnsCoSampleTerms(nll, answer_entropy, u, lam_i, nll_on, has_answer, gated, has_content)
+
+
+class AnsCoSetSizes(NamedTuple):
+    """``(|S_nll|, |S_ans|, |S_u|)`` of a batch (module docstring): the denominators of the terms and means."""
+
+    nll: int
+    answer: int
+    uncertainty: int
+
+
+def ans_co_set_sizes(
+    response_mask: torch.Tensor,
+    answer_mask: torch.Tensor,
+    nll_mask: torch.Tensor,
+    uncertainty_mask: torch.Tensor | None = None,
+) -> AnsCoSetSizes:
+    """The sizes of Ans-CO's three sample sets, from the masks alone (known before any forward).
+
+    Args: ``(bs, L)`` masks and the ``(bs,)`` ``nll_mask`` as in :func:`ans_co_loss_from_stats`;
+    ``uncertainty_mask`` ``None`` measures ``u`` on ``answer_mask``.
+    """
+    resp = response_mask.bool()
+    ans = answer_mask.bool() & resp
+    measured = ans if uncertainty_mask is None else uncertainty_mask.bool() & ans
+    n_nll = int((nll_mask.bool().to(resp.device) & (resp.sum(dim=-1) > 0)).sum())
+    return AnsCoSetSizes(n_nll, int(ans.any(dim=-1).sum()), int(measured.any(dim=-1).sum()))
 
 
 def ans_co_denominators(
@@ -179,10 +221,8 @@ def ans_co_denominators(
     ``nll_denominator`` / ``entropy_denominator`` so the micro-batch losses sum to the full-batch loss
     (divide by the data-parallel size too when gradients are averaged across ranks).
     """
-    resp = response_mask.bool()
-    n_nll = int((nll_mask.bool().to(resp.device) & (resp.sum(dim=-1) > 0)).sum())
-    n_ans = int(((answer_mask.bool() & resp).sum(dim=-1) > 0).sum())
-    return n_nll, n_ans
+    sizes = ans_co_set_sizes(response_mask, answer_mask, nll_mask)
+    return sizes.nll, sizes.answer
 
 
 def ans_co_loss_from_stats(
@@ -197,6 +237,7 @@ def ans_co_loss_from_stats(
     vocab_size: int | None = None,
     nll_denominator: float | None = None,
     entropy_denominator: float | None = None,
+    uncertainty_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Ans-CO loss from per-token statistics the trainer already has (verl computes both).
 
@@ -205,7 +246,7 @@ def ans_co_loss_from_stats(
         entropy: ``(bs, L)`` entropy of the full next-token distribution at each position, with grad.
             Only answer positions are read, so a caller may fill the rest with zeros.
         response_mask: ``(bs, L)`` {0,1}/bool, real response tokens (T_i = row sum).
-        answer_mask: ``(bs, L)`` bool, answer tokens N (intersected with ``response_mask`` here).
+        answer_mask: ``(bs, L)`` bool, answer tokens N, the entropy set (intersected with ``response_mask``).
         nll_mask: ``(bs,)`` bool, which samples get the NLL term (default policy: answer is right;
             pass all ones for NLL on every response).
         lam: entropy weight lambda (0.5); ``lam=0`` gives pure NLL.
@@ -214,18 +255,30 @@ def ans_co_loss_from_stats(
         vocab_size: V, needed for ``uncertainty="entropy"``.
         nll_denominator: divides the summed NLL term; default ``|S_nll|`` of this batch.
         entropy_denominator: divides the summed entropy term; default ``|S_ans|`` of this batch.
+        uncertainty_mask: ``(bs, L)`` bool, the answer content tokens U on which ``u`` is measured
+            (intersected with ``answer_mask``; ``answer_token_mask(span="content")``). ``None`` measures
+            ``u`` on ``answer_mask`` itself.
 
     Returns:
         ``(loss, metrics)``: scalar loss (a graph-connected 0 when no sample contributes, so every rank
         can still call backward) and detached floats: ``ansco/nll`` (mean NLL over S_nll),
         ``ansco/answer_entropy`` (mean answer entropy over S_ans, unweighted), ``ansco/u_mean``
-        (over S_ans), ``ansco/gated_frac`` (gated / |S_ans|), ``ansco/loss``, and the raw sums/counts
+        (over S_u), ``ansco/gated_fraction`` (gated / |S_ans|), ``ansco/loss``, and the raw sums/counts
         ``ansco/nll_sum``, ``ansco/nll_count``, ``ansco/answer_entropy_sum``, ``ansco/weighted_entropy_sum``,
-        ``ansco/u_sum``, ``ansco/answer_count``, ``ansco/gated_count`` for exact re-aggregation over
-        micro-batches. Means over an empty set are reported as 0.0 (the count says so).
+        ``ansco/u_sum``, ``ansco/u_count``, ``ansco/answer_count``, ``ansco/gated_count`` for exact
+        re-aggregation over micro-batches. Means over an empty set are reported as 0.0 (the count says so).
     """
     terms = ans_co_sample_terms(
-        log_probs, entropy, response_mask, answer_mask, nll_mask, lam, u_max, uncertainty, vocab_size
+        log_probs,
+        entropy,
+        response_mask,
+        answer_mask,
+        nll_mask,
+        lam,
+        u_max,
+        uncertainty,
+        vocab_size,
+        uncertainty_mask,
     )
     nll_sum = torch.where(terms.nll_on, terms.nll, torch.zeros_like(terms.nll)).sum()
     weighted = terms.lam * terms.answer_entropy
@@ -239,20 +292,22 @@ def ans_co_loss_from_stats(
 
     with torch.no_grad():
         ans_entropy_sum = float(torch.where(terms.has_answer, terms.answer_entropy, 0.0).sum())
-        u_sum = float(terms.u.sum())
+        u_sum = float(torch.where(terms.has_content, terms.u, 0.0).sum())
+        n_u = int(terms.has_content.sum())
         n_gated = int(terms.gated.sum())
         nll_sum_f = float(nll_sum)
         metrics = {
             "ansco/loss": float(loss),
             "ansco/nll": nll_sum_f / n_nll if n_nll else 0.0,
             "ansco/answer_entropy": ans_entropy_sum / n_ans if n_ans else 0.0,
-            "ansco/u_mean": u_sum / n_ans if n_ans else 0.0,
-            "ansco/gated_frac": n_gated / n_ans if n_ans else 0.0,
+            "ansco/u_mean": u_sum / n_u if n_u else 0.0,
+            "ansco/gated_fraction": n_gated / n_ans if n_ans else 0.0,
             "ansco/nll_sum": nll_sum_f,
             "ansco/nll_count": float(n_nll),
             "ansco/answer_entropy_sum": ans_entropy_sum,
             "ansco/weighted_entropy_sum": float(ent_sum),
             "ansco/u_sum": u_sum,
+            "ansco/u_count": float(n_u),
             "ansco/answer_count": float(n_ans),
             "ansco/gated_count": float(n_gated),
         }
@@ -271,6 +326,7 @@ def ans_co_loss(
     temperature: float = 1.0,
     nll_denominator: float | None = None,
     entropy_denominator: float | None = None,
+    uncertainty_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Ans-CO loss from logits; a thin front of :func:`ans_co_loss_from_stats`.
 
@@ -280,7 +336,7 @@ def ans_co_loss(
             convention: the loss sees the distribution the rollout sampled from).
         response_ids: ``(bs, L)`` int64 sampled tokens.
         response_mask, answer_mask, nll_mask, lam, u_max, uncertainty, nll_denominator,
-        entropy_denominator: see :func:`ans_co_loss_from_stats`.
+        entropy_denominator, uncertainty_mask: see :func:`ans_co_loss_from_stats`.
         temperature: > 0.
 
     Entropy is computed only at answer positions (an ``(n_answer_tokens, V)`` slice), never for the
@@ -310,6 +366,7 @@ def ans_co_loss(
         vocab_size=logits.shape[-1],
         nll_denominator=nll_denominator,
         entropy_denominator=entropy_denominator,
+        uncertainty_mask=uncertainty_mask,
     )
 
 

@@ -11,8 +11,8 @@ and map it back to tokens:
    special tokens: their content). The table is cached per tokenizer.
 2. the bytes of the response's valid tokens (``response_mask`` 1) are concatenated, giving each token a
    half-open byte range ``[start, end)``.
-3. :func:`answer_span` finds the answer's range in that byte string, and every token whose range overlaps
-   it is marked. A token that straddles a boundary (``">\\n<answer>"`` holds the end of ``</v-think>``
+3. :func:`answer_span` finds the answer's range in that byte string (by the parser's rule,
+   :func:`verl_avconfuse.rewards.parsing.locate_answer`), and every token whose range overlaps it is marked. A token that straddles a boundary (``">\\n<answer>"`` holds the end of ``</v-think>``
    and the start of the answer) is in N as soon as one of its bytes is inside the span.
 
 All tags are ASCII, and in UTF-8 an ASCII byte never occurs inside a multi-byte character, so searching
@@ -21,7 +21,6 @@ bytes is the same as searching text.
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -29,67 +28,39 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from verl_avconfuse.rewards.parsing import locate_answer
+
 AnswerSpan = Literal["through_end", "content"]
 ANSWER_SPANS: tuple[str, ...] = ("through_end", "content")
 
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
-# RL-CoMM's blocks are a-think then v-think; </think> keeps plain R1-style responses working too.
-THINK_END_TAGS: tuple[str, ...] = ("</a-think>", "</v-think>", "</think>")
 
+def answer_span(text: str | bytes, span: AnswerSpan = "through_end") -> tuple[int, int] | None:
+    """Locate the answer tokens' text in one decoded response.
 
-def answer_span(
-    text: str | bytes,
-    span: AnswerSpan = "through_end",
-    think_end_tags: Sequence[str] = THINK_END_TAGS,
-) -> tuple[int, int] | None:
-    """Locate the answer in one decoded response.
-
-    The answer block is the first ``<answer>`` that starts after the end of the *last* think-closing tag
-    (or anywhere, if the response has no think block), so an ``<answer>`` written inside the reasoning
-    is ignored.
+    Where the answer is comes from :func:`verl_avconfuse.rewards.parsing.locate_answer`, the rule the
+    reward grades by (the answer after the last think block); this adds how much of it N covers.
 
     Args:
         text: the response, as ``str`` (offsets are characters) or UTF-8 ``bytes`` (offsets are bytes).
         span: ``"through_end"`` (default, the paper's ``t > T_prompt+think``): from the first character of
-            ``<answer>`` to the end of the text, closing tag, EOS and anything after it included; a
-            truncated answer without ``</answer>`` still counts. ``"content"``: strictly between
-            ``<answer>`` and the first ``</answer>`` after it; without a closing tag there is no span.
-        think_end_tags: tags that close a reasoning block.
+            the answer's ``<answer>`` to the end of the text, closing tag, EOS and anything after it
+            included; a cut-off answer without ``</answer>`` still counts. ``"content"``: strictly between
+            ``<answer>`` and its ``</answer>``; a cut-off answer has none.
 
     Returns:
-        ``(start, end)`` half-open offsets into ``text``, or ``None`` when the response has no answer block
-        (malformed). ``start == end`` is possible for ``"content"`` (``<answer></answer>``).
+        ``(start, end)`` half-open offsets into ``text``, or ``None`` when the response has no answer.
+        ``start == end`` is possible for ``"content"`` (``<answer></answer>``).
     """
     if span not in ANSWER_SPANS:
         raise ValueError(f"span must be one of {ANSWER_SPANS}, got {span!r}")
-    as_bytes = isinstance(text, bytes)
-
-    def find(tag: str, start: int = 0, last: bool = False) -> int:
-        # Case-insensitive, like the reward's parser (<ANSWER> is an answer there too); a regex keeps
-        # the offsets exact where str.lower() could change a string's length.
-        pattern = re.compile(re.escape(tag.encode() if as_bytes else tag), re.IGNORECASE)
-        if last:
-            matches = list(pattern.finditer(text, start))
-            return matches[-1].start() if matches else -1
-        match = pattern.search(text, start)
-        return match.start() if match else -1
-
-    think_end = 0
-    for t in think_end_tags:
-        pos = find(t, last=True)
-        if pos >= 0:
-            think_end = max(think_end, pos + len(t))
-    open_start = find(ANSWER_OPEN, think_end)
-    if open_start < 0:
+    block = locate_answer(text)
+    if block is None:
         return None
     if span == "through_end":
-        return open_start, len(text)
-    content_start = open_start + len(ANSWER_OPEN)
-    close_start = find(ANSWER_CLOSE, content_start)
-    if close_start < 0:
+        return block.start, len(text)
+    if not block.complete:
         return None
-    return content_start, close_start
+    return block.content_start, block.content_end
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -165,7 +136,6 @@ def answer_token_mask(
     tokenizer: Any,
     response_mask: torch.Tensor | None = None,
     span: AnswerSpan = "through_end",
-    think_end_tags: Sequence[str] = THINK_END_TAGS,
 ) -> torch.Tensor:
     """Mark the answer tokens N of each response (the entropy set of Ans-CO).
 
@@ -176,7 +146,6 @@ def answer_token_mask(
         response_mask: ``(bs, L)`` {0,1}/bool, 1 on real response tokens. Only these tokens make up the
             decoded text and only they can be marked; ``None`` means every position is real.
         span: ``"through_end"`` (default) or ``"content"``, see :func:`answer_span`.
-        think_end_tags: tags that close a reasoning block.
 
     Returns:
         ``(bs, L)`` bool on ``response_ids.device``: True on every real token that overlaps the answer span
@@ -204,7 +173,7 @@ def answer_token_mask(
         if positions.size == 0:
             continue
         pieces = table.lookup(ids[row, positions].tolist())
-        located = answer_span(b"".join(pieces), span, think_end_tags)
+        located = answer_span(b"".join(pieces), span)
         if located is None:
             continue
         lo, hi = located

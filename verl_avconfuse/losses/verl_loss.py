@@ -8,31 +8,56 @@ verl's actor worker takes a whole loss function instead (``ActorRolloutRefWorker
 formula lives.
 
 Per-sample inputs arrive with the micro-batch from verl's transfer queue, written by the trainer
-before the update (:data:`ANSWER_MASK_FIELD`: response-aligned answer tokens; :data:`NLL_MASK_FIELD`:
-1 where the NLL term applies). The terms are summed over the micro-batch and divided by the
-mini-batch's global sample count per data-parallel rank, as verl's ``agg_loss`` does for its
-``seq-mean`` modes, so micro-batching, gradient accumulation, dynamic batch sizes and data
-parallelism all give the gradient of one mean over the mini-batch (samples outside the NLL or
-answer sets count as zeros), whatever ``loss_agg_mode`` the policy-gradient term uses.
+before the update (:data:`ANSWER_MASK_FIELD`: response-aligned answer tokens N, the entropy set;
+:data:`UNCERTAINTY_MASK_FIELD`: the answer's content tokens U, where ``u`` is measured;
+:data:`NLL_MASK_FIELD`: 1 where the NLL term applies). The terms are summed over the micro-batch and
+divided by the mini-batch's global sample count per data-parallel rank, as verl's ``agg_loss`` does for
+its ``seq-mean`` modes, so micro-batching, gradient accumulation, dynamic batch sizes and data
+parallelism all give the gradient of one mean over the mini-batch (samples outside the NLL or answer
+sets count as zeros), whatever ``loss_agg_mode`` the policy-gradient term uses.
+
+Metrics. verl reduces a loss function's metrics per mini-batch as: the mean over data-parallel ranks of
+the *sum* (``AggregationType.SUM``) or *mean* (``MEAN``) over micro-batches (``Metric.aggregate_dp`` in
+``verl/utils/metric/utils.py``). Each ``ansco/*`` value is a mean over one of Ans-CO's sample sets, so
+every micro-batch reports ``dp_size * (its sum) / (the set's size in the whole mini-batch)`` with
+``SUM``: the reduced value is then the full mini-batch's mean for any micro-batch split and any
+data-parallel size. The set sizes come from the masks alone; the Ans-CO engine
+(:mod:`verl_avconfuse.losses.verl_engine`) counts them over the mini-batch, across ranks, before it
+splits it (:func:`assign_global_set_sizes`), as verl counts ``batch_num_tokens``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import torch
 
-from verl_avconfuse.losses.ans_co import ans_co_loss_from_stats
+from verl_avconfuse.losses.ans_co import AnsCoSetSizes, ans_co_loss_from_stats, ans_co_set_sizes
 from verl_avconfuse.settings import AnsCoSettings
 
 ANSWER_MASK_FIELD = "ans_co_answer_mask"
+UNCERTAINTY_MASK_FIELD = "ans_co_uncertainty_mask"
 NLL_MASK_FIELD = "ans_co_nll_mask"
 #: Attribute of the installed loss function: the actor's forward computes the entropy at the answer
-#: tokens only (see :func:`prepare_outputs_with_answer_entropy`).
+#: tokens only (see :func:`answer_entropy_applies`).
 ANSWER_ENTROPY_ONLY = "avconfuse_answer_entropy_only"
-#: Metrics reported (verl prefixes actor metrics with ``actor/``; the trainer strips it again).
-METRIC_KEYS = ("ansco/nll", "ansco/answer_entropy", "ansco/u_mean", "ansco/gated_frac", "ansco/loss")
+#: The Ans-CO engine's key in verl's EngineRegistry, selected with ``VERL_ENGINE_VENDOR`` (docs/ans_co.md).
+ANS_CO_ENGINE_VENDOR = "avconfuse_ans_co"
+#: Non-tensor entries of the mini-batch: the sizes of Ans-CO's sample sets over the whole mini-batch,
+#: all data-parallel ranks together (:func:`assign_global_set_sizes`).
+SET_SIZE_KEYS = AnsCoSetSizes(nll="ans_co_nll_count", answer="ans_co_answer_count", uncertainty="ans_co_u_count")
+#: metric -> (the sum ans_co_loss_from_stats reports, the sample set it is a mean over; None: already a
+#: mean over the mini-batch). verl prefixes actor metrics with ``actor/``; the trainer strips it again.
+METRICS: dict[str, tuple[str, str | None]] = {
+    "ansco/loss": ("ansco/loss", None),
+    "ansco/nll": ("ansco/nll_sum", "nll"),
+    "ansco/answer_entropy": ("ansco/answer_entropy_sum", "answer"),
+    "ansco/u_mean": ("ansco/u_sum", "uncertainty"),
+    "ansco/gated_fraction": ("ansco/gated_count", "answer"),
+}
+METRIC_KEYS = tuple(METRICS)
 
 
 def make_ans_co_loss_fn(actor_config, settings: AnsCoSettings, vocab_size: int):
@@ -41,7 +66,17 @@ def make_ans_co_loss_fn(actor_config, settings: AnsCoSettings, vocab_size: int):
     With ``settings.entropy_positions == "answer"`` and no entropy bonus in verl's PPO term
     (``actor_config.entropy_coeff == 0``), the actor's forward computes the entropy at the answer tokens
     only; otherwise it keeps verl's full-sequence entropy.
+
+    Called where the trainer runs (a Ray actor with the job's environment), it checks that the actor
+    workers will build the Ans-CO engine, which the loss needs for its mini-batch counts: a missing
+    ``VERL_ENGINE_VENDOR`` fails here, before the first rollout, not at the first update.
     """
+    if os.environ.get("VERL_ENGINE_VENDOR") != ANS_CO_ENGINE_VENDOR:
+        raise ValueError(
+            f"Ans-CO runs the actor on the Ans-CO engine: set VERL_ENGINE_VENDOR={ANS_CO_ENGINE_VENDOR} for every Ray "
+            "worker (the avconfuse_ansco recipe does, in ray_kwargs.ray_init.runtime_env.env_vars); got "
+            f"{os.environ.get('VERL_ENGINE_VENDOR')!r}"
+        )
     answer_only = settings.entropy_positions == "answer" and float(actor_config.entropy_coeff) == 0.0
     loss_fn = functools.partial(
         ans_co_ppo_loss, config=actor_config, settings=settings, vocab_size=vocab_size, answer_entropy_only=answer_only
@@ -71,14 +106,16 @@ def ans_co_ppo_loss(
 
     pg_output = {k: v for k, v in model_output.items() if k != "entropy"} if answer_entropy_only else model_output
     pg_loss, metrics = ppo_loss(config, pg_output, data, dp_group)
-    if ANSWER_MASK_FIELD not in data.keys() or NLL_MASK_FIELD not in data.keys():
+    missing = [f for f in (ANSWER_MASK_FIELD, UNCERTAINTY_MASK_FIELD, NLL_MASK_FIELD) if f not in data.keys()]
+    if missing:
         raise KeyError(
-            f"Ans-CO needs '{ANSWER_MASK_FIELD}' and '{NLL_MASK_FIELD}' in the actor batch; they are written by "
-            f"the avconfuse trainer (trainer.v1.trainer_mode=avconfuse); the batch has {sorted(data.keys())}"
+            f"Ans-CO needs {missing} in the actor batch; they are written by the avconfuse trainer "
+            f"(trainer.v1.trainer_mode=avconfuse); the batch has {sorted(data.keys())}"
         )
     global_batch_size = data["global_batch_size"]
     if global_batch_size is None:
         raise ValueError("Ans-CO needs the mini-batch's global_batch_size to scale micro-batches (verl provides it)")
+    set_sizes = global_set_sizes(data)
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
     entropy = model_output.get("entropy")
     lam = settings.lam
@@ -91,11 +128,13 @@ def ans_co_ppo_loss(
         entropy = torch.zeros_like(log_prob)
     else:
         entropy = no_padding_2_padding(entropy, data)
-    fields = data.select("response_mask", ANSWER_MASK_FIELD).to_padded_tensor()
+    fields = data.select("response_mask", ANSWER_MASK_FIELD, UNCERTAINTY_MASK_FIELD).to_padded_tensor()
     response_mask = fields["response_mask"].to(log_prob.device)
     answer_mask = fields[ANSWER_MASK_FIELD].to(device=log_prob.device, dtype=torch.bool)
+    uncertainty_mask = fields[UNCERTAINTY_MASK_FIELD].to(device=log_prob.device, dtype=torch.bool)
     nll_mask = data[NLL_MASK_FIELD].to(device=log_prob.device).reshape(-1).bool()
-    per_rank = float(global_batch_size) / float(data["dp_size"])
+    dp_size = int(data["dp_size"])
+    per_rank = float(global_batch_size) / dp_size
     ans_loss, ans_metrics = ans_co_loss_from_stats(
         log_prob,
         entropy,
@@ -108,10 +147,48 @@ def ans_co_ppo_loss(
         vocab_size=vocab_size,
         nll_denominator=per_rank,
         entropy_denominator=per_rank,
+        uncertainty_mask=uncertainty_mask,
     )
-    for key in METRIC_KEYS:
-        metrics[key] = Metric(value=ans_metrics[key], aggregation=AggregationType.MEAN)
+    for key, (total, over) in METRICS.items():
+        size = None if over is None else getattr(set_sizes, over)
+        value = ans_metrics[total] if size is None else (dp_size * ans_metrics[total] / size if size else 0.0)
+        metrics[key] = Metric(value=value, aggregation=AggregationType.SUM)
     return settings.pg_coef * pg_loss + settings.ansco_coef * ans_loss, metrics
+
+
+# ------------------------------------------------------------------- the sample sets of the mini-batch
+
+
+def local_set_sizes(data) -> AnsCoSetSizes:
+    """Sizes of Ans-CO's sample sets in ``data`` (a mini-batch or micro-batch on one rank), from its masks."""
+    fields = data.select("response_mask", ANSWER_MASK_FIELD, UNCERTAINTY_MASK_FIELD).to_padded_tensor()
+    return ans_co_set_sizes(
+        fields["response_mask"],
+        fields[ANSWER_MASK_FIELD],
+        data[NLL_MASK_FIELD].reshape(-1),
+        fields[UNCERTAINTY_MASK_FIELD],
+    )
+
+
+def assign_global_set_sizes(data, sizes: AnsCoSetSizes) -> None:
+    """Record the mini-batch's set sizes (all ranks together) in ``data``; its micro-batches inherit them."""
+    from verl.utils import tensordict_utils as tu
+
+    tu.assign_non_tensor(data, **{key: int(size) for key, size in zip(SET_SIZE_KEYS, sizes, strict=True)})
+
+
+def global_set_sizes(data) -> AnsCoSetSizes:
+    """The set sizes :func:`assign_global_set_sizes` recorded; an error naming the engine when absent."""
+    from verl.utils import tensordict_utils as tu
+
+    values = [tu.get_non_tensor_data(data=data, key=key, default=None) for key in SET_SIZE_KEYS]
+    if any(v is None for v in values):
+        raise KeyError(
+            "Ans-CO's metrics are means over the whole mini-batch and need its sample counts, which the Ans-CO "
+            f"engine records; run the actor on it (VERL_ENGINE_VENDOR={ANS_CO_ENGINE_VENDOR}, set by the "
+            "avconfuse_ansco recipe for every Ray worker; see docs/ans_co.md)"
+        )
+    return AnsCoSetSizes(*(int(v) for v in values))
 
 
 # ------------------------------------------------------------------- entropy at the answer tokens only
@@ -167,14 +244,12 @@ def answer_entropy(output, micro_batch, *, use_remove_padding: bool) -> torch.Te
     return torch.nested.nested_tensor_from_jagged(entropy, cu_seqlens)
 
 
-def prepare_outputs_with_answer_entropy(prepare, engine, output, output_args, micro_batch, logits_processor_func):
-    """verl's ``prepare_model_outputs`` with the entropy computed at the answer tokens only.
+def answer_entropy_applies(engine, output, micro_batch, logits_processor_func) -> bool:
+    """Whether the Ans-CO engine computes this forward's entropy at the answer tokens only.
 
-    ``prepare`` is verl's own method. It runs unchanged, without the full-sequence entropy, whenever the
-    installed loss function asks for answer-only entropy (:data:`ANSWER_ENTROPY_ONLY`) and the
-    micro-batch carries the answer mask; every other call (forward-only log-probs, the critic, fused
-    kernels, sequence parallelism, distillation) is passed through untouched. Saves a ``(tokens, V)``
-    softmax with its activations per micro-batch and keeps verl's in-place cross-entropy backward.
+    Only when the installed loss function asks for it (:data:`ANSWER_ENTROPY_ONLY`), the micro-batch
+    carries the answer mask and verl would compute the entropy from plain logits; every other call
+    (forward-only log-probs, the critic, fused kernels, sequence parallelism, distillation) is verl's.
     """
     from verl.utils import tensordict_utils as tu
     from verl.utils.dataset.dataset_utils import DatasetPadMode
@@ -182,7 +257,7 @@ def prepare_outputs_with_answer_entropy(prepare, engine, output, output_args, mi
     def flag(key, default):
         return tu.get_non_tensor_data(data=micro_batch, key=key, default=default)
 
-    applies = (
+    return bool(
         getattr(logits_processor_func, ANSWER_ENTROPY_ONLY, False)
         and flag("calculate_entropy", False)
         and ANSWER_MASK_FIELD in micro_batch.keys()
@@ -192,10 +267,3 @@ def prepare_outputs_with_answer_entropy(prepare, engine, output, output_args, mi
         and not getattr(engine, "use_ulysses_sp", False)
         and getattr(output, "logits", None) is not None
     )
-    if not applies:
-        return prepare(engine, output, output_args, micro_batch, logits_processor_func)
-    without_entropy = micro_batch.copy()
-    tu.assign_non_tensor(without_entropy, calculate_entropy=False)
-    model_output = prepare(engine, output, output_args, without_entropy, logits_processor_func)
-    model_output["entropy"] = answer_entropy(output, micro_batch, use_remove_padding=flag("use_remove_padding", True))
-    return model_output

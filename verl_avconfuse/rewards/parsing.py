@@ -14,9 +14,10 @@ Rules (docs/step_rr.md lists every choice and why):
   twice before it is closed, the later (nearer) opening counts: ``<answer> a <answer> b </answer>`` is ``b``.
 - A block holding only whitespace is absent (``None``): an empty answer is no answer (the paper: "no
   answer -> 0"), and an empty reasoning block has nothing to embed.
-- ``a_think`` / ``v_think``: the first block of that kind. ``answer``: the first answer block that opens
-  after the last ``</a-think>`` / ``</v-think>`` (the same rule as Ans-CO's answer span, so the answer the
-  reward grades is the answer Ans-CO sharpens), else the first answer block anywhere.
+- ``a_think`` / ``v_think``: the first block of that kind. ``answer``: the answer after the last think
+  block, :func:`locate_answer`, the one rule the reward, Ans-CO's answer mask
+  (:mod:`verl_avconfuse.losses.answer_mask`) and the evaluators share, so the answer the reward grades is
+  the answer Ans-CO sharpens and the one a benchmark scores.
 - ``well_formed`` (the paper's ``r_format``): exactly six tags, in the order ``<a-think> </a-think>
   <v-think> </v-think> <answer> </answer>``, only whitespace outside the blocks, and no block empty.
 
@@ -36,6 +37,15 @@ A_THINK, V_THINK, ANSWER = "a-think", "v-think", "answer"
 BLOCK_TAGS: tuple[str, ...] = (A_THINK, V_THINK, ANSWER)
 
 _TAG = re.compile(r"<(/?)(a-think|v-think|answer)>", re.IGNORECASE)
+
+#: Tags that close a reasoning block: RL-CoMM's two, and R1-style ``</think>`` (base models, other recipes).
+THINK_END_TAGS: tuple[str, ...] = ("</a-think>", "</v-think>", "</think>")
+_THINK_END = re.compile(r"</(?:a-think|v-think|think)>", re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
+# The same patterns on bytes (Ans-CO locates the answer in the byte string of the tokens). Every tag is
+# ASCII, and in UTF-8 an ASCII byte never occurs inside a multi-byte character: same matches, byte offsets.
+_THINK_END_BYTES = re.compile(_THINK_END.pattern.encode(), re.IGNORECASE)
+_ANSWER_TAG_BYTES = re.compile(_ANSWER_TAG.pattern.encode(), re.IGNORECASE)
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # (is_closing, kind) of the six tags of a well-formed response, in order.
 _WELL_FORMED_SEQUENCE: tuple[tuple[bool, str], ...] = tuple(
@@ -72,6 +82,56 @@ class _Block(NamedTuple):
     content_start: int
     content_end: int
     close_end: int
+
+
+class AnswerBlock(NamedTuple):
+    """Where the answer is in a response: half-open offsets (characters of a ``str``, bytes of ``bytes``).
+
+    ``start``: the ``<`` of the opening ``<answer>``; ``content_start``: just after it. ``content_end``: the
+    ``<`` of the closing ``</answer>`` and ``end`` just after it, both ``None`` when the answer is cut off
+    (no closing tag).
+    """
+
+    start: int
+    content_start: int
+    content_end: int | None
+    end: int | None
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None
+
+
+def locate_answer(text: str | bytes) -> AnswerBlock | None:
+    """The answer after the last think block: the one answer rule of this package.
+
+    1. The reasoning ends at the end of the last think-closing tag (:data:`THINK_END_TAGS`:
+       ``</a-think>``, ``</v-think>``, ``</think>``), or at 0 when there is none.
+    2. The answer is the first block opened by an ``<answer>`` after that point and closed by the first
+       ``</answer>`` after it; when ``<answer>`` is opened twice before that closing tag, the later
+       (nearer) opening counts, as for every block (``<answer> a <answer> b </answer>`` is ``b``).
+    3. An ``<answer>`` after the reasoning with no closing tag is a cut-off answer (``content_end is None``);
+       with several, the last one.
+
+    An ``<answer>`` inside or before the reasoning is not the answer: a response that answers and then
+    reasons on has no answer (``None``). Tags match case-insensitively, like the parser's.
+
+    Args:
+        text: a decoded response, ``str`` (offsets are characters) or UTF-8 ``bytes`` (offsets are bytes).
+    """
+    think_end_re, answer_re = (
+        (_THINK_END_BYTES, _ANSWER_TAG_BYTES) if isinstance(text, bytes) else (_THINK_END, _ANSWER_TAG)
+    )
+    think_end = max((m.end() for m in think_end_re.finditer(text)), default=0)
+    opening = None
+    for tag in answer_re.finditer(text, think_end):
+        if not tag.group(1):
+            opening = tag
+        elif opening is not None:
+            return AnswerBlock(opening.start(), opening.end(), tag.start(), tag.end())
+    if opening is None:
+        return None
+    return AnswerBlock(opening.start(), opening.end(), None, None)
 
 
 def _pair_blocks(tags: list[_Tag]) -> dict[str, list[_Block]]:
@@ -121,14 +181,15 @@ def parse_response(text: str) -> ParsedResponse:
     tags = [_Tag(m.start(), m.end(), m.group(1) == "/", m.group(2).lower()) for m in _TAG.finditer(text)]
     blocks = _pair_blocks(tags)
 
-    think_end = max((t.end for t in tags if t.closing and t.kind != ANSWER), default=0)
-    answers = blocks.get(ANSWER, [])
-    answer = next((b for b in answers if b.open_start >= think_end), answers[0] if answers else None)
+    located = locate_answer(text)
+    answer = None
+    if located is not None and located.complete:
+        answer = text[located.content_start : located.content_end].strip() or None
 
     return ParsedResponse(
         a_think=_content(text, blocks.get(A_THINK, [None])[0]),
         v_think=_content(text, blocks.get(V_THINK, [None])[0]),
-        answer=_content(text, answer),
+        answer=answer,
         well_formed=_is_well_formed(text, tags),
     )
 
