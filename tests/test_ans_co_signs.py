@@ -56,7 +56,7 @@ def _recipe_settings(**changes) -> AnsCoSettings:
 
 @pytest.fixture(scope="module")
 def setup(tiny_asset):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     actor_config = verl_actor_config(
         "+recipe=[avconfuse,avconfuse_ansco]", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"
@@ -83,7 +83,9 @@ def _actor_batch(prompts, responses, answers, rows):
         "prompts": _nested([prompts[i] for i in rows]),
         "responses": _nested([responses[i] for i in rows]),
         "response_mask": _nested([torch.ones(k, dtype=torch.long) for k in n]),
-        "advantages": _nested([torch.full((k,), ADVANTAGES[i], dtype=torch.float64) for i, k in zip(rows, n)]),
+        "advantages": _nested(
+            [torch.full((k,), ADVANTAGES[i], dtype=torch.float64) for i, k in zip(rows, n, strict=True)]
+        ),
         ANSWER_MASK_FIELD: _nested([answers[i].long() for i in rows]),
         NLL_MASK_FIELD: torch.tensor([NLL[i] for i in rows]),
     }
@@ -266,7 +268,9 @@ def test_on_a_real_model_a_step_lowers_the_answer_entropy_and_a_gated_batch_gets
     def mean_answer_entropy():
         with torch.no_grad():
             logits, _ = _model_logits(model, prompts, responses, rows)
-        return sum(_answer_entropy(x, len(prompts[i]), answers[i]) for i, x in zip(rows, logits)) / len(rows)
+        return sum(_answer_entropy(x, len(prompts[i]), answers[i]) for i, x in zip(rows, logits, strict=True)) / len(
+            rows
+        )
 
     # every answer gated: the loss is a graph-connected 0 and no parameter gets a gradient
     logits, sequences = _model_logits(model, prompts, responses, rows)
