@@ -83,13 +83,13 @@ FINAL_LINE = re.compile(r"LEARNING gain=(-?\d+\.\d{4}) control_gain=(-?\d+\.\d{4
 def test_the_short_learning_run_trains_where_its_control_does_not(tmp_path):
     """examples/run_cpu_learning.sh with the cpu_learning_ci overlay: 6 steps of Step-RR vs lr = 0.
 
-    Six steps do not separate the reward from sampling noise: over three short runs (Dec 2026, 2 shared
-    cores; README, "Does it learn?") the reward's gain was 0.17, 0.18 and 0.71 against control gains of
-    -0.08, +0.33 and -0.55 and a noise S of 0.21, 0.17 and 0.36: ``LEARNING`` passed once, so it is
-    printed, not asserted. What held in every pair is Step-RR's own signal, ARR's share of the right
-    answers: +0.13, +0.31 and +0.28 in the runs against -0.12, +0.11 and 0.00 in their controls. The
-    test asserts that, and the plumbing: the control's policy never moves, the run's does, and the exit
-    status follows the printed line.
+    Six steps do not reliably separate the reward from sampling noise: in three runs of this overlay
+    (Dec 2026, 2 shared cores; README, "Does it learn?") the reward's gain was 0.18, 0.71 and 0.32
+    against control gains of +0.33, -0.55 and -0.23 and a noise S of 0.17, 0.36 and 0.22: ``LEARNING``
+    passed twice, so it is printed, not asserted. What held in every pair (these three and an 8-step
+    one) is Step-RR's own signal, ARR's share of the right answers: +0.31, +0.28, +0.39 (+0.13) in the
+    runs against +0.11, 0.00, -0.07 (-0.12) in their controls. The test asserts that, and the plumbing:
+    the control's policy never moves, the run's does, and the exit status follows the printed line.
     """
     from e2e_utils import run_example
 
