@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Does RL-CoMM learn? Stage 2 (Step-RR GRPO) on the tiny CPU task, offline, against a same-seed control
-# with lr = 0 (verl_avconfuse/learning.py). Hyperparameters: recipes/cpu_learning.yaml on cpu_tiny.
-#   OUT_DIR   logs, learning.json and curves.png (default outputs/cpu_learning)
-# Prints first-k / last-k means of reward, format, accuracy and ARR for both runs, and ends with
-#   LEARNING gain=G control_gain=C noise=S
-# exiting 0 only when G > C + 2 S. Extra arguments are Hydra overrides for both runs.
+# Does RL-CoMM learn? A tiny CPU run, offline, against a same-seed control (verl_avconfuse/learning.py).
+#   STAGE=2 (default)  Step-RR GRPO vs lr = 0; hyperparameters: recipes/machine/cpu_learning.yaml.
+#                      Ends with  LEARNING gain=G control_gain=C noise=S   (G, C: rise of the reward)
+#   STAGE=3            Step-RR + Ans-CO vs the policy gradient alone (ansco_coef = 0); recipes/machine/cpu_ansco_learning.yaml.
+#                      Ends with  ANSCO entropy_drop=G control_drop=C noise=S   (fall of the answer entropy)
+#   OUT_DIR            logs, learning.json and curves.png (default outputs/cpu_learning, outputs/cpu_ansco_learning)
+# Prints first-k / last-k means of the stage's metrics for both runs, exiting 0 only when G > C + 2 S.
+# Extra arguments go to the tool: Hydra overrides for both runs, --k K, --machine NAME (another machine config).
 set -euo pipefail
 
-python -m verl_avconfuse.learning "${OUT_DIR:-outputs/cpu_learning}" "$@"
+STAGE="${STAGE:-2}"
+if [[ "$STAGE" == 3 ]]; then default_out=outputs/cpu_ansco_learning; else default_out=outputs/cpu_learning; fi
+python -m verl_avconfuse.learning "${OUT_DIR:-$default_out}" --stage "$STAGE" "$@"

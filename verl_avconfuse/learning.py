@@ -1,17 +1,29 @@
-"""Does RL-CoMM learn? A stage-2 run against a same-seed control with lr = 0, on the CPU.
+"""Does RL-CoMM learn? A run against a same-seed control that differs only in what it trains, on the CPU.
 
-``python -m verl_avconfuse.learning OUT_DIR [OVERRIDES...]`` (what ``examples/run_cpu_learning.sh`` runs)
-trains ``+recipe=avconfuse +machine=cpu_learning`` twice through verl's own ``main_ppo``:
-once as the recipe says and once with ``actor_rollout_ref.actor.optim.lr=0`` (same seed, same prompts,
-same sampling; nothing but the updates differs). It prints the first-k and last-k step means of the
-Step-RR metrics for both, writes the learning curves (``curves.png``, when matplotlib is installed) and
-``learning.json``, and ends with one line::
+``python -m verl_avconfuse.learning OUT_DIR [--stage 2|3] [--machine NAME] [OVERRIDES...]`` (what
+``examples/run_cpu_learning.sh`` runs) trains the tiny task twice through verl's own ``main_ppo``, with
+the same seed, prompts and sampling settings:
 
-    LEARNING gain=G control_gain=C noise=S
+- ``--stage 2`` (default): ``+recipe=avconfuse +machine=cpu_learning``, Step-RR GRPO,
+  against the same run with ``actor_rollout_ref.actor.optim.lr=0``. The signal is ``critic/score/mean``
+  (the Step-RR reward), which must rise.
+- ``--stage 3``: ``+recipe=avconfuse_ansco +machine=cpu_ansco_learning`` (Ans-CO on top of
+  Step-RR's policy gradient), against the same run with ``avconfuse.ans_co.ansco_coef=0``: the
+  policy-gradient-only update, with the Ans-CO metrics still measured (the loss is ``pg + 0 * L_OP``).
+  The signal is ``ansco/answer_entropy`` (the answer tokens' entropy under the policy being updated),
+  which must fall.
 
-``G`` and ``C`` are the last-k minus first-k means of ``critic/score/mean`` (the Step-RR reward) of the
-run and of the control; ``S`` is the standard deviation of the control's step means, i.e. how much the
-reward moves by sampling alone. The exit status is 0 only when ``G > C + 2 S``.
+``--machine NAME`` replaces the stage's machine for both runs (``cpu_learning_ci``: the short version
+the slow test runs). It prints the first-k and last-k step means of the metrics for both, writes the learning
+curves (``curves.png``, when matplotlib is installed) and ``learning.json``, and ends with one line::
+
+    LEARNING gain=G control_gain=C noise=S          (stage 2)
+    ANSCO entropy_drop=G control_drop=C noise=S     (stage 3)
+
+``G`` and ``C`` are the change of the signal from the first k to the last k steps (last minus first for a
+rise, first minus last for a fall) of the run and of the control; ``S`` is the standard deviation of the
+control's step means, i.e. how much the signal moves without the trained part. The exit status is 0
+only when ``G > C + 2 S``.
 """
 
 from __future__ import annotations
@@ -25,11 +37,60 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-#: The learning signal and what is tabled beside it.
+#: The stage-2 learning signal.
 SCORE = "critic/score/mean"
-TABLE_METRICS = (SCORE, "reward/format/mean", "reward/acc/mean", "reward/arr/mean", "reward/arr_of_right/mean")
-RECIPES = ("+recipe=avconfuse", "+machine=cpu_learning")
-CONTROL_OVERRIDE = "actor_rollout_ref.actor.optim.lr=0"
+STEP_RR_METRICS = (SCORE, "reward/format/mean", "reward/acc/mean", "reward/arr/mean", "reward/arr_of_right/mean")
+#: The stage-3 signal: mean entropy over the answer tokens of the responses with an answer (ansco/*).
+ANSWER_ENTROPY = "ansco/answer_entropy"
+ANS_CO_METRICS = (ANSWER_ENTROPY, "ansco/gated_fraction", "ansco/u_mean", "ansco/nll", SCORE, "reward/acc/mean")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A learning run and its control: recipe and machine, what the control changes, what must move."""
+
+    recipe: str
+    machine: str
+    control_overrides: tuple[str, ...]
+    signal: str
+    #: +1: the signal must rise; -1: it must fall.
+    direction: int
+    table_metrics: tuple[str, ...]
+    run_label: str
+    control_label: str
+    #: The final line: ``PREFIX <gain_name>=G <control_name>=C noise=S``.
+    line_format: str
+
+
+STAGES = {
+    2: Experiment(
+        recipe="avconfuse",
+        machine="cpu_learning",
+        control_overrides=("actor_rollout_ref.actor.optim.lr=0",),
+        signal=SCORE,
+        direction=+1,
+        table_metrics=STEP_RR_METRICS,
+        run_label="Step-RR",
+        control_label="control (lr = 0)",
+        line_format="LEARNING gain={gain:.4f} control_gain={control_gain:.4f} noise={noise:.4f}",
+    ),
+    3: Experiment(
+        recipe="avconfuse_ansco",
+        machine="cpu_ansco_learning",
+        control_overrides=("avconfuse.ans_co.ansco_coef=0",),
+        signal=ANSWER_ENTROPY,
+        direction=-1,
+        table_metrics=ANS_CO_METRICS,
+        run_label="Step-RR + Ans-CO",
+        control_label="control (PG only)",
+        line_format="ANSCO entropy_drop={gain:.4f} control_drop={control_gain:.4f} noise={noise:.4f}",
+    ),
+}
+
+
+def config_groups(experiment: Experiment, machine: str | None = None) -> tuple[str, str]:
+    """The Hydra group selections of both runs: the stage's recipe, then its machine (or ``machine``)."""
+    return (f"+recipe={experiment.recipe}", f"+machine={machine or experiment.machine}")
 
 
 @dataclass(frozen=True)
@@ -38,13 +99,14 @@ class Verdict:
     control_gain: float
     noise: float
     k: int
+    line_format: str = STAGES[2].line_format
 
     @property
     def learned(self) -> bool:
         return self.gain > self.control_gain + 2 * self.noise
 
     def line(self) -> str:
-        return f"LEARNING gain={self.gain:.4f} control_gain={self.control_gain:.4f} noise={self.noise:.4f}"
+        return self.line_format.format(gain=self.gain, control_gain=self.control_gain, noise=self.noise)
 
 
 def series(steps: dict[int, dict[str, float]], metric: str) -> list[float]:
@@ -61,18 +123,31 @@ def first_last(values: list[float], k: int) -> tuple[float, float]:
     return statistics.fmean(values[:k]), statistics.fmean(values[-k:])
 
 
-def verdict(run: dict[int, dict[str, float]], control: dict[int, dict[str, float]], k: int) -> Verdict:
-    first, last = first_last(series(run, SCORE), k)
-    control_values = series(control, SCORE)
+def verdict(
+    run: dict[int, dict[str, float]],
+    control: dict[int, dict[str, float]],
+    k: int,
+    experiment: Experiment = STAGES[2],
+) -> Verdict:
+    """Change of the experiment's signal (in its direction) in the run and the control, and the control's spread."""
+    first, last = first_last(series(run, experiment.signal), k)
+    control_values = series(control, experiment.signal)
     control_first, control_last = first_last(control_values, k)
-    return Verdict(last - first, control_last - control_first, statistics.stdev(control_values), k)
+    sign = experiment.direction
+    return Verdict(
+        sign * (last - first),
+        sign * (control_last - control_first),
+        statistics.stdev(control_values),
+        k,
+        experiment.line_format,
+    )
 
 
-def table(run: dict, control: dict, k: int) -> str:
+def table(run: dict, control: dict, k: int, metrics: tuple[str, ...] = STEP_RR_METRICS) -> str:
     lines = [
         f"{'metric':<28} {'run first-' + str(k):>12} {'run last-' + str(k):>12} {'ctrl first':>12} {'ctrl last':>12}"
     ]
-    for metric in TABLE_METRICS:
+    for metric in metrics:
         try:
             cells = [*first_last(series(run, metric), k), *first_last(series(control, metric), k)]
         except ValueError:
@@ -81,7 +156,7 @@ def table(run: dict, control: dict, k: int) -> str:
     return "\n".join(lines)
 
 
-def write_curves(run: dict, control: dict, path: Path) -> str:
+def write_curves(run: dict, control: dict, path: Path, experiment: Experiment = STAGES[2]) -> str:
     """The learning curves as a PNG; a one-line note instead when matplotlib is missing."""
     try:
         import matplotlib
@@ -90,10 +165,10 @@ def write_curves(run: dict, control: dict, path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return 'curves not written: matplotlib is missing (pip install "verl-avconfuse[plots]")'
-    metrics = [m for m in TABLE_METRICS if all(m in s for s in run.values())]
+    metrics = [m for m in experiment.table_metrics if all(m in s for s in run.values())]
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for axis, metric in zip(axes[0], metrics, strict=True):
-        for name, steps in (("Step-RR", run), ("control (lr = 0)", control)):
+        for name, steps in ((experiment.run_label, run), (experiment.control_label, control)):
             values = [steps[s].get(metric) for s in sorted(steps)]
             axis.plot(sorted(steps), values, marker="o", label=name)
         axis.set_title(metric, fontsize=9)
@@ -107,12 +182,14 @@ def write_curves(run: dict, control: dict, path: Path) -> str:
     return f"curves: {path}"
 
 
-def run_main_ppo(out_dir: Path, name: str, overrides: list[str]) -> dict[int, dict[str, float]]:
+def run_main_ppo(
+    out_dir: Path, name: str, overrides: list[str], recipes: tuple[str, ...]
+) -> dict[int, dict[str, float]]:
     """One ``main_ppo`` run; its console log kept as ``<name>.log``; its per-step metrics."""
     from verl_avconfuse.console_metrics import parse_console_metrics
 
     log_path = out_dir / f"{name}.log"
-    command = [sys.executable, "-m", "verl.trainer.main_ppo", *RECIPES, *overrides]
+    command = [sys.executable, "-m", "verl.trainer.main_ppo", *recipes, *overrides]
     print(f"[{name}] {' '.join(command[1:])}  (log: {log_path})", flush=True)
     start = time.monotonic()
     with log_path.open("w") as log:
@@ -129,28 +206,44 @@ def run_main_ppo(out_dir: Path, name: str, overrides: list[str]) -> dict[int, di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m verl_avconfuse.learning",
-        description="Stage 2 on the tiny CPU task against a same-seed lr = 0 control; exit 0 when it learned",
+        description="A tiny CPU run against a same-seed control; exit 0 when the run moved its signal beyond noise",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", type=Path, help="folder for the logs, learning.json and curves.png")
+    parser.add_argument(
+        "--stage", type=int, choices=sorted(STAGES), default=2, help="2: Step-RR vs lr = 0; 3: Ans-CO vs PG only"
+    )
     parser.add_argument("--k", type=int, default=4, help="steps averaged at each end")
+    parser.add_argument(
+        "--machine", metavar="NAME", default=None, help="machine config for both runs (default: the stage's own)"
+    )
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides for both runs (e.g. trainer.total_training_steps=8)"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    experiment = STAGES[args.stage]
+    recipes = config_groups(experiment, args.machine)
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        run = run_main_ppo(out_dir, "step_rr", list(args.overrides))
-        control = run_main_ppo(out_dir, "control", [*args.overrides, CONTROL_OVERRIDE])
-        result = verdict(run, control, args.k)
+        run = run_main_ppo(out_dir, "run", list(args.overrides), recipes)
+        control = run_main_ppo(out_dir, "control", [*args.overrides, *experiment.control_overrides], recipes)
+        result = verdict(run, control, args.k, experiment)
     except (RuntimeError, ValueError) as error:
         print(f"learning: error: {error}", file=sys.stderr)
         return 2
     print()
-    print(table(run, control, args.k))
-    print(write_curves(run, control, out_dir / "curves.png"))
-    summary = {**asdict(result), "learned": result.learned, "run": run, "control": control}
+    print(table(run, control, args.k, experiment.table_metrics))
+    print(write_curves(run, control, out_dir / "curves.png", experiment))
+    summary = {
+        **asdict(result),
+        "stage": args.stage,
+        "signal": experiment.signal,
+        "recipes": list(recipes),
+        "learned": result.learned,
+        "run": run,
+        "control": control,
+    }
     tmp = out_dir / "learning.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, sort_keys=True))
     tmp.replace(out_dir / "learning.json")
