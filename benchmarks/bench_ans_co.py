@@ -103,7 +103,9 @@ def verl_actor_config():
 
     config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1"])
+        config = compose(
+            config_name="ppo_trainer", overrides=["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1"]
+        )
     return omega_conf_to_dataclass(OmegaConf.create(OmegaConf.to_container(config.actor_rollout_ref.actor)))
 
 

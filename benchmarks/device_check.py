@@ -25,6 +25,7 @@ The results go to ``--out`` as JSON too (with torch/transformers versions and th
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -138,9 +139,7 @@ def thinker_3b(device: str, dtype, smoke: bool):
     config.pad_token_id, config.eos_token_id = FIRST_SPECIAL_ID, 151645
     torch.manual_seed(0)
     with torch.device(device):  # random init on the device: seconds, not minutes on its CPU
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
-            config, dtype=dtype, attn_implementation="sdpa"
-        )
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
     return model.eval()
 
 
@@ -167,7 +166,7 @@ def section_rollout(args, device: str, dtype) -> dict:
         mask = torch.ones_like(ids)
         kwargs = dict(do_sample=True, temperature=0.9, top_p=1.0, pad_token_id=FIRST_SPECIAL_ID)
 
-        def generate(n):
+        def generate(n, ids=ids, mask=mask, kwargs=kwargs):
             return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, **kwargs)
 
         with torch.no_grad():
@@ -190,9 +189,6 @@ def section_rollout(args, device: str, dtype) -> dict:
             f"  {batch:5d} {row['tokens_per_s']:9.0f} {decode_steps_s:8.1f} {row['of_bandwidth_limit']:8.3f} "
             f"{prefill:9.3f} {peak:8.2f}"
         )
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
     return out
 
 
@@ -242,7 +238,9 @@ def section_similarity(args, device: str, dtype) -> dict:
         f"\nsimilarity: Qwen3-Embedding-0.6B-sized ({body / 1e6:.0f} M non-embedding params), {batch} texts of "
         f"30-79 tokens ({seq} padded), last-token pooling"
     )
-    print(f"  texts/s {texts_s:.0f}; Step-RR responses/s {out['responses_per_s']:.0f} ({TEXTS_PER_RESPONSE:.2f} texts each)")
+    print(
+        f"  texts/s {texts_s:.0f}; Step-RR responses/s {out['responses_per_s']:.0f} ({TEXTS_PER_RESPONSE:.2f} texts each)"
+    )
     print(
         f"  {out['achieved_tflops']:.1f} TFLOP/s of the {out['matmul_tflops']:.0f} TFLOP/s matmul rate measured here: "
         f"{out['of_matmul_limit']:.3f} (real tokens {out['real_tokens']} of {tokens} computed)"
@@ -283,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n=== {name}", flush=True)
         results[name] = sections[name]()
         results[name]["section_s"] = time.perf_counter() - start
+        if device == "cuda":  # the section's models are garbage now: give the next one the whole GPU
+            gc.collect()
+            torch.cuda.empty_cache()
         if args.out:  # written after every section: a run cut short still leaves what it measured
             args.out.write_text(json.dumps(results, indent=1, default=str))
     return results

@@ -27,7 +27,9 @@ def test_the_inline_pg_loss_is_verls_vanilla_loss(verl):
     mask = torch.rand(6, 40, generator=g) > 0.2
     expected, _ = verl[0](old, new, advantages, mask, config=verl[1])
     assert verl[1].clip_ratio == 0.2 and verl[1].get("clip_ratio_c", 3.0) == 3.0
-    assert bench_ans_co.ppo_clip_token_mean(old, new, advantages, mask).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert bench_ans_co.ppo_clip_token_mean(old, new, advantages, mask).item() == pytest.approx(
+        expected.item(), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("use_verl", [True, False], ids=["verl", "inline"])

@@ -65,8 +65,8 @@ def test_unknown_kind_is_rejected(tiny):
 
 # ------------------------------------------------------- each distinct (prompt, text) embedded once
 
-_WORDS = "bright low steady soft sharp warm fast slow rising falling loud quiet".split()
-_SOURCES = "violin piano cello flute guitar trumpet drum erhu".split()
+_WORDS = ["bright", "low", "steady", "soft", "sharp", "warm", "fast", "slow", "rising", "falling", "loud", "quiet"]
+_SOURCES = ["violin", "piano", "cello", "flute", "guitar", "trumpet", "drum", "erhu"]
 
 
 def _rollouts(prompts: int, group: int, seed: int = 0) -> list[SimilarityPair]:
