@@ -163,8 +163,12 @@ def update_loss(model, batch, variant: str, prompt_len: int, verl):
         return pg_loss
     answer = batch["answer_mask"]
     if variant == "ansco_answer":
-        response_logits = logits[:, response]
-        entropy = torch.zeros_like(log_prob).masked_scatter(answer, token_entropy(response_logits[answer]))
+        # (row, position) indices straight into the logits: the entropy's gradient is one dense (bs, L, V)
+        # accumulation. A boolean mask of the response slice costs two (measured: +7.3 s vs +2.2-3.2 s of a
+        # 16 s update at hidden 256 on the shared CPU).
+        rows, positions = answer.nonzero(as_tuple=True)
+        answer_entropy = token_entropy(logits[rows, positions + prompt_len - 1])
+        entropy = torch.zeros_like(log_prob).index_put((rows, positions), answer_entropy)
     else:
         entropy_all = verl[3](logits) if verl else token_entropy(logits)
         entropy = entropy_all[:, response]

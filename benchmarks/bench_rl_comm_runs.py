@@ -12,7 +12,7 @@ step, 4 rollouts each), placed as docs/deployment.md places a GPU node:
 
 Printed, each beside its limit: the RL-CoMM / GRPO-baseline step time (mean ``timing_s/step`` without
 step 1, the warm-up), split into epoch 1 (references generated) and epoch 2 (every reference from the
-cache), with the shares of ``timing_s/reward``; and the reference's generations over the whole run
+cache); and the reference's generations over the whole run
 against the number of unique prompts, which the content-keyed cache makes the exact count (each group's
 other rollouts and all of epoch 2 generate nothing). ``uptime`` is printed before and after each run:
 on a shared machine the absolute seconds move with the load; the ratios much less.
@@ -112,11 +112,10 @@ def main() -> None:
     epoch1 = list(range(2, per_epoch + 1))  # without step 1 (warm-up: first calls, caches, compiles)
     epoch2 = list(range(per_epoch + 1, 2 * per_epoch + 1))
     rl, base = runs["rl_comm"], runs["grpo_baseline"]
-    print("\n  step time (s)                    RL-CoMM  GRPO-baseline  ratio   reward share (RL-CoMM)")
+    print("\n  step time (s)                    RL-CoMM  GRPO-baseline  ratio")
     for label, which in (("epoch 1 (references generated)", epoch1), ("epoch 2 (references cached)", epoch2)):
         t_rl, t_base = mean_of(rl, "timing_s/step", which), mean_of(base, "timing_s/step", which)
-        share = mean_of(rl, "timing_s/reward", which) / t_rl if "timing_s/reward" in rl[which[0]] else float("nan")
-        print(f"  {label:31s} {t_rl:7.2f}  {t_base:13.2f}  {t_rl / t_base:5.2f}   {share:.2f}")
+        print(f"  {label:31s} {t_rl:7.2f}  {t_base:13.2f}  {t_rl / t_base:5.2f}")
     both = epoch1 + epoch2
     t_rl, t_base = mean_of(rl, "timing_s/step", both), mean_of(base, "timing_s/step", both)
     print(f"  {'steps 2..' + str(2 * per_epoch):31s} {t_rl:7.2f}  {t_base:13.2f}  {t_rl / t_base:5.2f}")
