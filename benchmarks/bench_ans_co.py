@@ -14,6 +14,8 @@ sequence), loss, backward, AdamW step:
 - ``+ Ans-CO, answer-only entropy``: plus :func:`verl_avconfuse.losses.ans_co_loss_from_stats` with
   the entropy computed at the answer tokens only (:func:`verl_avconfuse.losses.token_entropy` on an
   ``(answer tokens, V)`` slice, what the answer-only engine computes);
+- ``+ Ans-CO, answer-only, lm_head on answers``: the same, the answer positions' logits recomputed from
+  their hidden states, so the entropy's backward touches those rows only, not a dense ``(bs, L, V)``;
 - ``+ Ans-CO, verl's all-position entropy``: the same loss, the entropy from verl's
   ``entropy_from_logits`` at every position the engine computes (prompt and response: verl's
   ``calculate_entropy`` path computes it over the whole packed sequence).
@@ -55,10 +57,11 @@ DIMS = {
     # For tests: a smaller vocabulary too.
     "smoke": LMDims(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vocab=2048),
 }
-VARIANTS = ("vanilla", "ansco_answer", "ansco_all")
+VARIANTS = ("vanilla", "ansco_answer", "ansco_answer_hidden", "ansco_all")
 LABELS = {
     "vanilla": "vanilla PG (limit)",
     "ansco_answer": "+ Ans-CO, answer-only entropy",
+    "ansco_answer_hidden": "+ Ans-CO, answer-only, lm_head on answers",
     "ansco_all": "+ Ans-CO, verl's all-position entropy",
 }
 
@@ -149,7 +152,8 @@ def update_loss(model, batch, variant: str, prompt_len: int, verl):
     from verl_avconfuse.losses import ans_co_loss_from_stats, token_entropy, token_log_probs
 
     input_ids = batch["input_ids"]
-    logits = model(input_ids=input_ids).logits[:, :-1].float()  # position t predicts token t + 1
+    hidden = model.model(input_ids=input_ids).last_hidden_state[:, :-1]  # position t predicts token t + 1
+    logits = model.lm_head(hidden).float()
     labels = input_ids[:, 1:]
     log_probs_all = verl[2](logits, labels) if verl else token_log_probs(logits, labels)
     response = slice(prompt_len - 1, None)
@@ -169,6 +173,12 @@ def update_loss(model, batch, variant: str, prompt_len: int, verl):
         rows, positions = answer.nonzero(as_tuple=True)
         answer_entropy = token_entropy(logits[rows, positions + prompt_len - 1])
         entropy = torch.zeros_like(log_prob).index_put((rows, positions), answer_entropy)
+    elif variant == "ansco_answer_hidden":
+        # The answer positions' logits recomputed from their hidden states: the entropy's gradient touches
+        # those rows only (what an engine that knows the answer positions before the lm_head can do).
+        rows, positions = answer.nonzero(as_tuple=True)
+        answer_logits = model.lm_head(hidden[rows, positions + prompt_len - 1]).float()
+        entropy = torch.zeros_like(log_prob).index_put((rows, positions), token_entropy(answer_logits))
     else:
         entropy_all = verl[3](logits) if verl else token_entropy(logits)
         entropy = entropy_all[:, response]

@@ -40,10 +40,11 @@ def test_answer_only_and_all_position_entropy_give_the_same_ans_co_loss(verl, us
     batch = bench_ans_co.make_batch(dims, 4, 8, 16, 3, "cpu")
     pieces = verl if use_verl else None
     with torch.no_grad():
-        vanilla, answer_only, all_positions = (
+        vanilla, answer_only, answer_hidden, all_positions = (
             bench_ans_co.update_loss(model, batch, v, 8, pieces).item() for v in bench_ans_co.VARIANTS
         )
     assert answer_only == pytest.approx(all_positions, abs=1e-5)
+    assert answer_hidden == pytest.approx(all_positions, abs=1e-5)
     # Ans-CO adds NLL of the right answers (rows 0, 2) and 0.5 x answer entropy (~log V for a random model).
     assert answer_only - vanilla > 0.5 * 0.5 * torch.log(torch.tensor(float(dims.vocab))).item()
 
