@@ -1,4 +1,4 @@
-"""What the media benchmarks share: the checkout on ``sys.path``, the clip to time, and the timer.
+"""What the benchmarks share: the checkout on ``sys.path``, the machine line, the clip to time, the timer.
 
 Imported as ``from _common import ...``: a benchmark runs as ``python benchmarks/NAME.py``, which puts
 this folder on ``sys.path``. Importing it also puts the repository root there, so the benchmarks time
@@ -8,6 +8,9 @@ the checkout's code even where the package is not installed.
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
 import statistics
 import sys
 import time
@@ -29,6 +32,32 @@ SYNTHETIC_DURATION_S = 20.0
 SYNTHETIC_FPS = 30
 SYNTHETIC_SIZE = (320, 240)
 _SYNTHETIC_SR = 44100
+
+
+def machine_line() -> str:
+    """Where and when a figure was measured: UTC time, CPU model and count, load averages, torch/device.
+
+    Printed first by every benchmark: on a shared machine the load says how far absolute figures are
+    from the machine's own; the ratios each benchmark prints beside them are measured in the same run.
+    """
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    device = "no torch"
+    try:
+        import torch
+
+        device = f"torch {torch.__version__}, " + (
+            torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+        )
+    except ImportError:
+        pass
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"machine: {now}, {os.cpu_count()} x {cpu}, load {load}, {device}"
 
 
 def add_clip_arguments(parser: argparse.ArgumentParser) -> None:

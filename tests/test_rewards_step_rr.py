@@ -255,3 +255,9 @@ def test_right_answer_always_scores_more(sim_a_ref, sim_a_v):
     right = step_rr_scores(FULL, "one", sim_a_ref, sim_a_v)
     wrong = step_rr_scores(FULL, "two", sim_a_ref, sim_a_v)
     assert right["score"] >= wrong["score"] + 1.0
+
+
+def test_a_groups_reference_is_one_query_whatever_its_surrounding_whitespace():
+    """The cache, a precomputed column and the live worker may pad it differently: still one text to embed."""
+    queries = {similarity_requests(FULL, ref)[0].query for ref in ("I hear a violin.", " I hear a violin.\n")}
+    assert queries == {"I hear a violin."}

@@ -61,3 +61,102 @@ def test_the_model_is_loaded_once_per_process(tiny_asset):
 def test_unknown_kind_is_rejected(tiny):
     with pytest.raises(ValueError, match="similarity kind"):
         tiny.score([SimilarityPair("xyz", "a", "b")])
+
+
+# ------------------------------------------------------- each distinct (prompt, text) embedded once
+
+_WORDS = ["bright", "low", "steady", "soft", "sharp", "warm", "fast", "slow", "rising", "falling", "loud", "quiet"]
+_SOURCES = ["violin", "piano", "cello", "flute", "guitar", "trumpet", "drum", "erhu"]
+
+
+def _rollouts(prompts: int, group: int, seed: int = 0) -> list[SimilarityPair]:
+    """A step's pairs as Step-RR sends them: distinct a-/v-thinks per rollout, one reference per group."""
+    import random
+
+    from verl_avconfuse.rewards import parse_response, similarity_requests
+
+    rng = random.Random(seed)
+    pairs = []
+    for p in range(prompts):
+        reference = f"The audio has a {rng.choice(_WORDS)} {rng.choice(_SOURCES)} line and a {rng.choice(_WORDS)} beat."
+        for _ in range(group):
+            heard = " ".join(rng.choice(_WORDS) for _ in range(8))
+            seen = " ".join(rng.choice(_WORDS) for _ in range(8))
+            text = (
+                f"<a-think> I hear a {rng.choice(_SOURCES)}, {heard}. </a-think>"
+                f"<v-think> I see a {rng.choice(_SOURCES)}, {seen}. </v-think><answer> yes </answer>"
+            )
+            arr, avc = similarity_requests(parse_response(text), reference if p % 3 else f"  {reference}\n")
+            pairs += [arr, avc]
+    return pairs
+
+
+class _EncodeSpy:
+    """Records every call of a real SentenceTransformer's encode: (prompt, number of texts)."""
+
+    def __init__(self, model):
+        self.model, self.real, self.calls = model, model.model.encode, []
+
+    def __enter__(self):
+        def encode(texts, *args, **kwargs):
+            self.calls.append((kwargs.get("prompt"), len(texts)))
+            return self.real(texts, *args, **kwargs)
+
+        self.model.model.encode = encode
+        return self
+
+    def __exit__(self, *exc):
+        self.model.model.encode = self.real
+
+
+def _per_pair_scores(model, pairs) -> np.ndarray:
+    """The undeduplicated path: each pair's two texts embedded on their own, straight from the encoder."""
+    out = []
+    for pair in pairs:
+        prompt = model._query_prompt(pair.kind)
+        query = model.model.encode([pair.query], prompt=prompt, normalize_embeddings=True)[0]
+        document = model.model.encode([pair.document], normalize_embeddings=True)[0]
+        out.append(float(np.dot(query, document)))
+    return np.array(out)
+
+
+def test_without_instructions_the_a_think_is_embedded_once_for_both_kinds(minilm):
+    pairs = [
+        SimilarityPair("arr", "The audio has a violin.", "I hear a violin."),
+        SimilarityPair("avc", "I hear a violin.", "I see a violin."),
+        SimilarityPair("arr", "The audio has a violin.", "I hear a cello."),
+        SimilarityPair("avc", "I hear a cello.", "I hear a violin."),  # a v-think equal to another a-think
+    ]
+    with _EncodeSpy(minilm) as spy:
+        minilm.score(pairs)
+    # 1 reference + 2 a-thinks + 1 v-think ("I hear a violin." once, though on 3 sides of 2 kinds)
+    assert spy.calls == [(None, 4)]
+
+
+def test_with_instructions_each_prompt_is_one_encode_over_its_distinct_texts(tiny):
+    pairs = _rollouts(prompts=2, group=6)
+    with _EncodeSpy(tiny) as spy:
+        tiny.score(pairs)
+    calls = dict(spy.calls)
+    assert len(spy.calls) == 3  # ARR's instruction, AVC's instruction, bare documents
+    assert calls[tiny.model.prompts["arr"]] == 2  # one reference per group (whitespace stripped)
+    assert calls[tiny.model.prompts["avc"]] == 12  # each rollout's a-think as AVC's query
+    assert calls[None] == 24  # each rollout's a-think (ARR's document) and v-think (AVC's document)
+
+
+def test_a_realistic_step_scores_as_each_pair_embedded_alone(tiny, minilm):
+    pairs = _rollouts(prompts=4, group=6, seed=1)
+    for model in (tiny, minilm):
+        assert np.allclose(model.score(pairs), _per_pair_scores(model, pairs), atol=1e-6, rtol=0)
+
+
+def test_scores_do_not_depend_on_the_order_of_the_requests(minilm):
+    pairs = _rollouts(prompts=2, group=6, seed=2)
+    order = np.random.default_rng(0).permutation(len(pairs))
+    assert np.array_equal(minilm.score([pairs[i] for i in order]), minilm.score(pairs)[order])
+
+
+def test_no_requests_no_encode(minilm):
+    with _EncodeSpy(minilm) as spy:
+        assert minilm.score([]).shape == (0,)
+    assert spy.calls == []

@@ -5,8 +5,8 @@ RL-CoMM scores ``sim(policy a-think, reference a-think)`` (ARR) and ``sim(a-thin
 document embedded bare; the score is the dot product of the normalised embeddings.
 
 :class:`SimilarityModel` loads a sentence-transformers model once per process (any local path
-or model id) and scores a whole batch of pairs, ARR and AVC together, with one ``encode`` per side
-over the unique texts, on a GPU when the process has one.
+or model id) and scores a whole batch of pairs, ARR and AVC together, embedding each distinct
+(prompt, text) once across kinds and sides, on a GPU when the process has one.
 """
 
 from __future__ import annotations
@@ -74,19 +74,31 @@ class SimilarityModel:
         )
 
     def score(self, requests: Sequence[TextPair]) -> np.ndarray:
-        """Cosine similarity per request, shape ``(len(requests),)``, in one pass per (kind, side)."""
-        scores = np.zeros(len(requests), dtype=np.float32)
-        by_kind: dict[str, list[int]] = {}
-        for i, request in enumerate(requests):
-            by_kind.setdefault(request.kind, []).append(i)
-        for kind, indices in by_kind.items():
-            queries = sorted({requests[i].query for i in indices})
-            documents = sorted({requests[i].document for i in indices})
-            query_vecs = dict(zip(queries, self._encode(queries, self._query_prompt(kind)), strict=True))
-            doc_vecs = dict(zip(documents, self._encode(documents, None), strict=True))
-            for i in indices:
-                scores[i] = float(np.dot(query_vecs[requests[i].query], doc_vecs[requests[i].document]))
-        return scores
+        """Cosine similarity per request, shape ``(len(requests),)``.
+
+        Each distinct ``(prompt, text)`` is embedded once, whatever kinds and sides it appears on: the
+        policy a-think is ARR's bare document and AVC's query (one embedding for both when AVC's query
+        has no instruction), v-thinks are bare documents like it, and a group's reference a-think is
+        the ARR query of all its rollouts. One ``encode`` per distinct prompt (at most 3: ARR's, AVC's,
+        none), each over its texts sorted, so the result does not depend on the requests' order.
+        """
+        if not requests:
+            return np.zeros(0, dtype=np.float32)
+        prompts = {kind: self._query_prompt(kind) for kind in {request.kind for request in requests}}
+        texts: dict[str | None, set[str]] = {}
+        for request in requests:
+            texts.setdefault(prompts[request.kind], set()).add(request.query)
+            texts.setdefault(None, set()).add(request.document)
+        row: dict[tuple[str | None, str], int] = {}
+        blocks = []
+        for prompt, group in texts.items():
+            ordered, offset = sorted(group), len(row)
+            row.update(((prompt, text), offset + i) for i, text in enumerate(ordered))
+            blocks.append(self._encode(ordered, prompt))
+        vectors = np.concatenate(blocks)
+        queries = vectors[[row[prompts[r.kind], r.query] for r in requests]]
+        documents = vectors[[row[None, r.document] for r in requests]]
+        return np.einsum("ij,ij->i", queries, documents).astype(np.float32, copy=False)
 
 
 _models: dict[tuple, SimilarityModel] = {}

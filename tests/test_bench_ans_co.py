@@ -1,0 +1,61 @@
+"""benchmarks/bench_ans_co.py: the variants it times compute the losses they are named after."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_ans_co  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def verl():
+    return bench_ans_co.verl_pieces()
+
+
+def test_the_inline_pg_loss_is_verls_vanilla_loss(verl):
+    """The device check has no verl: its PPO-clip token-mean must equal verl's compute_policy_loss_vanilla."""
+    g = torch.Generator().manual_seed(0)
+    old = torch.randn(6, 40, generator=g)
+    new = old + 0.5 * torch.randn(6, 40, generator=g)  # ratios well beyond the 0.2 clip, both ways
+    advantages = torch.randn(6, 1, generator=g).expand(-1, 40) * 2  # some below -1: dual clip active
+    mask = torch.rand(6, 40, generator=g) > 0.2
+    expected, _ = verl[0](old, new, advantages, mask, config=verl[1])
+    assert verl[1].clip_ratio == 0.2 and verl[1].get("clip_ratio_c", 3.0) == 3.0
+    assert bench_ans_co.ppo_clip_token_mean(old, new, advantages, mask).item() == pytest.approx(
+        expected.item(), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("use_verl", [True, False], ids=["verl", "inline"])
+def test_answer_only_and_all_position_entropy_give_the_same_ans_co_loss(verl, use_verl):
+    """Ans-CO reads the entropy at answer tokens only: both variants are the same loss, at different cost."""
+    dims = bench_ans_co.DIMS["smoke"]
+    model = bench_ans_co.build_lm(dims, "cpu", torch.float32)
+    batch = bench_ans_co.make_batch(dims, 4, 8, 16, 3, "cpu")
+    pieces = verl if use_verl else None
+    with torch.no_grad():
+        vanilla, answer_only, answer_hidden, all_positions = (
+            bench_ans_co.update_loss(model, batch, v, 8, pieces).item() for v in bench_ans_co.VARIANTS
+        )
+    assert answer_only == pytest.approx(all_positions, abs=1e-5)
+    assert answer_hidden == pytest.approx(all_positions, abs=1e-5)
+    # Ans-CO adds NLL of the right answers (rows 0, 2) and 0.5 x answer entropy (~log V for a random model).
+    assert answer_only - vanilla > 0.5 * 0.5 * torch.log(torch.tensor(float(dims.vocab))).item()
+
+
+def test_the_cpu_run_prints_each_variant_beside_vanilla(capsys):
+    out = bench_ans_co.main(["--dims", "smoke", "--prompt-len", "8", "--response-len", "16", "--repeats", "2"])
+    printed = capsys.readouterr().out
+    assert "vocab 2048" in printed and "machine:" in printed and "load" in printed
+    assert set(out) == set(bench_ans_co.VARIANTS) and out["vanilla"]["ratio"] == 1.0
+    assert all(row["best_s"] > 0 and row["ratio"] > 0 for row in out.values())
+
+
+def test_the_cpu_dims_keep_qwens_vocabulary():
+    assert bench_ans_co.DIMS["cpu"].vocab == bench_ans_co.DIMS["omni-3b"].vocab == 151_936

