@@ -264,3 +264,38 @@ def test_the_rollout_never_samples_qwen3_omnis_media_tokens(server):
     assert server.banned_token_ids == sorted(
         [ids.audio, ids.image, ids.video, ids.audio_bos, ids.audio_eos, ids.vision_bos, ids.vision_eos]
     )
+
+
+# --------------------------------------------------------------------------------------- weight sync
+
+
+def test_verls_per_expert_weight_stream_refills_the_rollouts_fused_experts(server):
+    """verl's FSDP engine streams MoE experts under per-expert names (``unfuse_moe_params``, for vLLM); the hf
+    rollout holds transformers 5's fused tensors and must put every expert's rows back where they came from."""
+    from verl.workers.engine.fsdp.utils import unfuse_moe_params
+
+    model = server.model
+    trained = {name: p.detach().clone() + 0.01 * torch.randn_like(p) for name, p in model.named_parameters()}
+    streamed = list(unfuse_moe_params(iter(trained.items()), "qwen3_omni_moe_thinker"))
+    names = [name for name, _ in streamed]
+    assert "model.layers.1.mlp.experts.3.up_proj.weight" in names
+    assert "model.layers.1.mlp.experts.gate_up_proj" not in names
+    original = {name: p.detach().clone() for name, p in model.named_parameters()}
+    try:
+        server.begin_weight_update()
+        server.load_weights(streamed)
+        assert server.finish_weight_update(global_steps=1)["updated"] == len(trained)
+        for name, p in model.named_parameters():
+            assert torch.equal(p, trained[name]), name
+        # expert 3's up rows are the second half of gate_up_proj[3]
+        up = dict(streamed)["model.layers.1.mlp.experts.3.up_proj.weight"]
+        assert torch.equal(model.model.layers[1].mlp.experts.gate_up_proj[3, 32:], up)
+
+        server.begin_weight_update()
+        server.load_weights([item for item in streamed if item[0] != "model.layers.0.mlp.experts.2.down_proj.weight"])
+        with pytest.raises(RuntimeError, match="model.layers.0.mlp.experts.down_proj"):
+            server.finish_weight_update()
+    finally:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(original[name])

@@ -304,7 +304,8 @@ class HFRolloutServer:
 
     def begin_weight_update(self):
         self._updated = set()
-        self._expert_slices: dict[str, set] = {}
+        #: fused MoE parameter -> the per-expert weights received for it this update
+        self._expert_slices: dict[str, set[str]] = {}
 
     def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]):
         unknown = []
@@ -314,7 +315,7 @@ class HFRolloutServer:
                 if target is None and (slot := moe_expert_slot(name, self._params)) is not None:
                     fused, index = slot
                     target = self._params[fused][index]
-                    self._expert_slices.setdefault(fused, set()).add(index)
+                    self._expert_slices.setdefault(fused, set()).add(name)
                     if len(self._expert_slices[fused]) == moe_expert_slot_count(fused, self._params):
                         self._updated.add(fused)
                     name = fused
