@@ -299,3 +299,85 @@ def test_verls_per_expert_weight_stream_refills_the_rollouts_fused_experts(serve
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(original[name])
+
+
+# ------------------------------------------------------------------------------- full checkpoints
+
+
+@pytest.fixture(scope="module")
+def qwen3_full_dir(thinker_dir, tmp_path_factory):
+    """A full-checkpoint layout around the tiny thinker: ``thinker.*`` (one tensor per expert, as stored),
+    stand-in ``talker.*`` / ``code2wav.*`` tensors, and a ``qwen3_omni_moe`` config.json whose thinker_config
+    is the thinker's. The talker is not a working model: only its bytes are checked."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("qwen3_full")
+    tensors = {f"thinker.{name}": t for name, t in load_file(str(Path(thinker_dir) / "model.safetensors")).items()}
+    generator = torch.Generator().manual_seed(0)
+    tensors["talker.model.codec_embedding.weight"] = torch.randn(16, 8, generator=generator)
+    tensors["code2wav.code_embedding.weight"] = torch.randn(32, 8, generator=generator)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    thinker_config = json.loads((Path(thinker_dir) / "config.json").read_text())
+    config = {
+        "model_type": "qwen3_omni_moe",
+        "architectures": ["Qwen3OmniMoeForConditionalGeneration"],
+        "thinker_config": {k: v for k, v in thinker_config.items() if k not in ("architectures",)},
+        "talker_config": {"model_type": "qwen3_omni_moe_talker"},
+        "enable_audio_output": True,
+    }
+    (out / "config.json").write_text(json.dumps(config))
+    for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
+        (out / name).write_bytes((Path(thinker_dir) / name).read_bytes())
+    return out
+
+
+def test_thinker_extracted_from_a_full_qwen3_omni_checkpoint_loads_and_equals_the_thinker(
+    qwen3_full_dir, thinker_dir, tmp_path
+):
+    from transformers import AutoModelForImageTextToText
+
+    from verl_avconfuse.omni.checkpoint import extract_thinker
+    from verl_avconfuse.omni.processor import load_omni_processor
+
+    out = extract_thinker(qwen3_full_dir, tmp_path / "thinker")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "qwen3_omni_moe_thinker"
+    assert config["architectures"] == ["Qwen3OmniMoeThinkerForConditionalGeneration"]
+    extracted = AutoModelForImageTextToText.from_pretrained(str(out))
+    original = AutoModelForImageTextToText.from_pretrained(thinker_dir)
+    for (name, p), (_, q) in zip(extracted.named_parameters(), original.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+    assert type(load_omni_processor(str(out))).__name__ == "Qwen3OmniProcessor"
+
+
+def test_export_puts_a_trained_qwen3_omni_thinker_back_and_keeps_talker_and_code2wav(
+    qwen3_full_dir, thinker_dir, tmp_path
+):
+    """Trained thinkers come back from save_pretrained un-fused (one tensor per expert), the names the full
+    checkpoint stores: the export matches them one to one and copies everything else byte for byte."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from verl_avconfuse.omni.checkpoint import merge_thinker
+
+    model = AutoModelForImageTextToText.from_pretrained(thinker_dir)
+    with torch.no_grad():
+        model.model.layers[1].mlp.experts.down_proj[2].add_(1.0)
+        model.model.layers[0].self_attn.q_proj.weight.mul_(2.0)
+    model.save_pretrained(str(tmp_path / "trained"))
+    out = merge_thinker(qwen3_full_dir, tmp_path / "trained", tmp_path / "full")
+    merged = load_file(str(out / "model.safetensors"))
+    before = load_file(str(qwen3_full_dir / "model.safetensors"))
+    assert set(merged) == set(before)
+    assert torch.equal(
+        merged["thinker.model.layers.1.mlp.experts.2.down_proj.weight"],
+        before["thinker.model.layers.1.mlp.experts.2.down_proj.weight"] + 1.0,
+    )
+    assert torch.equal(merged["thinker.model.layers.1.mlp.experts.1.down_proj.weight"],
+                       before["thinker.model.layers.1.mlp.experts.1.down_proj.weight"])  # fmt: skip
+    assert torch.equal(
+        merged["thinker.model.layers.0.self_attn.q_proj.weight"],
+        2.0 * before["thinker.model.layers.0.self_attn.q_proj.weight"],
+    )
+    for name in ("talker.model.codec_embedding.weight", "code2wav.code_embedding.weight"):
+        assert torch.equal(merged[name], before[name])
