@@ -14,7 +14,10 @@ import torch
 import yaml
 from safetensors import safe_open
 
-FAMILIES = [pytest.param("models/omni_thinker", id="qwen2.5-omni"), pytest.param("models/qwen3_omni_thinker", id="qwen3-omni")]
+FAMILIES = [
+    pytest.param("models/omni_thinker", id="qwen2.5-omni"),
+    pytest.param("models/qwen3_omni_thinker", id="qwen3-omni"),
+]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -74,7 +77,9 @@ def test_qwen3_omni_recipe_adapts_the_lm_attention_only(tiny_asset):
     adapted = _adapted(model)
     assert adapted and not any(n.startswith(("audio_tower", "visual")) for n in adapted)
     assert sorted(adapted) == sorted(
-        f"model.layers.{layer}.self_attn.{proj}" for layer in range(2) for proj in ("q_proj", "k_proj", "v_proj", "o_proj")
+        f"model.layers.{layer}.self_attn.{proj}"
+        for layer in range(2)
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj")
     )
 
 

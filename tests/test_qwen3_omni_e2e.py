@@ -39,7 +39,11 @@ def _assert_trained(result, steps, prob_diff_max=PROB_DIFF_MAX, n_steps=2):
 def test_issue_command_trains_the_qwen3_omni_thinker_on_cpu(tmp_path):
     """`python -m verl.trainer.main_ppo +recipe=avconfuse +recipe=cpu_tiny actor_rollout_ref.model.path=...`"""
     result, steps = run_main_ppo(
-        tmp_path, "+recipe=avconfuse", "+recipe=cpu_tiny", QWEN3_THINKER, f"avconfuse.reference.cache_dir={tmp_path}/ref"
+        tmp_path,
+        "+recipe=avconfuse",
+        "+recipe=cpu_tiny",
+        QWEN3_THINKER,
+        f"avconfuse.reference.cache_dir={tmp_path}/ref",
     )
     _assert_trained(result, steps)
     # 2 s clips: 8 video tokens (16-pixel patches, 2x2 merge) and 26 audio tokens (13 per second) each

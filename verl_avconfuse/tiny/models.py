@@ -820,7 +820,12 @@ def qwen3_omni_processor(tokenizer):
     As for Qwen2.5-Omni, the processor's built-in video size (128..768 * 32 * 32 pixels) overrides the saved
     video processor's; the bounds also go to the tokenizer's init kwargs, which rank above it.
     """
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, WhisperFeatureExtractor
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3OmniMoeProcessor,
+        WhisperFeatureExtractor,
+    )
 
     size = {"shortest_edge": QWEN3_OMNI_MIN_PIXELS, "longest_edge": QWEN3_OMNI_MAX_PIXELS}
     tokenizer.init_kwargs.update(min_pixels=QWEN3_OMNI_MIN_PIXELS, max_pixels=QWEN3_OMNI_MAX_PIXELS)
