@@ -381,3 +381,38 @@ def test_export_puts_a_trained_qwen3_omni_thinker_back_and_keeps_talker_and_code
     )
     for name in ("talker.model.codec_embedding.weight", "code2wav.code_embedding.weight"):
         assert torch.equal(merged[name], before[name])
+
+
+def test_the_warm_started_qwen3_omni_thinker_keeps_the_format_with_media(server):
+    """Sampling at temperature 1 with audio + video gives RL-CoMM's three-part format part of the time, so
+    Step-RR's rewards vary inside a group (a random thinker never writes it)."""
+    import numpy as np
+
+    from verl_avconfuse.tiny.corpus import WELL_FORMED_RESPONSE, policy_chats
+
+    processor, model = server.processor, server.model
+    chats = policy_chats(24, seed=12345)  # prompts the warm start never saw
+    content = [[{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "\n" + c.user}] for c in chats]
+    texts = [
+        processor.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=False)
+        for c in content
+    ]
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    inputs = processor(
+        text=texts,
+        audio=[(0.3 * np.sin(2 * np.pi * (220 + 20 * i) * t)).astype(np.float32) for i in range(len(chats))],
+        videos=[rng.integers(0, 256, size=(4, 48, 64, 3), dtype=np.uint8) for _ in chats],
+        fps=2.0,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
+    inputs.pop("use_audio_in_video")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=64)
+    responses = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    fraction = sum(bool(WELL_FORMED_RESPONSE.match(r)) for r in responses) / len(responses)
+    print(f"\nQwen3-Omni thinker with audio + video, well-formed at temperature 1: {fraction:.2f}")
+    assert 0.05 <= fraction <= 0.95, (fraction, responses[:4])
