@@ -91,10 +91,11 @@ def _merged_export(tmp_path, actor_dir, base_dir):
 def _assert_adapters_only(merged, thinker, base_dir):
     base = load_file(str(Path(base_dir) / "model.safetensors"))
     saved_base = load_file(str(merged / "model.safetensors"))
-    # the base weights verl saved next to the adapter are the initial thinker's: only adapters trained
+    # the base weights verl saved next to the adapter are the initial thinker's (the merger writes bf16):
+    # only adapters trained
     assert set(saved_base) == set(base)
     for name, tensor in base.items():
-        assert torch.equal(saved_base[name].float(), tensor.float()), name
+        assert torch.equal(saved_base[name], tensor.to(saved_base[name].dtype)), name
     adapter = load_file(str(merged / "lora_adapter" / "adapter_model.safetensors"))
     assert any("lora_B" in n and tensor.abs().max() > 0 for n, tensor in adapter.items()), "B never moved"
     exported = load_file(str(thinker / "model.safetensors"))
