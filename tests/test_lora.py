@@ -138,3 +138,24 @@ def test_merge_refuses_a_folder_without_an_adapter(tiny_asset, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="adapter_config.json: not a LoRA adapter folder"):
         merge_lora_thinker(tiny_asset("models/omni_thinker"), tmp_path, tmp_path / "out")
+
+
+def test_merge_reads_the_adapted_modules_from_the_tensors_not_from_verls_adapter_config(tiny_asset, tmp_path):
+    """verl's model merger writes target_modules as each LoRA key's module leaf name
+    (``lora_key.split(".")[-3]``): for Qwen2.5-Omni's vision merger that is "0" and "2", which PEFT would match
+    against whole layers ("audio_tower.layers.0") and refuse. The export follows the tensors instead."""
+    from safetensors.torch import load_file
+
+    from verl_avconfuse.omni.lora import merge_lora_thinker
+
+    model = _verl_lora(_thinker(tiny_asset, "models/omni_thinker"), rank=2, alpha=4)
+    model.save_pretrained(str(tmp_path / "adapter"))
+    keys = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    leaves = sorted({key.split(".")[-3] for key in keys})
+    assert "0" in leaves  # visual.merger.mlp.0
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["target_modules"] = leaves
+    config_file.write_text(json.dumps(config))
+    out = merge_lora_thinker(tiny_asset("models/omni_thinker"), tmp_path / "adapter", tmp_path / "merged")
+    assert (out / "model.safetensors").is_file()

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
+
+#: Where PEFT puts the wrapped model in its state dict and module names.
+_PEFT_PREFIX = "base_model.model."
 
 
 def adapter_config(adapter_dir: str | Path) -> dict:
@@ -33,21 +37,40 @@ def merge_lora_thinker(base_dir: str | Path, adapter_dir: str | Path, out_dir: s
 
     Raises:
         FileNotFoundError: ``adapter_dir`` has no ``adapter_config.json``.
-        ValueError: the adapter names modules the thinker does not have (PEFT would silently skip them).
+        ValueError: the adapter names modules the thinker does not have, or holds tensors PEFT did not load.
     """
     import torch
-    from peft import PeftModel
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText
 
     from verl_avconfuse.omni.checkpoint import _atomic_dir, _copy_sidecars
 
     base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
-    adapter_config(adapter_dir)
+    config = adapter_config(adapter_dir)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    # The adapted modules are read from the tensors, not from config["target_modules"]: verl's model merger
+    # writes each module's last name there ("q_proj", but also "0" and "2" for Qwen2.5-Omni's vision merger
+    # ModuleList), and PEFT would then also match whole layers named "...layers.0" and refuse them.
+    modules = sorted({name.removeprefix(_PEFT_PREFIX).rsplit(".lora_", 1)[0] for name in tensors})
     model = AutoModelForImageTextToText.from_pretrained(str(base_dir), dtype="auto")
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
-    if not adapted:
-        raise ValueError(f"{adapter_dir}: the adapter adapts no module of the thinker in {base_dir}")
+    lora = LoraConfig(
+        r=int(config["r"]),
+        lora_alpha=config["lora_alpha"],
+        target_modules="|".join(re.escape(m) for m in modules),
+        use_rslora=bool(config.get("use_rslora", False)),
+        bias="none",
+    )
+    peft_model = get_peft_model(model, lora)
+    adapted = sorted(n.removeprefix(_PEFT_PREFIX) for n, m in peft_model.named_modules() if hasattr(m, "lora_A"))
+    if adapted != modules:
+        raise ValueError(
+            f"{adapter_dir}: the adapter names modules the thinker in {base_dir} does not have: "
+            f"{sorted(set(modules) - set(adapted))[:5]}"
+        )
+    result = set_peft_model_state_dict(peft_model, tensors)
+    if result.unexpected_keys:
+        raise ValueError(f"{adapter_dir}: adapter tensors not loaded: {result.unexpected_keys[:5]}")
     with torch.no_grad():
         merged = peft_model.merge_and_unload()
     with _atomic_dir(out_dir) as tmp:
