@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 #: Where PEFT puts the wrapped model in its state dict and module names.
@@ -57,7 +56,9 @@ def merge_lora_thinker(base_dir: str | Path, adapter_dir: str | Path, out_dir: s
     lora = LoraConfig(
         r=int(config["r"]),
         lora_alpha=config["lora_alpha"],
-        target_modules="|".join(re.escape(m) for m in modules),
+        # full names: PEFT matches a list entry as the name or its dotted suffix (a regex string matched
+        # "model.layers.0.self_attn.q_proj" for "model.layers.1.self_attn.q_proj" in peft 0.21.2)
+        target_modules=modules,
         use_rslora=bool(config.get("use_rslora", False)),
         bias="none",
     )
