@@ -26,6 +26,15 @@ from pathlib import Path
 
 THINKER_PREFIX = "thinker."
 THINKER_ARCHITECTURE = "Qwen2_5OmniThinkerForConditionalGeneration"
+#: Full-model ``model_type`` -> (thinker ``model_type``, thinker architecture), for both Omni families.
+#: Qwen3-Omni's full checkpoint (``qwen3_omni_moe``) names its talker ``talker.*`` and its vocoder
+#: ``code2wav.*``; its thinker tensors are stored one per MoE expert, which is also how
+#: ``Qwen3OmniMoeThinkerForConditionalGeneration.save_pretrained`` writes them (it un-fuses on save), so
+#: names match between an extracted, a trained and the original thinker.
+OMNI_FAMILIES: dict[str, tuple[str, str]] = {
+    "qwen2_5_omni": ("qwen2_5_omni_thinker", THINKER_ARCHITECTURE),
+    "qwen3_omni_moe": ("qwen3_omni_moe_thinker", "Qwen3OmniMoeThinkerForConditionalGeneration"),
+}
 #: Files of a checkpoint that are not weights or the model config (tokenizer, processor, templates).
 _SIDECAR_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
 #: Largest shard written, as in transformers' save_pretrained default.
@@ -152,21 +161,23 @@ def _copy_sidecars(
 
 
 def is_full_omni(model_dir: str | Path) -> bool:
-    return _read_json(Path(model_dir) / "config.json").get("model_type") == "qwen2_5_omni"
+    return _read_json(Path(model_dir) / "config.json").get("model_type") in OMNI_FAMILIES
 
 
 def extract_thinker(full_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the thinker of a full Qwen2.5-Omni checkpoint as a thinker-only HF directory."""
+    """Write the thinker of a full Qwen2.5-Omni or Qwen3-Omni checkpoint as a thinker-only HF directory."""
     full_dir, out_dir = Path(full_dir), Path(out_dir)
     config = _read_json(full_dir / "config.json")
-    if config.get("model_type") != "qwen2_5_omni" or "thinker_config" not in config:
+    if config.get("model_type") not in OMNI_FAMILIES or "thinker_config" not in config:
         raise CheckpointError(
-            f"{full_dir / 'config.json'}: expected a full Qwen2.5-Omni config (model_type 'qwen2_5_omni' with a "
-            f"thinker_config), got model_type {config.get('model_type')!r}"
+            f"{full_dir / 'config.json'}: expected a full Qwen2.5-Omni config or a full Qwen3-Omni config "
+            f"(model_type {' or '.join(repr(t) for t in OMNI_FAMILIES)} with a thinker_config), got model_type "
+            f"{config.get('model_type')!r}"
         )
+    thinker_type, architecture = OMNI_FAMILIES[config["model_type"]]
     thinker_config = dict(config["thinker_config"])
-    thinker_config["architectures"] = [THINKER_ARCHITECTURE]
-    thinker_config["model_type"] = "qwen2_5_omni_thinker"
+    thinker_config["architectures"] = [architecture]
+    thinker_config["model_type"] = thinker_type
     for key in ("torch_dtype", "dtype", "transformers_version"):
         if key in config and key not in thinker_config:
             thinker_config[key] = config[key]
@@ -190,11 +201,12 @@ def merge_thinker(full_dir: str | Path, thinker_dir: str | Path, out_dir: str | 
     """
     full_dir, thinker_dir, out_dir = Path(full_dir), Path(thinker_dir), Path(out_dir)
     if not is_full_omni(full_dir):
-        raise CheckpointError(f"{full_dir / 'config.json'}: expected a full Qwen2.5-Omni checkpoint")
+        raise CheckpointError(f"{full_dir / 'config.json'}: expected a full Qwen2.5-Omni or Qwen3-Omni checkpoint")
+    expected_type = OMNI_FAMILIES[_read_json(full_dir / "config.json")["model_type"]][0]
     thinker_model_type = _read_json(thinker_dir / "config.json").get("model_type")
-    if thinker_model_type != "qwen2_5_omni_thinker":
+    if thinker_model_type != expected_type:
         raise CheckpointError(
-            f"{thinker_dir / 'config.json'}: expected model_type 'qwen2_5_omni_thinker', got {thinker_model_type!r}"
+            f"{thinker_dir / 'config.json'}: expected model_type {expected_type!r}, got {thinker_model_type!r}"
         )
     trained = dict(_iter_tensors(thinker_dir))
     original = {

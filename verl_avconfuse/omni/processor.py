@@ -23,7 +23,9 @@ from transformers import Qwen2_5OmniProcessor
 
 #: Key under which :class:`OmniProcessor` records the input mode in its output.
 USE_AUDIO_IN_VIDEO_KEY = "use_audio_in_video"
-OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+QWEN2_5_OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+#: Both Omni families (Qwen3-Omni: :mod:`verl_avconfuse.omni.qwen3_omni`).
+OMNI_MODEL_TYPES = QWEN2_5_OMNI_MODEL_TYPES + ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
 
 
 class OmniProcessor(Qwen2_5OmniProcessor):
@@ -103,17 +105,22 @@ def prepare_omni_processor(processor, config) -> Any:
     return processor
 
 
-def load_omni_processor(name_or_path: str, **kwargs) -> OmniProcessor:
-    """Load the processor of a thinker-only or full Omni checkpoint, ready for verl."""
+def load_omni_processor(name_or_path: str, **kwargs):
+    """Load the processor of a thinker-only or full Omni checkpoint (either family), ready for verl."""
     from transformers import AutoConfig
 
-    processor = OmniProcessor.from_pretrained(name_or_path, **kwargs)
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    from verl_avconfuse.omni import qwen3_omni
+
+    if config.model_type in qwen3_omni.MODEL_TYPES:
+        processor = qwen3_omni.Qwen3OmniProcessor.from_pretrained(name_or_path, **kwargs)
+        return qwen3_omni.prepare_qwen3_omni_processor(processor, config)
+    processor = OmniProcessor.from_pretrained(name_or_path, **kwargs)
     return prepare_omni_processor(processor, config)
 
 
 def is_omni_checkpoint(name_or_path: str) -> bool:
-    """Whether a local model directory holds a Qwen2.5-Omni (full or thinker-only) config."""
+    """Whether a local model directory holds a Qwen2.5-Omni or Qwen3-Omni (full or thinker-only) config."""
     import json
     import os
 

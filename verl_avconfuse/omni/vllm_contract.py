@@ -566,3 +566,32 @@ def vllm_engine_overrides(hf_config_dict: Mapping[str, Any]) -> dict[str, Any]:
     if actor_ties != vllm_ties:
         overrides["thinker_config"] = {"text_config": {"tie_word_embeddings": actor_ties}}
     return {"hf_overrides": overrides} if overrides else {}
+
+
+# ==================================================================================================
+# Both Omni families: token ids read from the processor (added for Qwen3-Omni, issue 19)
+# ==================================================================================================
+
+
+def omni_token_ids(processor: Any) -> OmniTokenIds:
+    """The media token ids of a Qwen2.5-Omni or Qwen3-Omni processor, by the token strings it names.
+
+    :meth:`OmniTokenIds.from_tokenizer` looks up Qwen2.5-Omni's strings (``<|AUDIO|>``, ``<|vision_bos|>``);
+    Qwen3-Omni renames every one (``<|audio_pad|>``, ``<|vision_start|>``). Both processors carry the seven
+    names as attributes (``audio_token``, ``vision_bos_token``, ...), so they are read from there; a plain
+    tokenizer (no such attributes) falls back to Qwen2.5-Omni's strings.
+    """
+    from verl_avconfuse.omni.qwen3_omni import TOKEN_ATTRIBUTES
+
+    if not all(hasattr(processor, attribute) for attribute in TOKEN_ATTRIBUTES.values()):
+        return OmniTokenIds.from_tokenizer(processor)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = {}
+    for name, attribute in TOKEN_ATTRIBUTES.items():
+        token = getattr(processor, attribute)
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or (unk is not None and token_id == unk):
+            raise ValueError(f"{type(processor).__name__}.{attribute}={token!r} is not a token of its tokenizer")
+        ids[name] = int(token_id)
+    return OmniTokenIds(**ids)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -95,13 +96,45 @@ def placeholder_token_ids(processor) -> list[int]:
     if hasattr(processor, "audio_bos_token"):
         from dataclasses import astuple
 
-        from verl_avconfuse.omni.vllm_contract import OmniTokenIds
+        from verl_avconfuse.omni.vllm_contract import omni_token_ids
 
-        return sorted(set(astuple(OmniTokenIds.from_tokenizer(processor))))
+        return sorted(set(astuple(omni_token_ids(processor))))
     from verl.utils.tokenizer import get_processor_token_id
 
     ids = {get_processor_token_id(processor, modality) for modality in ("image", "video", "audio")}
     return sorted(token_id for token_id in ids if token_id is not None)
+
+
+_EXPERT_WEIGHT = re.compile(r"^(?P<base>.+\.mlp\.experts)\.(?P<expert>\d+)\.(?P<proj>gate|up|down)_proj\.weight$")
+
+
+def moe_expert_slot(name: str, params: dict[str, torch.Tensor]) -> tuple[str, tuple] | None:
+    """Where a per-expert weight goes in transformers 5's fused MoE tensors, or None if it is not one.
+
+    verl's FSDP engine streams MoE experts to the rollout under the checkpoint's per-expert names
+    (``unfuse_moe_params``: ``...mlp.experts.{e}.gate_proj.weight``, what vLLM loads), while a transformers 5
+    model holds ``experts.gate_up_proj`` (E, 2I, H), gate rows first, and ``experts.down_proj`` (E, H, I).
+    Returns ``(fused parameter name, index into it)``.
+    """
+    match = _EXPERT_WEIGHT.match(name)
+    if match is None:
+        return None
+    base, expert, proj = match["base"], int(match["expert"]), match["proj"]
+    if proj == "down":
+        fused = f"{base}.down_proj"
+        return (fused, (expert,)) if fused in params else None
+    fused = f"{base}.gate_up_proj"
+    if fused not in params:
+        return None
+    half = params[fused].shape[1] // 2
+    rows = slice(0, half) if proj == "gate" else slice(half, 2 * half)
+    return fused, (expert, rows)
+
+
+def moe_expert_slot_count(fused: str, params: dict[str, torch.Tensor]) -> int:
+    """How many per-expert tensors fill ``fused``: gate and up per expert, or down per expert."""
+    experts = params[fused].shape[0]
+    return 2 * experts if fused.endswith(".gate_up_proj") else experts
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -271,13 +304,22 @@ class HFRolloutServer:
 
     def begin_weight_update(self):
         self._updated = set()
+        #: fused MoE parameter -> the per-expert weights received for it this update
+        self._expert_slices: dict[str, set[str]] = {}
 
     def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]):
         unknown = []
         with torch.no_grad():
             for name, tensor in named_tensors:
                 target = self._params.get(name)
-                if target is None:
+                if target is None and (slot := moe_expert_slot(name, self._params)) is not None:
+                    fused, index = slot
+                    target = self._params[fused][index]
+                    self._expert_slices.setdefault(fused, set()).add(name)
+                    if len(self._expert_slices[fused]) == moe_expert_slot_count(fused, self._params):
+                        self._updated.add(fused)
+                    name = fused
+                elif target is None:
                     unknown.append(name)
                     continue
                 if target.shape != tensor.shape:
@@ -286,7 +328,8 @@ class HFRolloutServer:
                         f"{tuple(target.shape)} in the rollout model"
                     )
                 target.copy_(tensor.to(device=target.device, dtype=target.dtype))
-                self._updated.add(name)
+                if name not in self._expert_slices:
+                    self._updated.add(name)
         if unknown:
             raise KeyError(
                 f"hf rollout: the actor sent {len(unknown)} weights the rollout model does not have, e.g. "
@@ -427,12 +470,12 @@ class HFRolloutServer:
         from verl.utils.tokenizer import get_processor_token_id
 
         if hasattr(self.processor, "audio_bos_token"):
-            # Qwen2.5-Omni: with audio in the video the expanded run interleaves <|VIDEO|> and
-            # <|AUDIO|> chunks inside one vision block, so repeated-token squeezing would be wrong.
-            from verl_avconfuse.omni.vllm_contract import OmniTokenIds, collapse_placeholders
+            # Qwen2.5/3-Omni: with audio in the video the expanded run interleaves video and audio
+            # chunks inside one vision block, so repeated-token squeezing would be wrong.
+            from verl_avconfuse.omni.vllm_contract import collapse_placeholders, omni_token_ids
 
             in_video = bool(mm_processor_kwargs.get("use_audio_in_video", False))
-            return collapse_placeholders(ids, OmniTokenIds.from_tokenizer(self.processor), in_video)
+            return collapse_placeholders(ids, omni_token_ids(self.processor), in_video)
         placeholder_ids = {
             token_id
             for modality in ("image", "video", "audio")

@@ -287,6 +287,20 @@ def _batch(examples, pad_id: int):
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+#: Per-item audio features that some processors pad only to the longest clip of the call (Qwen3-Omni's
+#: ``padding=True``), not to a fixed length: right-padded with zeros (masked out) to batch them.
+_PADDED_AUDIO_FEATURES = ("input_features", "feature_attention_mask")
+
+
+def _cat_items(tensors, key: str):
+    import torch
+
+    if key in _PADDED_AUDIO_FEATURES:
+        width = max(t.shape[-1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, width - t.shape[-1])) for t in tensors]
+    return torch.cat(tensors)
+
+
 def warm_start(
     model,
     tokenizer,
@@ -355,7 +369,7 @@ def warm_start(
             ]
             inputs = _batch(examples, tokenizer.pad_token_id)
             for key in media[0].features:
-                inputs[key] = torch.cat([torch.as_tensor(m.features[key]) for m in media])
+                inputs[key] = _cat_items([torch.as_tensor(m.features[key]) for m in media], key)
             inputs.update(media[0].forward_kwargs)
         loss = model(**inputs, use_cache=False).loss
         loss.backward()
@@ -457,13 +471,13 @@ def omni_thinker_config(tokenizer):
     return config
 
 
-def _omni_media_pools(processor, seed: int) -> tuple[list[MediaPrompt], list[MediaPrompt]]:
+def _omni_media_pools(processor, seed: int, **call_kwargs) -> tuple[list[MediaPrompt], list[MediaPrompt]]:
     """Two warm-start pools: audio as its own item, and audio interleaved in the video (TMRoPE chunks)."""
     separate = [[{"type": "video"}, {"type": "audio"}]] * MEDIA_CLIPS
     in_video = [[{"type": "video"}]] * MEDIA_CLIPS
     return (
-        _media_prompts(processor, separate, seed=seed, with_video=True, use_audio_in_video=False),
-        _media_prompts(processor, in_video, seed=seed + 1, with_video=True, use_audio_in_video=True),
+        _media_prompts(processor, separate, seed=seed, with_video=True, use_audio_in_video=False, **call_kwargs),
+        _media_prompts(processor, in_video, seed=seed + 1, with_video=True, use_audio_in_video=True, **call_kwargs),
     )
 
 
@@ -706,10 +720,245 @@ def make_embedder(out_dir: str | Path, *, seed: int = 0) -> Path:
     return out_dir
 
 
+# ------------------------------------------------------------------------------- Qwen3-Omni thinker
+
+#: The Qwen3-Omni media tokens (Qwen3's vocabulary: ``<|audio_pad|>`` ... ``<|vision_end|>``), by the names
+#: of :data:`verl_avconfuse.tiny.tokenizer.SPECIAL_TOKENS`. Qwen3-Omni renames every one of Qwen2.5-Omni's.
+QWEN3_OMNI_SPECIAL_TOKENS: dict[str, str] = {
+    "endoftext": "<|endoftext|>",
+    "im_start": "<|im_start|>",
+    "im_end": "<|im_end|>",
+    "audio": "<|audio_pad|>",
+    "audio_bos": "<|audio_start|>",
+    "audio_eos": "<|audio_end|>",
+    "vision_bos": "<|vision_start|>",
+    "vision_eos": "<|vision_end|>",
+    "image": "<|image_pad|>",
+    "video": "<|video_pad|>",
+}
+#: Qwen3-Omni's vision encoder: 16-pixel patches merged 2x2, so one LLM token per 32x32 pixels. A 64x48
+#: frame resizes to 64x64 = 4 tokens; a 2 s clip at 2 fps (2 temporal patches) is 8 video tokens.
+QWEN3_OMNI_PATCH = 16
+QWEN3_OMNI_MIN_PIXELS = 32 * 32 * 2
+QWEN3_OMNI_MAX_PIXELS = 64 * 64
+#: Position ids per second of TMRoPE's time axis. The released checkpoints use 13 (the processor's
+#: default); ``Qwen3OmniMoeThinkerConfig`` defaults to 25, a Qwen2.5-Omni leftover that would make the
+#: processor's audio/video interleaving and the thinker's ``get_rope_index`` disagree.
+QWEN3_OMNI_POSITION_ID_PER_SECONDS = 13
+#: The audio encoder's attention window (mel frames / 2); the processor sizes audio runs for 100-frame
+#: chunks, which is n_window=50, as the released checkpoints.
+QWEN3_OMNI_AUDIO_N_WINDOW = 50
+#: Interleaved MRoPE over head_dim 32 (16 rotary frequencies): [T, H, W] = [6, 5, 5], the miniature of the
+#: released [24, 20, 20] over 64 (H and W take every third frequency, T the rest).
+QWEN3_OMNI_HEAD_DIM = 32
+QWEN3_OMNI_MROPE_SECTION = (6, 5, 5)
+#: The sparse MoE of the thinker's language model (the released one: 128 experts, 8 per token).
+QWEN3_OMNI_EXPERTS = 4
+QWEN3_OMNI_EXPERTS_PER_TOKEN = 2
+QWEN3_OMNI_MOE_INTERMEDIATE = 32
+
+
+def qwen3_omni_tokenizer(*, seed: int = 0, padding_side: str = "right"):
+    """The tiny BPE (:func:`~verl_avconfuse.tiny.tokenizer.build_tokenizer`) with Qwen3-Omni's media tokens.
+
+    Same vocabulary and merges as the other tiny models; the media tokens and the chat template's media
+    markup are Qwen3-Omni's (``<|vision_start|><|video_pad|><|vision_end|>``,
+    ``<|audio_start|><|audio_pad|><|audio_end|>``), registered as ``audio_token=``, ``vision_bos_token=``, ...
+    as ``Qwen3OmniMoeProcessor`` reads them.
+    """
+    import json
+
+    from transformers import Qwen2Tokenizer
+
+    from verl_avconfuse.tiny import tokenizer as tiny_tokenizer
+
+    vocab_json, merges_json = tiny_tokenizer._train_bpe(2000, seed)
+    vocab = json.loads(vocab_json)
+    for token in QWEN3_OMNI_SPECIAL_TOKENS.values():
+        vocab[token] = len(vocab)
+    template = tiny_tokenizer.CHAT_TEMPLATE
+    for name, token in tiny_tokenizer.SPECIAL_TOKENS.items():
+        template = template.replace(token, QWEN3_OMNI_SPECIAL_TOKENS[name])
+    attributes = {
+        attribute: QWEN3_OMNI_SPECIAL_TOKENS[name]
+        for attribute, name in (
+            ("audio_token", "audio"),
+            ("audio_bos_token", "audio_bos"),
+            ("audio_eos_token", "audio_eos"),
+            ("image_token", "image"),
+            ("video_token", "video"),
+            ("vision_bos_token", "vision_bos"),
+            ("vision_eos_token", "vision_eos"),
+        )
+    }
+    return Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[tuple(m) for m in json.loads(merges_json)],
+        unk_token=None,
+        bos_token=None,
+        eos_token=QWEN3_OMNI_SPECIAL_TOKENS["im_end"],
+        pad_token=QWEN3_OMNI_SPECIAL_TOKENS["endoftext"],
+        chat_template=template,
+        extra_special_tokens={"im_start_token": QWEN3_OMNI_SPECIAL_TOKENS["im_start"]},
+        padding_side=padding_side,
+        **attributes,
+    )
+
+
+def _qwen3_omni_token_ids(tokenizer) -> dict[str, int]:
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in QWEN3_OMNI_SPECIAL_TOKENS.items()}
+    user = tokenizer.encode("user", add_special_tokens=False)
+    if len(user) != 1:
+        raise ValueError(f"the tiny tokenizer must encode 'user' as one token (TMRoPE's user_token_id), got {user}")
+    ids["user"] = user[0]
+    return ids
+
+
+def qwen3_omni_processor(tokenizer):
+    """``Qwen3OmniMoeProcessor`` with the tiny pixel bounds, 16-pixel patches and a 128-mel Whisper extractor.
+
+    As for Qwen2.5-Omni, the processor's built-in video size (128..768 * 32 * 32 pixels) overrides the saved
+    video processor's; the bounds also go to the tokenizer's init kwargs, which rank above it.
+    """
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3OmniMoeProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    size = {"shortest_edge": QWEN3_OMNI_MIN_PIXELS, "longest_edge": QWEN3_OMNI_MAX_PIXELS}
+    tokenizer.init_kwargs.update(min_pixels=QWEN3_OMNI_MIN_PIXELS, max_pixels=QWEN3_OMNI_MAX_PIXELS)
+    vision = dict(patch_size=QWEN3_OMNI_PATCH, temporal_patch_size=2, merge_size=2)
+    return Qwen3OmniMoeProcessor(
+        image_processor=Qwen2VLImageProcessor(size=dict(size), **vision),
+        video_processor=Qwen2VLVideoProcessor(size=dict(size), **vision),
+        feature_extractor=WhisperFeatureExtractor(
+            feature_size=NUM_MEL_BINS, sampling_rate=AUDIO_SAMPLING_RATE, chunk_length=OMNI_AUDIO_SECONDS
+        ),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+
+
+def qwen3_omni_thinker_config(tokenizer):
+    """The tiny ``Qwen3OmniMoeThinkerConfig``: the released thinker's layout (sparse MoE in every layer,
+    interleaved MRoPE, DeepStack vision features, Qwen3 q/k norms), every size shrunk, token ids from
+    ``tokenizer``."""
+    from transformers import Qwen3OmniMoeThinkerConfig
+
+    ids = _qwen3_omni_token_ids(tokenizer)
+    text = _text_config_kwargs(tokenizer, tie=False)
+    text.pop("use_cache")
+    text.update(
+        head_dim=QWEN3_OMNI_HEAD_DIM,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": ROPE_THETA,
+            "mrope_section": list(QWEN3_OMNI_MROPE_SECTION),
+            "interleaved": True,
+            "mrope_interleaved": True,
+        },
+        moe_intermediate_size=QWEN3_OMNI_MOE_INTERMEDIATE,
+        num_experts=QWEN3_OMNI_EXPERTS,
+        num_experts_per_tok=QWEN3_OMNI_EXPERTS_PER_TOKEN,
+        norm_topk_prob=True,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        bos_token_id=ids["endoftext"],
+        eos_token_id=ids["im_end"],
+        pad_token_id=ids["endoftext"],
+    )
+    config = Qwen3OmniMoeThinkerConfig(
+        audio_config=dict(
+            num_mel_bins=NUM_MEL_BINS,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            d_model=32,
+            max_source_positions=1500,
+            n_window=QWEN3_OMNI_AUDIO_N_WINDOW,
+            n_window_infer=4 * QWEN3_OMNI_AUDIO_N_WINDOW * 2,
+            downsample_hidden_size=8,
+            output_dim=TEXT_HIDDEN,
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            in_channels=3,
+            patch_size=QWEN3_OMNI_PATCH,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=TEXT_HIDDEN,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0],
+        ),
+        text_config=text,
+        audio_token_id=ids["audio"],
+        image_token_id=ids["image"],
+        video_token_id=ids["video"],
+        audio_start_token_id=ids["audio_bos"],
+        user_token_id=ids["user"],
+        position_id_per_seconds=QWEN3_OMNI_POSITION_ID_PER_SECONDS,
+        tie_word_embeddings=False,
+    )
+    # Read by get_rope_index (vision_start) and vLLM but not declared fields; the released config carries them.
+    config.vision_start_token_id = ids["vision_bos"]
+    config.vision_end_token_id = ids["vision_eos"]
+    config.audio_end_token_id = ids["audio_eos"]
+    config.pad_token_id = ids["endoftext"]
+    config.eos_token_id = ids["im_end"]
+    return config
+
+
+#: Warm-start steps of the tiny Qwen3-Omni thinker (its MoE steps cost about twice a dense one on CPU).
+QWEN3_OMNI_WARM_START_STEPS = 120
+
+
+def make_qwen3_omni_thinker(
+    out_dir: str | Path, *, seed: int = 0, warm_start_steps: int = QWEN3_OMNI_WARM_START_STEPS
+) -> Path:
+    """A tiny ``Qwen3OmniMoeThinkerForConditionalGeneration`` + ``Qwen3OmniMoeProcessor``, warm-started.
+
+    The Qwen3-Omni counterpart of :func:`make_omni_thinker`: same corpus and media pools (both input
+    modes), Qwen3-Omni's tokens, processor and MoE language model.
+    """
+    from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
+
+    from verl_avconfuse.tiny.corpus import policy_chats
+
+    out_dir = Path(out_dir)
+    tokenizer = qwen3_omni_tokenizer(seed=seed)
+    processor = qwen3_omni_processor(tokenizer)
+    with deterministic_torch(seed), atomic_directory(out_dir) as tmp:
+        model = Qwen3OmniMoeThinkerForConditionalGeneration(qwen3_omni_thinker_config(tokenizer))
+        # The processor assumes 1 fps unless told; the tiny clips are sampled at 2 fps.
+        pools = _omni_media_pools(processor, seed, fps=2.0) if warm_start_steps > 0 else ()
+        warm_start(
+            model, tokenizer, policy_chats(WARM_START_CHATS, seed), warm_start_steps, seed=seed, media_pools=pools
+        )
+        ids = _qwen3_omni_token_ids(tokenizer)
+        model.generation_config = _generation_config_from_ids(ids)
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return out_dir
+
+
+def _generation_config_from_ids(ids: dict[str, int]):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        bos_token_id=ids["endoftext"], eos_token_id=[ids["im_end"], ids["endoftext"]], pad_token_id=ids["endoftext"]
+    )
+
+
 TINY_MODELS: dict[str, Callable[..., Path]] = {
     "qwen2": make_qwen2_policy,
     "omni_thinker": make_omni_thinker,
     "omni_full": make_full_omni,
+    "qwen3_omni_thinker": make_qwen3_omni_thinker,
     "qwen2_audio": make_qwen2_audio,
     "embedder": make_embedder,
 }

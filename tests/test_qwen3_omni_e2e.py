@@ -1,0 +1,134 @@
+"""End to end on CPU (slow): verl's main_ppo with the Qwen3-Omni thinker as the policy, and LoRA runs.
+
+Each test is one real ``python -m verl.trainer.main_ppo`` run (Ray, FSDP2 actor, hf rollout, Step-RR reward
+loop, reference audio LM and embedder workers) on the tiny offline models and clips.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_python
+from e2e_utils import run_main_ppo
+
+pytestmark = pytest.mark.slow
+
+#: fp32 rollout and fp32 actor: their probabilities of the sampled tokens agree to ~1e-6.
+PROB_DIFF_MAX = 1e-4
+#: With lora.merge=True verl streams the merged weights to the rollout cast to bf16
+#: (FSDPEngine._merged_lora_per_tensor_param), so an fp32 rollout samples from bf16-rounded weights.
+LORA_PROB_DIFF_MAX = 0.05
+QWEN3_THINKER = "actor_rollout_ref.model.path=${avconfuse_tiny:models/qwen3_omni_thinker}"
+
+
+def _assert_trained(result, steps, prob_diff_max=PROB_DIFF_MAX, n_steps=2):
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    assert sorted(steps) == list(range(1, n_steps + 1)), sorted(steps)
+    for step, metrics in steps.items():
+        assert metrics["critic/score/max"] > metrics["critic/score/min"], f"step {step}: constant reward"
+        assert metrics["actor/grad_norm"] > 0, f"step {step}: zero gradient"
+        assert metrics["training/rollout_probs_diff_max"] < prob_diff_max, f"step {step}: rollout != actor"
+        assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0
+        assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0
+
+
+def test_issue_command_trains_the_qwen3_omni_thinker_on_cpu(tmp_path):
+    """`python -m verl.trainer.main_ppo +recipe=avconfuse +recipe=cpu_tiny actor_rollout_ref.model.path=...`"""
+    result, steps = run_main_ppo(
+        tmp_path,
+        "+recipe=avconfuse",
+        "+recipe=cpu_tiny",
+        QWEN3_THINKER,
+        f"avconfuse.reference.cache_dir={tmp_path}/ref",
+    )
+    _assert_trained(result, steps)
+    # 2 s clips: 8 video tokens (16-pixel patches, 2x2 merge) and 26 audio tokens (13 per second) each
+    for metrics in steps.values():
+        assert metrics["rollout/media/video_tokens/mean"] == 8.0
+        assert metrics["rollout/media/audio_tokens/mean"] == 26.0
+
+
+def _lora_run(tmp_path, *overrides):
+    ckpt = tmp_path / "ckpt"
+    result, steps = run_main_ppo(
+        tmp_path,
+        *overrides,
+        "actor_rollout_ref.model.lora_rank=8",
+        "actor_rollout_ref.model.lora_alpha=16",
+        "++actor_rollout_ref.model.lora.merge=true",
+        f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
+        f"trainer.default_local_dir={ckpt}",
+        "trainer.save_freq=2",
+    )
+    return result, steps, ckpt / "global_step_2" / "actor"
+
+
+def _merged_export(tmp_path, actor_dir, base_dir):
+    """verl's model merger (base weights + lora_adapter/), then the adapter folded into the thinker."""
+    merged = tmp_path / "merger"
+    merge = run_python(
+        ["-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(actor_dir),
+         "--target_dir", str(merged)],
+        cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert merge.returncode == 0, merge.stderr[-3000:]
+    assert (merged / "lora_adapter" / "adapter_config.json").is_file()
+    thinker = tmp_path / "thinker"
+    export = run_python(
+        ["-m", "verl_avconfuse.omni.lora", str(base_dir), str(merged / "lora_adapter"), str(thinker)],
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    return merged, thinker
+
+
+def _assert_adapters_only(merged, thinker, base_dir):
+    base = load_file(str(Path(base_dir) / "model.safetensors"))
+    saved_base = load_file(str(merged / "model.safetensors"))
+    # the base weights verl saved next to the adapter are the initial thinker's (the merger writes bf16):
+    # only adapters trained
+    assert set(saved_base) == set(base)
+    for name, tensor in base.items():
+        assert torch.equal(saved_base[name], tensor.to(saved_base[name].dtype)), name
+    adapter = load_file(str(merged / "lora_adapter" / "adapter_model.safetensors"))
+    assert any("lora_B" in n and tensor.abs().max() > 0 for n, tensor in adapter.items()), "B never moved"
+    exported = load_file(str(thinker / "model.safetensors"))
+    assert set(exported) == set(base)
+    changed = {n for n in base if not torch.equal(exported[n].float(), base[n].float())}
+    assert changed and all(".self_attn." in n or ".mlp." in n or "audio_tower" in n or "visual" in n for n in changed)
+    return changed
+
+
+def test_lora_ans_co_on_qwen2_5_omni_trains_adapters_syncs_them_and_exports_a_merged_thinker(tmp_path, tiny_asset):
+    """Stage 3 (Ans-CO) with LoRA on the paper's model family: L_OP flows through the adapters only."""
+    result, steps, actor = _lora_run(
+        tmp_path,
+        "+recipe=avconfuse",
+        "+recipe=avconfuse_ansco",
+        "+recipe=cpu_tiny",
+        "actor_rollout_ref.model.target_modules=all-linear",
+    )
+    _assert_trained(result, steps, prob_diff_max=LORA_PROB_DIFF_MAX)
+    for metrics in steps.values():
+        assert metrics["ansco/answer_entropy"] > 0 and "ansco/loss" in metrics
+    merged, thinker = _merged_export(tmp_path, actor, tiny_asset("models/omni_thinker"))
+    changed = _assert_adapters_only(merged, thinker, tiny_asset("models/omni_thinker"))
+    assert "model.layers.0.self_attn.q_proj.weight" in changed
+
+
+def test_lora_on_the_qwen3_omni_recipe_adapts_attention_only(tmp_path, tiny_asset):
+    """+recipe=qwen3_omni (LoRA on attention, encoders excluded, experts and router untouched)."""
+    result, steps, actor = _lora_run(
+        tmp_path, "+recipe=avconfuse", "+recipe=qwen3_omni", "+recipe=cpu_tiny", QWEN3_THINKER
+    )
+    _assert_trained(result, steps, prob_diff_max=LORA_PROB_DIFF_MAX)
+    base_dir = tiny_asset("models/qwen3_omni_thinker")
+    merged, thinker = _merged_export(tmp_path, actor, base_dir)
+    changed = _assert_adapters_only(merged, thinker, base_dir)
+    assert all(".self_attn." in n and n.startswith("model.layers.") for n in changed), sorted(changed)[:5]

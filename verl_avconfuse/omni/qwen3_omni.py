@@ -1,0 +1,116 @@
+"""The Qwen3-Omni (MoE) thinker as the policy: its processor and TMRoPE in verl's multimodal path.
+
+verl 0.9.1 has no Qwen3-Omni case anywhere (no processor binding, no ``get_rope_index`` dispatch), as for
+Qwen2.5-Omni; :func:`verl_avconfuse.omni.processor.load_omni_processor` dispatches here by ``model_type``.
+What differs from Qwen2.5-Omni, and why it matters here:
+
+- the media tokens are Qwen3's (``<|audio_pad|>``, ``<|vision_start|>``, ...; see :data:`TOKEN_ATTRIBUTES`):
+  code that looks tokens up by Qwen2.5-Omni's strings finds none of them;
+- ``get_rope_index`` returns *float* position ids (Qwen2.5-Omni: long), time advances
+  ``position_id_per_seconds`` (13 in the released checkpoints) per second, and the audio encoder gives 13
+  tokens per second (per 100 mel frames), not 25;
+- the processor assumes 1 fps when not told (Qwen2.5-Omni: 2), so ``fps`` must reach it;
+- the language model is a sparse MoE (``mlp.experts.gate_up_proj`` fused in memory, one tensor per expert
+  on disk) with DeepStack: vision features are also added to the first decoder layers' hidden states.
+
+The processor is used the same way in both input modes (audio as its own item; audio interleaved in the
+video), and :class:`Qwen3OmniProcessor` records the mode in its output as :class:`OmniProcessor` does.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from transformers import Qwen3OmniMoeProcessor
+
+FULL_MODEL_TYPE = "qwen3_omni_moe"
+THINKER_MODEL_TYPE = "qwen3_omni_moe_thinker"
+THINKER_ARCHITECTURE = "Qwen3OmniMoeThinkerForConditionalGeneration"
+MODEL_TYPES = (FULL_MODEL_TYPE, THINKER_MODEL_TYPE)
+
+#: The processor attributes naming each media token (both Omni processors have all seven).
+TOKEN_ATTRIBUTES = {
+    "audio": "audio_token",
+    "image": "image_token",
+    "video": "video_token",
+    "audio_bos": "audio_bos_token",
+    "audio_eos": "audio_eos_token",
+    "vision_bos": "vision_bos_token",
+    "vision_eos": "vision_eos_token",
+}
+
+
+class Qwen3OmniProcessor(Qwen3OmniMoeProcessor):
+    """``Qwen3OmniMoeProcessor`` whose output records ``use_audio_in_video`` (see :class:`OmniProcessor`)."""
+
+    @property
+    def image_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.image_token)
+
+    @property
+    def video_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.video_token)
+
+    @property
+    def audio_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.audio_token)
+
+    def __call__(self, *args, **kwargs):
+        from verl_avconfuse.omni.processor import USE_AUDIO_IN_VIDEO_KEY
+
+        use_audio_in_video = bool(kwargs.get("use_audio_in_video", False))
+        videos_kwargs = kwargs.get("videos_kwargs") or {}
+        use_audio_in_video = bool(videos_kwargs.get("use_audio_in_video", use_audio_in_video))
+        outputs = super().__call__(*args, **kwargs)
+        outputs[USE_AUDIO_IN_VIDEO_KEY] = torch.tensor([use_audio_in_video])
+        return outputs
+
+
+class _ThinkerRopeIndex:
+    """What ``Qwen3OmniMoeThinkerForConditionalGeneration.get_rope_index`` reads from ``self``, without the model.
+
+    The method and its helpers are the thinker's own (one TMRoPE implementation, not a copy); they are not
+    bound onto the processor, whose ``get_chunked_index`` has another signature.
+    """
+
+    def __init__(self, thinker_config):
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+            Qwen3OmniMoePreTrainedModelForConditionalGeneration as Thinker,
+        )
+
+        self.config = thinker_config
+        self.spatial_merge_size = thinker_config.vision_config.spatial_merge_size
+        for name in ("get_rope_index", "get_llm_pos_ids_for_vision", "get_chunked_index"):
+            setattr(self, name, types.MethodType(getattr(Thinker, name), self))
+
+
+def check_time_base(processor, thinker_config) -> None:
+    """The processor's and the thinker's ``position_id_per_seconds`` must agree.
+
+    With audio in the video the processor orders the interleaved ``<|video_pad|>`` / ``<|audio_pad|>`` run by
+    time at its rate (default 13) and ``get_rope_index`` assigns positions at the config's (transformers
+    default 25): with two rates the positions land on the wrong tokens, silently.
+    """
+    from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import Qwen3OmniMoeProcessorKwargs
+
+    processor_rate = float(Qwen3OmniMoeProcessorKwargs._defaults["videos_kwargs"]["position_id_per_seconds"])
+    config_rate = float(thinker_config.position_id_per_seconds)
+    if processor_rate != config_rate:
+        raise ValueError(
+            f"Qwen3-Omni: the thinker config's position_id_per_seconds={config_rate:g} differs from the "
+            f"processor's {processor_rate:g}; audio-in-video positions would be assigned to the wrong tokens. "
+            "The released checkpoints use 13; set thinker_config.position_id_per_seconds accordingly"
+        )
+
+
+def prepare_qwen3_omni_processor(processor, config):
+    """Attach the thinker's ``get_rope_index`` and the RoPE-inputs hook to a Qwen3-Omni processor."""
+    from verl_avconfuse.omni.processor import omni_rope_index_kwargs, thinker_config
+
+    thinker = thinker_config(config)
+    check_time_base(processor, thinker)
+    processor.config = thinker
+    processor.get_rope_index = _ThinkerRopeIndex(thinker).get_rope_index
+    processor.get_rope_index_kwargs = omni_rope_index_kwargs
+    return processor
