@@ -33,7 +33,7 @@ setup(
     # become a plain config key.
     package_dir={"": "."},
     package_data={
-        "verl_avconfuse.hydra_configs": ["recipe/*.yaml", "machine/*.yaml"],
+        "verl_avconfuse.hydra_configs": ["recipe/*.yaml", "machine/*.yaml", "policy/*.yaml"],
         "verl_avconfuse.omni": ["assets/*.json"],
         "verl_avconfuse.bench": ["published/*.json"],
     },

@@ -38,7 +38,7 @@ avconfuse reference precompute --data "$DATA/train.parquet" --out "$DATA/train.r
 
 python -m verl.trainer.main_ppo \
     +recipe=avconfuse \
-    +recipe=qwen3_omni \
+    +policy=qwen3_omni \
     data.train_files="$DATA/train.ref.parquet" \
     data.val_files="$DATA/val.parquet" \
     "${RL_OVERRIDES[@]}" \

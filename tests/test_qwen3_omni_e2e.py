@@ -37,11 +37,11 @@ def _assert_trained(result, steps, prob_diff_max=PROB_DIFF_MAX, n_steps=2):
 
 
 def test_issue_command_trains_the_qwen3_omni_thinker_on_cpu(tmp_path):
-    """`python -m verl.trainer.main_ppo +recipe=avconfuse +recipe=cpu_tiny actor_rollout_ref.model.path=...`"""
+    """`python -m verl.trainer.main_ppo +recipe=avconfuse +machine=cpu_tiny actor_rollout_ref.model.path=...`"""
     result, steps = run_main_ppo(
         tmp_path,
         "+recipe=avconfuse",
-        "+recipe=cpu_tiny",
+        "+machine=cpu_tiny",
         QWEN3_THINKER,
         f"avconfuse.reference.cache_dir={tmp_path}/ref",
     )
@@ -109,9 +109,8 @@ def test_lora_ans_co_on_qwen2_5_omni_trains_adapters_syncs_them_and_exports_a_me
     """Stage 3 (Ans-CO) with LoRA on the paper's model family: L_OP flows through the adapters only."""
     result, steps, actor = _lora_run(
         tmp_path,
-        "+recipe=avconfuse",
         "+recipe=avconfuse_ansco",
-        "+recipe=cpu_tiny",
+        "+machine=cpu_tiny",
         "actor_rollout_ref.model.target_modules=all-linear",
     )
     _assert_trained(result, steps, prob_diff_max=LORA_PROB_DIFF_MAX)
@@ -123,9 +122,9 @@ def test_lora_ans_co_on_qwen2_5_omni_trains_adapters_syncs_them_and_exports_a_me
 
 
 def test_lora_on_the_qwen3_omni_recipe_adapts_attention_only(tmp_path, tiny_asset):
-    """+recipe=qwen3_omni (LoRA on attention, encoders excluded, experts and router untouched)."""
+    """+policy=qwen3_omni (LoRA on attention, encoders excluded, experts and router untouched)."""
     result, steps, actor = _lora_run(
-        tmp_path, "+recipe=avconfuse", "+recipe=qwen3_omni", "+recipe=cpu_tiny", QWEN3_THINKER
+        tmp_path, "+recipe=avconfuse", "+policy=qwen3_omni", "+machine=cpu_tiny", QWEN3_THINKER
     )
     _assert_trained(result, steps, prob_diff_max=LORA_PROB_DIFF_MAX)
     base_dir = tiny_asset("models/qwen3_omni_thinker")

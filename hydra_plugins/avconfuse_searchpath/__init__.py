@@ -3,10 +3,11 @@
 Hydra discovers plugins in the ``hydra_plugins`` namespace package of any installed distribution, in
 every Hydra app (verl's ``main_ppo`` and ``sft_trainer`` included), whatever the working directory.
 This one appends ``pkg://verl_avconfuse.hydra_configs``, Hydra's own package config source, which holds
-two groups (both are the top-level ``recipes/`` folder, linked into the package):
+three groups (the top-level ``recipes/`` folder and its ``machine/`` and ``policy/``, linked into the package):
 
 - ``recipe``: what to train (``+recipe=avconfuse``, ``+recipe=avconfuse_ansco``, ...);
-- ``machine``: where and at what scale (``+machine=cpu_tiny``), applied after the recipe.
+- ``policy``: a policy model family other than Qwen2.5-Omni (``+policy=qwen3_omni``), after the recipe;
+- ``machine``: where and at what scale (``+machine=cpu_tiny``), last.
 """
 
 from hydra.core.config_search_path import ConfigSearchPath
