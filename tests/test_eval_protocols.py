@@ -277,11 +277,12 @@ def test_bench_eval_is_an_alias_of_the_muted_task(tmp_path, clips, monkeypatch, 
     assert (tmp_path / "e" / "avconfuse-muted.results.json").read_bytes().count(b'"muted_accuracy": 50.0') >= 1
     capsys.readouterr()
     modified = ["eval", "avconfuse-modified", "--data", "published", *common, "--out", str(tmp_path / "m")]
-    assert cli.main(modified) == 1
+    assert cli.main(modified) == 2  # a usage error (docs/cli.md), found before anything runs
     assert (
         capsys.readouterr().err.strip()
-        == "error: avconfuse-modified: needs a judge (--judge offline or openai:URL#MODEL)"
+        == "avconfuse eval: error: avconfuse-modified: needs a judge (--judge offline or openai:URL#MODEL)"
     )
+    assert not (tmp_path / "m").exists()  # nothing created for a refused run
 
 
 def test_a_damaged_cache_line_is_one_error_naming_file_and_line(tmp_path, clips):
