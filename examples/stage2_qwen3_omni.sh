@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RL-CoMM stage 2 (Step-RR) with the Qwen3-Omni (MoE) thinker as the policy, LoRA r 32 on its attention
-# (recipes/avconfuse.yaml + recipes/qwen3_omni.yaml; docs/qwen3_omni.md). Beyond the paper (Qwen2.5-Omni-3B).
+# (recipes/avconfuse.yaml + recipes/policy/qwen3_omni.yaml; docs/qwen3_omni.md). Beyond the paper (Qwen2.5-Omni-3B).
 #   MODEL_PATH       a full Qwen3-Omni checkpoint or its thinker (e.g. Qwen3-Omni-30B-A3B-Instruct): a full
 #                    one is reduced to its thinker once (${avconfuse_thinker:...}, cached)
 #   DATA_DIR, VIDEO_DIR, REFERENCE_MODEL, EMBEDDING_MODEL, NGPUS, NNODES, GRAD_ACCUM: as stage2_step_rr.sh

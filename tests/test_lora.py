@@ -65,8 +65,8 @@ def test_verls_default_all_linear_cannot_adapt_qwen3_omni(tiny_asset):
 
 
 def test_qwen3_omni_recipe_adapts_the_lm_attention_only(tiny_asset):
-    """recipes/qwen3_omni.yaml: q/k/v/o by name, encoders excluded; experts and router are never adapted."""
-    recipe = yaml.safe_load((REPO / "recipes" / "qwen3_omni.yaml").read_text())["actor_rollout_ref"]["model"]
+    """recipes/policy/qwen3_omni.yaml: q/k/v/o by name, encoders excluded; experts and router are never adapted."""
+    recipe = yaml.safe_load((REPO / "recipes" / "policy" / "qwen3_omni.yaml").read_text())["actor_rollout_ref"]["model"]
     model = _verl_lora(
         _thinker(tiny_asset, "models/qwen3_omni_thinker"),
         rank=4,
