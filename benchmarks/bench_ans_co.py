@@ -205,6 +205,16 @@ def run(args) -> dict[str, dict[str, float]]:
     # Adam's squared-gradient state decays into subnormal floats, which x86 CPUs multiply ~100x slower:
     # without this the optimizer step, not the loss, dominates a CPU update.
     torch.set_flush_denormal(True)
+    try:
+        return _measure(args, dims, device, dtype, verl)
+    finally:
+        # the benchmark also runs inside other processes (pytest): leave their floating-point state as it was
+        torch.set_flush_denormal(False)
+
+
+def _measure(args, dims, device, dtype, verl) -> dict[str, dict[str, float]]:
+    import torch
+
     model = build_lm(dims, device, dtype)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-7)
     batch = make_batch(dims, args.micro_batch, args.prompt_len, args.response_len, args.answer_len, device)
