@@ -28,11 +28,10 @@ QWEN2_5_OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 OMNI_MODEL_TYPES = QWEN2_5_OMNI_MODEL_TYPES + ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
 
 
-class OmniProcessor(Qwen2_5OmniProcessor):
-    """``Qwen2_5OmniProcessor`` whose output says which input mode produced it.
-
-    It also exposes ``image_token_id`` / ``video_token_id`` / ``audio_token_id``, which verl reads
-    directly in places (e.g. ``qwen2_5_vl_dedup_image_tokens`` on the vLLM path).
+class OmniProcessorMixin:
+    """What verl needs of either Omni processor (Qwen2.5-Omni's and Qwen3-Omni's): the output records
+    which input mode produced it, and ``image_token_id`` / ``video_token_id`` / ``audio_token_id`` exist,
+    which verl reads directly in places (e.g. ``qwen2_5_vl_dedup_image_tokens`` on the vLLM path).
     """
 
     @property
@@ -54,6 +53,14 @@ class OmniProcessor(Qwen2_5OmniProcessor):
         outputs = super().__call__(*args, **kwargs)
         outputs[USE_AUDIO_IN_VIDEO_KEY] = torch.tensor([use_audio_in_video])
         return outputs
+
+
+class OmniProcessor(OmniProcessorMixin, Qwen2_5OmniProcessor):
+    """``Qwen2_5OmniProcessor`` whose output says which input mode produced it.
+
+    It also exposes ``image_token_id`` / ``video_token_id`` / ``audio_token_id``, which verl reads
+    directly in places (e.g. ``qwen2_5_vl_dedup_image_tokens`` on the vLLM path).
+    """
 
 
 def thinker_config(config):

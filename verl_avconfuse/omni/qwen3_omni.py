@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import types
 
-import torch
 from transformers import Qwen3OmniMoeProcessor
+
+from verl_avconfuse.omni.processor import OmniProcessorMixin
 
 FULL_MODEL_TYPE = "qwen3_omni_moe"
 THINKER_MODEL_TYPE = "qwen3_omni_moe_thinker"
@@ -41,30 +42,8 @@ TOKEN_ATTRIBUTES = {
 }
 
 
-class Qwen3OmniProcessor(Qwen3OmniMoeProcessor):
+class Qwen3OmniProcessor(OmniProcessorMixin, Qwen3OmniMoeProcessor):
     """``Qwen3OmniMoeProcessor`` whose output records ``use_audio_in_video`` (see :class:`OmniProcessor`)."""
-
-    @property
-    def image_token_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(self.image_token)
-
-    @property
-    def video_token_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(self.video_token)
-
-    @property
-    def audio_token_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(self.audio_token)
-
-    def __call__(self, *args, **kwargs):
-        from verl_avconfuse.omni.processor import USE_AUDIO_IN_VIDEO_KEY
-
-        use_audio_in_video = bool(kwargs.get("use_audio_in_video", False))
-        videos_kwargs = kwargs.get("videos_kwargs") or {}
-        use_audio_in_video = bool(videos_kwargs.get("use_audio_in_video", use_audio_in_video))
-        outputs = super().__call__(*args, **kwargs)
-        outputs[USE_AUDIO_IN_VIDEO_KEY] = torch.tensor([use_audio_in_video])
-        return outputs
 
 
 class _ThinkerRopeIndex:
