@@ -403,18 +403,21 @@ def make_qwen2_policy(out_dir: str | Path, *, seed: int = 0, warm_start_steps: i
     return out_dir
 
 
-def omni_processor(tokenizer):
-    """``Qwen2_5OmniProcessor`` with the tiny pixel bounds and a Whisper extractor of ``OMNI_AUDIO_SECONDS``."""
-    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
+def _media_processor(processor_cls, tokenizer, *, min_pixels: int, max_pixels: int, patch_size: int):
+    """An Omni processor (either family) with the tiny pixel bounds and a Whisper extractor of
+    ``OMNI_AUDIO_SECONDS``.
 
-    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
-    # Qwen2_5OmniProcessor's built-in video defaults (128..768 * 28 * 28 pixels) override the saved video
-    # processor size; only call kwargs and the tokenizer's init kwargs rank above them
-    # (ProcessorMixin._merge_kwargs), so the bounds also go to tokenizer_config.json and hold without
-    # passing min_pixels/max_pixels on each call.
-    tokenizer.init_kwargs.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
-    vision = dict(patch_size=14, temporal_patch_size=2, merge_size=2)
-    return Qwen2_5OmniProcessor(
+    The processors' built-in video defaults (128..768 patches of merged pixels) override the saved video
+    processor size; only call kwargs and the tokenizer's init kwargs rank above them
+    (ProcessorMixin._merge_kwargs), so the bounds also go to tokenizer_config.json and hold without
+    passing min_pixels/max_pixels on each call.
+    """
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
+
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    tokenizer.init_kwargs.update(min_pixels=min_pixels, max_pixels=max_pixels)
+    vision = dict(patch_size=patch_size, temporal_patch_size=2, merge_size=2)
+    return processor_cls(
         image_processor=Qwen2VLImageProcessor(size=dict(size), **vision),
         video_processor=Qwen2VLVideoProcessor(size=dict(size), **vision),
         feature_extractor=WhisperFeatureExtractor(
@@ -422,6 +425,15 @@ def omni_processor(tokenizer):
         ),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
+    )
+
+
+def omni_processor(tokenizer):
+    """``Qwen2_5OmniProcessor`` with the tiny pixel bounds (14-pixel patches), see :func:`_media_processor`."""
+    from transformers import Qwen2_5OmniProcessor
+
+    return _media_processor(
+        Qwen2_5OmniProcessor, tokenizer, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=14
     )
 
 
@@ -815,29 +827,15 @@ def _qwen3_omni_token_ids(tokenizer) -> dict[str, int]:
 
 
 def qwen3_omni_processor(tokenizer):
-    """``Qwen3OmniMoeProcessor`` with the tiny pixel bounds, 16-pixel patches and a 128-mel Whisper extractor.
+    """``Qwen3OmniMoeProcessor`` with the tiny pixel bounds and 16-pixel patches, see :func:`_media_processor`."""
+    from transformers import Qwen3OmniMoeProcessor
 
-    As for Qwen2.5-Omni, the processor's built-in video size (128..768 * 32 * 32 pixels) overrides the saved
-    video processor's; the bounds also go to the tokenizer's init kwargs, which rank above it.
-    """
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
+    return _media_processor(
         Qwen3OmniMoeProcessor,
-        WhisperFeatureExtractor,
-    )
-
-    size = {"shortest_edge": QWEN3_OMNI_MIN_PIXELS, "longest_edge": QWEN3_OMNI_MAX_PIXELS}
-    tokenizer.init_kwargs.update(min_pixels=QWEN3_OMNI_MIN_PIXELS, max_pixels=QWEN3_OMNI_MAX_PIXELS)
-    vision = dict(patch_size=QWEN3_OMNI_PATCH, temporal_patch_size=2, merge_size=2)
-    return Qwen3OmniMoeProcessor(
-        image_processor=Qwen2VLImageProcessor(size=dict(size), **vision),
-        video_processor=Qwen2VLVideoProcessor(size=dict(size), **vision),
-        feature_extractor=WhisperFeatureExtractor(
-            feature_size=NUM_MEL_BINS, sampling_rate=AUDIO_SAMPLING_RATE, chunk_length=OMNI_AUDIO_SECONDS
-        ),
-        tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template,
+        tokenizer,
+        min_pixels=QWEN3_OMNI_MIN_PIXELS,
+        max_pixels=QWEN3_OMNI_MAX_PIXELS,
+        patch_size=QWEN3_OMNI_PATCH,
     )
 
 
