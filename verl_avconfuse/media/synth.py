@@ -8,6 +8,7 @@ the bytes do not vary between runs either). A 2 s 64x48 clip with a soundtrack t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def write_synthetic_video(
     audio: np.ndarray | None = None,
     sr: int = 16000,
     seed: int = 0,
+    frame: Callable[[int], np.ndarray] | None = None,
 ) -> Path:
     """Write an mp4 (or mkv/mov, by extension) of moving coloured shapes, with an optional soundtrack.
 
@@ -90,6 +92,7 @@ def write_synthetic_video(
             trimming/zero-padding to the video's duration. ``None`` writes a video-only file.
         sr: sample rate of ``audio`` in Hz.
         seed: picks the shapes' colours and motion phase.
+        frame: ``frame(k)`` draws frame ``k`` (uint8 RGB ``(height, width, 3)``) instead of the moving shapes.
 
     Video is h264 (libx264, B-frames, keyframe every second) when PyAV has it, else mpeg4.
     """
@@ -133,12 +136,16 @@ def write_synthetic_video(
 
         def encoded_video():
             for k in range(n_frames):
-                frame = av.VideoFrame.from_ndarray(_synthetic_frame(k, fps, width, height, colours, phase), "rgb24")
-                frame = frame.reformat(format="yuv420p")
-                frame.pts = k
+                pixels = frame(k) if frame is not None else _synthetic_frame(k, fps, width, height, colours, phase)
+                if pixels.shape != (height, width, 3) or pixels.dtype != np.uint8:
+                    raise MediaError(
+                        path, f"frame {k}: expected uint8 {(height, width, 3)}, got {pixels.dtype} {pixels.shape}"
+                    )
+                picture = av.VideoFrame.from_ndarray(pixels, "rgb24").reformat(format="yuv420p")
+                picture.pts = k
                 # Not video.time_base: the muxer replaces that (mp4: 1/10240) once the header is written.
-                frame.time_base = frame_time_base
-                yield from video.encode(frame)
+                picture.time_base = frame_time_base
+                yield from video.encode(picture)
             yield from video.encode(None)
 
         _mux_interleaved(out, encoded_video(), audio_packets, path)
