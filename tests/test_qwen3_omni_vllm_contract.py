@@ -43,6 +43,7 @@ from verl_avconfuse.omni.vllm_contract import (
     wrap_thinker_config,
 )
 
+from conftest import run_python
 
 FIXTURE_30B = Path(__file__).resolve().parent / "fixtures" / "qwen3_omni" / "qwen3_omni_30b_a3b_thinker.json"
 T = QWEN3_OMNI_TOKEN_IDS
@@ -507,3 +508,48 @@ def test_vision_fields_that_contradict_the_checkpoint_are_refused():
         qwen3_vision_overrides({**vision, "apply_vit_abs_pos_embed": False})
     assert qwen3_vision_overrides(vision) == {}
 
+
+# ------------------------------------------------------------------------------------------ avconfuse omni-params
+def test_parameter_counts_of_the_30b_a3b_thinker_by_hand():
+    from verl_avconfuse.omni.qwen3_omni import parameter_counts
+
+    counts = parameter_counts(_released_thinker())
+    experts = 128 * 3 * 2048 * 768  # gate, up, down of 128 experts per layer
+    layer = 2048 * 4096 * 2 + 2048 * 512 * 2 + 128 * 2 + experts + 128 * 2048 + 2048 * 2  # attention, router, norms
+    embeddings = 152_064 * 2048  # embed_tokens and the untied lm_head
+    assert counts["thinker.language_model"] == 48 * layer + 2 * embeddings + 2048 == 30_532_646_912
+    # 8 of 128 experts per token: 3.35 B, the "A3B"
+    assert counts["thinker.language_model.active"] == counts["thinker.language_model"] - 48 * experts * 120 // 128
+    assert counts["thinker.language_model.active"] == 3_353_556_992
+    assert (
+        counts["thinker"] == counts["thinker.language_model"] + counts["thinker.audio_tower"] + counts["thinker.visual"]
+    )
+    assert (counts["talker"], counts["code2wav"], counts["total"]) == (0, 0, counts["thinker"])
+    # vLLM declares the same numbers in other shapes (q/k/v fused, experts packed)
+    assert (
+        sum(int(np.prod(shape)) for shape in vllm_qwen3_omni_parameters(_released_thinker()).values())
+        == counts["thinker"]
+    )
+
+
+def test_parameter_counts_of_the_full_30b_a3b_model():
+    from verl_avconfuse.omni.qwen3_omni import parameter_counts
+
+    full = json.loads((FIXTURE_30B.parent / "qwen3_omni_30b_a3b_talker_code2wav.json").read_text())
+    counts = parameter_counts({**full, "thinker_config": _released_thinker()})
+    assert counts["thinker"] == parameter_counts(_released_thinker())["thinker"] == 31_719_205_488
+    assert counts["total"] == counts["thinker"] + counts["talker"] + counts["code2wav"] == 35_259_818_545
+    assert (counts["talker"], counts["code2wav"]) == (3_324_596_480, 216_016_577)
+
+
+def test_cli_reports_a_qwen3_omni_config(tmp_path):
+    result = run_python(
+        ["-m", "verl_avconfuse.cli", "omni-params", "--config", str(FIXTURE_30B), "--json"], cwd=tmp_path, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = json.loads(result.stdout[result.stdout.index("{") :])
+    assert counts["thinker.language_model.active"] == 3_353_556_992 and counts["thinker"] == 31_719_205_488
+    other = tmp_path / "qwen3_moe.json"
+    other.write_text(json.dumps({"model_type": "qwen3_moe"}))
+    result = run_python(["-m", "verl_avconfuse.cli", "omni-params", "--config", str(other)], cwd=tmp_path, timeout=180)
+    assert result.returncode == 2 and "model_type='qwen3_moe'" in result.stderr
