@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ from verl_avconfuse.omni.vllm_contract import (
     collapse_placeholders,
     omni_family,
     omni_token_ids,
+    qwen3_omni_mrope_positions,
     qwen3_vision_overrides,
     vllm_engine_overrides,
     vllm_thinker_weight_name,
@@ -343,6 +345,100 @@ def test_vllm_positions_for_audio_in_video_shift_the_body_and_lag_by_two_after_i
     np.testing.assert_array_equal(vllm[:, start + 2 : end + 1], hf[:, start + 1 : end])  # the body, one token late
     # transformers: <|audio_end|> M+1, <|vision_end|> M+2; vLLM: M+1 twice (on <|vision_end|> and the next text)
     np.testing.assert_array_equal(vllm[:, end + 2 :], hf[:, end + 2 :] - 2)
+
+
+def _spec(feature: MMFeature):
+    """Our MMFeature in the shape of vLLM's ``MultiModalFeatureSpec`` (field elements wrap values in ``.data``)."""
+    data = {k: SimpleNamespace(data=torch.tensor(v)) for k, v in feature.data.items() if v is not None}
+    return SimpleNamespace(modality=feature.modality, mm_position=SimpleNamespace(offset=feature.offset), data=data)
+
+
+@pytest.mark.parametrize("in_video", MODES)
+@pytest.mark.parametrize("fps", [2.0, 1.0])
+def test_the_replacement_rule_gives_the_hf_thinkers_positions(processor, tiny_ids, in_video, fps):
+    """``qwen3_omni_mrope_positions``, fed what vLLM's ``get_mrope_input_positions`` is fed, equals
+    transformers' ``get_rope_index`` on the tiny thinker's prompt (and so does the delta)."""
+    _, actor, *_ = _actor(processor, in_video, fps)
+    expanded = actor["input_ids"][0].tolist()
+    features = [_spec(f) for f in _vllm_features(expanded, actor, tiny_ids, in_video)]
+    positions, delta = qwen3_omni_mrope_positions(
+        len(expanded), features, position_id_per_seconds=13, spatial_merge_size=2
+    )
+    hf = _hf_positions(processor, actor, in_video)
+    np.testing.assert_array_equal(positions, hf)
+    assert delta == int(hf.max()) + 1 - len(expanded)
+
+
+def _random_prompt(rng, tiny_ids, in_video: bool):
+    """Token ids, HF get_rope_index inputs and vLLM features of a random prompt (one input mode per prompt,
+    as transformers' get_rope_index takes one flag; no standalone audio next to audio in video, as vLLM)."""
+    ids, features, grids, seconds, frames = [], [], [], [], []
+    kinds = ["image", "video"] if in_video else ["audio", "image", "video"]
+    for _ in range(int(rng.integers(1, 4))):
+        ids += rng.integers(10, 100, size=int(rng.integers(0, 4))).tolist()
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind == "audio":
+            n_frames = int(rng.integers(1, 350))
+            ids.append(tiny_ids.audio_bos)
+            features.append(MMFeature("audio", len(ids), {"audio_feature_lengths": n_frames}))
+            ids += [tiny_ids.audio] * qwen3_audio_token_count(n_frames) + [tiny_ids.audio_eos]
+            frames.append(n_frames)
+            continue
+        grid = [
+            1 if kind == "image" else int(rng.integers(1, 5)),
+            2 * int(rng.integers(1, 4)),
+            2 * int(rng.integers(1, 4)),
+        ]
+        n = grid[0] * grid[1] * grid[2] // 4
+        if kind == "image":
+            ids.append(tiny_ids.vision_bos)
+            features.append(MMFeature("image", len(ids), {"image_grid_thw": grid}))
+            ids += [tiny_ids.image] * n + [tiny_ids.vision_eos]
+            grids.append(("image", grid))
+            continue
+        spg = float(rng.choice([1.0, 2.0]))
+        video = {"video_grid_thw": grid, "second_per_grid_ts": spg, "use_audio_in_video": in_video}
+        grids.append(("video", grid))
+        seconds.append(spg)
+        ids.append(tiny_ids.vision_bos)
+        if in_video:
+            n_frames = int(rng.integers(1, 350))
+            body = qwen3_interleaved_region(tiny_ids, grid, qwen3_audio_token_count(n_frames), spg)
+            features += [
+                MMFeature("video", len(ids), video),
+                MMFeature("audio", len(ids), {"audio_feature_lengths": n_frames}),
+            ]
+            ids += body + [tiny_ids.vision_eos]
+            frames.append(n_frames)
+        else:
+            features.append(MMFeature("video", len(ids), video))
+            ids += [tiny_ids.video] * n + [tiny_ids.vision_eos]
+    ids += rng.integers(10, 100, size=int(rng.integers(1, 4))).tolist()
+    return ids, features, grids, seconds, frames
+
+
+@pytest.mark.parametrize("in_video", MODES)
+def test_the_replacement_rule_matches_transformers_on_random_prompts(processor, tiny_ids, in_video):
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(60):
+        ids, features, grids, seconds, frames = _random_prompt(rng, tiny_ids, in_video)
+        if not any(kind == "video" for kind, _ in grids) and not any(kind == "image" for kind, _ in grids):
+            continue  # transformers' get_rope_index takes its multimodal branch only with a vision grid
+        image = [g for kind, g in grids if kind == "image"]
+        video = [g for kind, g in grids if kind == "video"]
+        hf, _ = processor.get_rope_index(
+            torch.tensor([ids]), torch.tensor(image) if image else None, torch.tensor(video) if video else None,
+            torch.ones(1, len(ids), dtype=torch.long), use_audio_in_video=in_video,
+            audio_seqlens=torch.tensor(frames) if frames else None,
+            second_per_grids=torch.tensor(seconds) if seconds else None,
+        )  # fmt: skip
+        positions, _ = qwen3_omni_mrope_positions(
+            len(ids), [_spec(f) for f in features], position_id_per_seconds=13, spatial_merge_size=2
+        )
+        np.testing.assert_array_equal(positions, hf[:, 0].numpy())
+        checked += 1
+    assert checked == (60 if in_video else 49)  # audio-only prompts take transformers' text-only branch
 
 
 # ------------------------------------------------------------------------------------------ weights

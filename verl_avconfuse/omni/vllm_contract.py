@@ -75,6 +75,7 @@ __all__ = [
     "collapse_placeholders",
     "omni_family",
     "omni_token_ids",
+    "qwen3_omni_mrope_positions",
     "qwen3_vision_overrides",
     "vllm_engine_overrides",
     "vllm_internal_weight_name",
@@ -782,6 +783,116 @@ def vllm_engine_overrides(hf_config_dict: Mapping[str, Any]) -> dict[str, Any]:
     if thinker_overrides:
         overrides["thinker_config"] = thinker_overrides
     return {"hf_overrides": overrides} if overrides else {}
+
+
+# ----------------------------------------------------------------------------------------------- M-RoPE
+def _feature_value(feature: Any, key: str) -> Any:
+    """``MultiModalFeatureSpec.data[key]`` as a plain value (vLLM wraps each in a field element's ``.data``)."""
+    value = feature.data.get(key)
+    value = getattr(value, "data", value)
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def qwen3_omni_mrope_positions(
+    num_tokens: int, mm_features: Sequence[Any], *, position_id_per_seconds: float, spatial_merge_size: int
+) -> tuple[np.ndarray, int]:
+    """Transformers' Qwen3-Omni TMRoPE positions ``(3, num_tokens)`` and delta, from vLLM's feature records.
+
+    The replacement vLLM 0.24.0's ``Qwen3OmniMoeThinkerForConditionalGeneration.get_mrope_input_positions``
+    needs (same arguments as it reads: ``mm_features`` with ``modality``, ``mm_position.offset`` and the
+    processor outputs in ``data``). vLLM counts a start position at the placeholder's offset, the first
+    replaced token, while transformers' ``get_rope_index`` puts it on ``<|vision_start|>`` / ``<|audio_start|>``
+    one token earlier (docs/vllm_omni.md, "M-RoPE"). Here the delimiters are positioned as the text around
+    them (consecutive, as transformers does), and each item as transformers does:
+
+    - audio (offset = first ``<|audio_pad|>``): consecutive positions;
+    - image / plain video (offset = first pad): the ``(t, h, w)`` grid, times ``t * t_factor`` (image:
+      ``position_id_per_seconds``; video: ``second_per_grid_ts`` times it, 2.0 s when absent as vLLM);
+    - audio in video (offset = the body's ``<|audio_start|>``; the k-th such video takes the k-th audio's
+      length, as vLLM pairs them): video and audio positions merged by time, video first on ties; the end
+      delimiters continue from the *last* merged position + 1 (transformers' ``llm_pos_ids_list[-1].max()``).
+
+    vLLM's rotary cache is indexed by integer positions, so a fractional video time step is an error
+    (:func:`build_omni_prompt` refuses such fps before a request is sent). Tested against transformers'
+    ``get_rope_index`` on the tiny thinker and on random prompts. Not installed yet: it belongs in
+    verl_avconfuse/patches.py as a lazy patch of that method (signature ``(self, input_tokens, mm_features)``,
+    returning ``(torch.from_numpy(positions), delta)``, with the thinker config's ``position_id_per_seconds``
+    and ``vision_config.spatial_merge_size``), applied in vLLM's worker processes.
+    """
+    features = sorted(mm_features, key=lambda f: f.mm_position.offset)
+    in_video = [f for f in features if f.modality == "video" and _feature_value(f, "use_audio_in_video")]
+    audios = [f for f in features if f.modality == "audio"]
+    audio_of_video = {id(v): a for v, a in zip(in_video, audios, strict=False)}
+    paired_audio = {id(a) for a in audio_of_video.values()}
+    blocks: list[np.ndarray] = []
+    st = 0
+
+    def line(start: int, n: int) -> np.ndarray:
+        return np.broadcast_to(np.arange(n, dtype=np.int64), (3, n)) + start
+
+    def text_until(index: int) -> int:
+        start = int(blocks[-1].max()) + 1 if blocks else 0
+        if index > st:
+            blocks.append(line(start, index - st))
+            start += index - st
+        return start
+
+    def grid(thw: Sequence[int], t_factor: float) -> np.ndarray:
+        t, h, w = (int(x) for x in thw)
+        times = np.arange(t) * float(t_factor)
+        if not np.allclose(times, np.round(times)):
+            raise ValueError(f"TMRoPE: video time step {t_factor:g} is not an integer; vLLM positions are integers")
+        index = np.indices((t, h // spatial_merge_size, w // spatial_merge_size)).reshape(3, -1).astype(np.int64)
+        index[0] = np.round(times).astype(np.int64)[index[0]]
+        return index
+
+    def audio_length(feature: Any) -> int:
+        frames = int(_feature_value(feature, "audio_feature_lengths"))
+        rest = (frames % 100 - 1) // 2 + 1  # Qwen3-Omni's _get_feat_extract_output_lengths
+        return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
+
+    for feature in features:
+        offset = int(feature.mm_position.offset)
+        if feature.modality == "audio":
+            if id(feature) in paired_audio:
+                continue
+            n = audio_length(feature)
+            blocks.append(line(text_until(offset), n))
+            st = offset + n
+            continue
+        if feature.modality == "image":
+            item = grid(_feature_value(feature, "image_grid_thw"), position_id_per_seconds)
+        else:
+            seconds = _feature_value(feature, "second_per_grid_ts") or QWEN3_VLLM_DEFAULT_SECOND_PER_GRID
+            item = grid(_feature_value(feature, "video_grid_thw"), float(seconds) * position_id_per_seconds)
+        if id(feature) not in audio_of_video:
+            blocks.append(item + text_until(offset))
+            st = offset + item.shape[1]
+            continue
+        start = text_until(offset + 1)  # <|vision_start|> and the body's <|audio_start|> are consecutive
+        video, n_audio = item + start, audio_length(audio_of_video[id(feature)])
+        audio = line(start, n_audio)
+        v = a = 0
+        while v < video.shape[1] and a < n_audio:
+            if video[0, v] <= audio[0, a]:
+                blocks.append(video[:, v : v + 1])
+                v += 1
+            else:
+                blocks.append(audio[:, a : a + 1])
+                a += 1
+        for rest in (video[:, v:], audio[:, a:]):
+            if rest.shape[1]:
+                blocks.append(rest)
+        st = offset + 1 + video.shape[1] + n_audio
+    text_until(num_tokens)
+    positions = np.concatenate(blocks, axis=1)
+    if positions.shape[1] != num_tokens:
+        raise ValueError(f"TMRoPE: {positions.shape[1]} positions for {num_tokens} tokens; features do not fit")
+    return positions, int(positions.max()) + 1 - num_tokens
+
+
+#: ``iter_mm_features``: vLLM's seconds per video grid when ``second_per_grid_ts`` is absent (Qwen3-Omni).
+QWEN3_VLLM_DEFAULT_SECOND_PER_GRID = 2.0
 
 
 # ==================================================================================================
