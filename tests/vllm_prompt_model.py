@@ -1,9 +1,12 @@
-"""A model of vLLM 0.24.0's prompt updates for the Qwen2.5-Omni thinker, for the contract tests only.
+"""Models of vLLM 0.24.0's Omni thinkers (Qwen2.5-Omni, Qwen3-Omni), for the contract tests only.
 
 vLLM cannot run here; ``tests/test_omni_vllm_contract.py`` checks that the collapsed prompt the rollout
 sends (``verl_avconfuse.omni.vllm_contract.collapse_placeholders``), expanded the way vLLM expands it
-(:func:`predict_vllm_prompt_ids`), is exactly the prompt the actor trains on. Nothing in the package
-needs this model, so it lives with the tests.
+(:func:`predict_vllm_prompt_ids`), is exactly the prompt the actor trains on. For Qwen3-Omni
+(``tests/test_qwen3_omni_vllm_contract.py``) the module also re-states vLLM's M-RoPE rule
+(:func:`vllm_qwen3_mrope_positions`), the parameters its thinker declares (:func:`vllm_qwen3_omni_parameters`)
+and where its loaders put each sent tensor (:func:`vllm_qwen3_omni_load_target`). Nothing in the package
+needs these models, so they live with the tests.
 """
 
 from __future__ import annotations
