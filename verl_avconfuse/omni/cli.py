@@ -23,7 +23,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
             "--config",
             type=Path,
             default=None,
-            help="a full Qwen2.5-Omni config.json (default: the recorded Qwen2.5-Omni-3B config)",
+            help="a full Qwen2.5-Omni config.json, or a full or thinker-only Qwen3-Omni one "
+            "(default: the recorded Qwen2.5-Omni-3B config)",
         )
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     elif command == "extract-thinker":
@@ -49,6 +50,21 @@ def _require_new(path: Path) -> None:
         raise InputError(f"out {path}: already exists; choose a new output folder")
 
 
+def _parameter_counts(config: dict, path) -> dict[str, int]:
+    """Per-component counts for either Omni family, by the config's ``model_type``."""
+    from verl_avconfuse.omni import checkpoint, qwen3_omni
+
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type in qwen3_omni.MODEL_TYPES:
+        return qwen3_omni.parameter_counts(config)
+    if model_type in (None, "qwen2_5_omni"):
+        return checkpoint.parameter_counts(config)
+    raise InputError(
+        f"--config {path}: model_type={model_type!r}; expected a full Qwen2.5-Omni config (qwen2_5_omni) or a "
+        f"Qwen3-Omni one ({', '.join(qwen3_omni.MODEL_TYPES)})"
+    )
+
+
 def run(command: str, args: argparse.Namespace) -> int:
     from verl_avconfuse.omni import checkpoint
 
@@ -60,14 +76,14 @@ def run(command: str, args: argparse.Namespace) -> int:
             config = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"--config {path}: not a JSON file ({error})") from None
-        counts = checkpoint.parameter_counts(config)
+        counts = _parameter_counts(config, path)
         if args.json:
             print(json.dumps(counts, indent=2))
         else:
             print(f"parameters of {path}")
             for name, value in counts.items():
-                print(f"  {name:24s} {value:>15,d}  ({value / 1e9:.3f} B)")
-            print(f"  thinker share of total   {counts['thinker'] / counts['total']:.1%}")
+                print(f"  {name:30s} {value:>15,d}  ({value / 1e9:.3f} B)")
+            print(f"  {'thinker share of total':30s} {counts['thinker'] / counts['total']:.1%}")
         return 0
     if command == "extract-thinker":
         _require_folder(args.full, "full")

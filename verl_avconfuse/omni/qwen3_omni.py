@@ -93,3 +93,49 @@ def prepare_qwen3_omni_processor(processor, config):
     processor.get_rope_index = _ThinkerRopeIndex(thinker).get_rope_index
     processor.get_rope_index_kwargs = omni_rope_index_kwargs
     return processor
+
+
+def parameter_counts(config) -> dict[str, int]:
+    """Parameters per component of a Qwen3-Omni model, full or thinker-only, built on the meta device.
+
+    ``config``: a full (``qwen3_omni_moe``) or thinker-only (``qwen3_omni_moe_thinker``) config dict. Keys as
+    :func:`verl_avconfuse.omni.checkpoint.parameter_counts` (``thinker.audio_tower``, ``thinker.visual``,
+    ``thinker.language_model``, ``thinker``, ``talker``, ``total``), ``code2wav`` for the vocoder (0 for a
+    thinker-only config), and ``thinker.language_model.active``: the language model's parameters one token
+    uses, with ``num_experts_per_tok`` of ``num_experts`` experts per layer (embeddings and lm_head included,
+    as in the released "A3B").
+    """
+    import torch
+    from transformers import (
+        Qwen3OmniMoeConfig,
+        Qwen3OmniMoeForConditionalGeneration,
+        Qwen3OmniMoeThinkerConfig,
+        Qwen3OmniMoeThinkerForConditionalGeneration,
+    )
+
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    full = config.get("model_type") == FULL_MODEL_TYPE
+    with torch.device("meta"):
+        if full:
+            model = Qwen3OmniMoeForConditionalGeneration(Qwen3OmniMoeConfig(**config))
+            thinker = model.thinker
+        else:
+            thinker = model = Qwen3OmniMoeThinkerForConditionalGeneration(Qwen3OmniMoeThinkerConfig(**config))
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    counts = {
+        "thinker.audio_tower": count(thinker.audio_tower),
+        "thinker.visual": count(thinker.visual),
+        "thinker": count(thinker),
+    }
+    counts["thinker.language_model"] = counts["thinker"] - counts["thinker.audio_tower"] - counts["thinker.visual"]
+    text = thinker.config.text_config
+    experts = sum(p.numel() for name, p in thinker.model.named_parameters() if ".mlp.experts." in name)
+    inactive = experts * (text.num_experts - text.num_experts_per_tok) // text.num_experts
+    counts["thinker.language_model.active"] = counts["thinker.language_model"] - inactive
+    counts["talker"] = count(model.talker) if full and getattr(model, "talker", None) is not None else 0
+    counts["code2wav"] = count(model.code2wav) if full and getattr(model, "code2wav", None) is not None else 0
+    counts["total"] = count(model)
+    return counts

@@ -40,7 +40,19 @@ Engine (:func:`vllm_engine_overrides`): model_executor/models/registry.py regist
 ``Qwen2_5OmniModel`` and ``Qwen2_5OmniForConditionalGeneration`` only, and the class reads
 ``hf_config.thinker_config``: a thinker-only directory needs its config wrapped (:func:`wrap_thinker_config`).
 
-Importing this module is cheap (numpy only); transformers is imported inside :func:`wrap_thinker_config`.
+Qwen3-Omni (MoE) thinker (``qwen3_omni_moe_thinker.py`` in the same wheel; :data:`QWEN3_OMNI`): the same
+request shape and ``thinker.`` prefix rule with Qwen3's media tokens, plus what differs (each read there and
+tested in tests/test_qwen3_omni_vllm_contract.py): the audio-in-video body is interleaved token by token in time
+order (``get_updates_use_audio_in_video``) and laid out at 2 s per video grid unless ``second_per_grid_ts`` is
+sent; ``get_mrope_input_positions`` truncates video times to ints where transformers keeps floats (so
+``2 / fps * position_id_per_seconds`` must be an integer); experts arrive one tensor per expert (verl's
+``unfuse_moe_params``) and are packed by ``Qwen3MoeModel.load_weights`` into ``experts.routed_experts.w13_weight``
+/ ``w2_weight``; the vision tower reads ``vision_config.image_size`` / ``apply_vit_abs_pos_embed``, which configs
+written by transformers 5.10.4 lack (:func:`wrap_thinker_config` fills them). docs/vllm_omni.md also records
+where vLLM 0.24.0's Qwen3-Omni M-RoPE positions differ from the HF thinker's.
+
+Importing this module is cheap (numpy only); transformers is imported inside :func:`wrap_thinker_config`, verl's
+``unfuse_moe_params`` only when a fused MoE expert tensor is renamed.
 """
 
 from __future__ import annotations
@@ -53,10 +65,18 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "OmniFamily",
     "OmniTokenIds",
+    "QWEN2_5_OMNI",
     "QWEN2_5_OMNI_TOKEN_IDS",
+    "QWEN3_OMNI",
+    "QWEN3_OMNI_TOKEN_IDS",
     "build_omni_prompt",
     "collapse_placeholders",
+    "omni_family",
+    "omni_token_ids",
+    "qwen3_omni_mrope_positions",
+    "qwen3_vision_overrides",
     "vllm_engine_overrides",
     "vllm_internal_weight_name",
     "vllm_thinker_weight_name",
@@ -163,6 +183,77 @@ class OmniTokenIds:
 QWEN2_5_OMNI_TOKEN_IDS = OmniTokenIds(
     audio=151646, image=151655, video=151656, audio_bos=151647, audio_eos=151648, vision_bos=151652, vision_eos=151653
 )
+
+#: The real Qwen3-Omni vocabulary (Qwen3-Omni-30B-A3B-Instruct's ``thinker_config``: ``audio_token_id``,
+#: ``image_token_id``, ``video_token_id``, ``audio_start/end_token_id``, ``vision_start/end_token_id``;
+#: tests/fixtures/qwen3_omni/qwen3_omni_30b_a3b_thinker.json). Only the audio placeholder and its delimiters differ.
+QWEN3_OMNI_TOKEN_IDS = OmniTokenIds(
+    audio=151675, image=151655, video=151656, audio_bos=151669, audio_eos=151670, vision_bos=151652, vision_eos=151653
+)
+
+
+@dataclass(frozen=True)
+class OmniFamily:
+    """What differs between vLLM 0.24.0's Qwen2.5-Omni and Qwen3-Omni thinkers on our side of the contract."""
+
+    name: str
+    full_model_type: str
+    thinker_model_type: str
+    #: Architectures model_executor/models/registry.py maps to the family's thinker class (the first is set
+    #: when a config names none of them).
+    vllm_architectures: tuple[str, ...]
+    #: The non-thinker parts of a full checkpoint, skipped by the thinker's ``load_weights``.
+    skipped_prefixes: tuple[str, ...]
+    #: The fps the HF processor assumes when not given one (``video_second_per_grid = 2 / fps``).
+    processor_default_fps: float
+    #: Qwen2.5-Omni lays audio in video out in 2-second chunks; Qwen3-Omni token by token in time order.
+    chunked_audio_in_video: bool
+    #: Position ids per second of video (TMRoPE time base) of the released checkpoints.
+    position_id_per_seconds: float
+    #: Qwen3-Omni: transformers' ``get_rope_index`` keeps video times as floats, vLLM's
+    #: ``get_mrope_input_positions`` truncates them (``(t * t_factor).astype(np.int64)``).
+    float_video_times: bool
+    #: Qwen3-Omni: vLLM pads each audio to whole mel frames (``pad_to_hop_length``, the Whisper extractor's
+    #: ``hop_length``) before its HF processor call; the actor's processor drops the partial frame instead.
+    audio_frame_samples: int | None = None
+
+
+QWEN2_5_OMNI = OmniFamily(
+    name="Qwen2.5-Omni",
+    full_model_type=FULL_MODEL_TYPE,
+    thinker_model_type=THINKER_MODEL_TYPE,
+    vllm_architectures=VLLM_OMNI_ARCHITECTURES,
+    skipped_prefixes=VLLM_THINKER_SKIPPED_PREFIXES,
+    processor_default_fps=DEFAULT_VIDEO_FPS,
+    chunked_audio_in_video=True,
+    position_id_per_seconds=TOKENS_PER_SECOND,
+    float_video_times=False,
+)
+#: ``qwen3_omni_moe_thinker.py``: ``Qwen3OmniMoeThinkerForConditionalGeneration`` is registered under
+#: ``Qwen3OmniMoeForConditionalGeneration`` only; ``load_weights`` skips ``talker.`` and ``code2wav.``;
+#: ``Qwen3OmniMoeProcessor.__call__`` defaults to ``fps=1.0``; the released ``position_id_per_seconds`` is 13.
+QWEN3_OMNI = OmniFamily(
+    name="Qwen3-Omni",
+    full_model_type="qwen3_omni_moe",
+    thinker_model_type="qwen3_omni_moe_thinker",
+    vllm_architectures=("Qwen3OmniMoeForConditionalGeneration",),
+    skipped_prefixes=("talker.", "code2wav."),
+    processor_default_fps=1.0,
+    chunked_audio_in_video=False,
+    position_id_per_seconds=13,
+    float_video_times=True,
+    audio_frame_samples=160,
+)
+OMNI_FAMILIES = (QWEN2_5_OMNI, QWEN3_OMNI)
+
+
+def omni_family(model_type: str) -> OmniFamily:
+    """The family of a full or thinker-only ``model_type`` (``config.json``)."""
+    for family in OMNI_FAMILIES:
+        if model_type in (family.full_model_type, family.thinker_model_type):
+            return family
+    known = [t for f in OMNI_FAMILIES for t in (f.full_model_type, f.thinker_model_type)]
+    raise ValueError(f"config.json: model_type={model_type!r} is not an Omni thinker; expected one of {known}")
 
 
 # ----------------------------------------------------------------------------------------------- prompt ids
@@ -299,6 +390,25 @@ def _audio_item(item: Any, index: int, sample_rate: int) -> tuple[np.ndarray, in
     return samples, int(sample_rate)
 
 
+def _check_whole_frames(audios: Sequence[tuple[np.ndarray, int]], family: OmniFamily) -> None:
+    """Qwen3-Omni: every audio must be a whole number of mel frames (160 samples at 16 kHz).
+
+    vLLM 0.24's ``Qwen3OmniMoeThinkerMultiModalProcessor._call_hf_processor`` zero-pads each audio up to a
+    multiple of ``hop_length`` and counts ``len // hop_length`` frames; the actor's processor counts the
+    frames of the unpadded samples, one fewer for any other length (32050 samples: 201 vs 200 frames, 27 vs
+    26 audio tokens): the rollout's prompt would be one audio token longer than the actor's. Trim the decoded
+    audio to whole frames before the agent loop, so both sides see the same samples.
+    """
+    frame = int(family.audio_frame_samples)
+    for k, (samples, _) in enumerate(audios):
+        if samples.shape[0] % frame:
+            raise ValueError(
+                f"audio_data[{k}]: {samples.shape[0]} samples is not a whole number of {frame}-sample mel frames; "
+                f"vLLM 0.24's {family.name} pads it to {-(-samples.shape[0] // frame) * frame} and counts one "
+                f"frame more than the actor's processor. Trim audio to a multiple of {frame} samples when decoding"
+            )
+
+
 def _video_item(item: Any, index: int) -> np.ndarray:
     """One video item -> its frames as a 4-D array, values and layout untouched.
 
@@ -345,8 +455,9 @@ def build_omni_prompt(
     use_audio_in_video: bool,
     audio_sample_rate: int = DEFAULT_AUDIO_SAMPLE_RATE,
     extra_mm_processor_kwargs: Mapping[str, Any] | None = None,
+    family: OmniFamily = QWEN2_5_OMNI,
 ) -> dict[str, Any]:
-    """The ``TokensPrompt`` fields verl must send vLLM 0.24.0's Qwen2.5-Omni thinker for one request.
+    """The ``TokensPrompt`` fields verl must send vLLM 0.24.0's Omni thinker (either family) for one request.
 
     Args:
         prompt_ids: the agent loop's prompt, placeholders expanded by the HF processor.
@@ -362,6 +473,8 @@ def build_omni_prompt(
         audio_sample_rate: the rate of the feature extractor (16 kHz for Qwen2.5-Omni).
         extra_mm_processor_kwargs: the processor kwargs the actor used (verl's ``data.mm_processor_kwargs``:
             ``fps``, ``min_pixels``...), passed through; ``fps`` also sets ``second_per_grid_ts``.
+        family: :data:`QWEN2_5_OMNI` or :data:`QWEN3_OMNI` (:func:`omni_family` of the config's model type):
+            the processor's default fps, the audio-in-video layout and the video time checks differ.
 
     Returns:
         ``{"prompt_token_ids": [...], "multi_modal_data": {"audio": [...], "video": [...], "image": [...]},
@@ -406,12 +519,16 @@ def build_omni_prompt(
                 f"{audio_sample_rate}"
             )
         kwargs["sampling_rate"] = int(audio_sample_rate)
-    if interleaved:
-        kwargs["second_per_grid_ts"] = _second_per_grid_ts(kwargs, n_video)
+    if interleaved or (n_video and family.float_video_times):
+        second_per_grid_ts = _second_per_grid_ts(kwargs, n_video, family, interleaved)
+        if interleaved:
+            kwargs["second_per_grid_ts"] = second_per_grid_ts
 
     multi_modal_data: dict[str, list[Any]] = {}
     if audios:
         multi_modal_data["audio"] = [_audio_item(a, k, int(audio_sample_rate)) for k, a in enumerate(audios)]
+        if family.audio_frame_samples:
+            _check_whole_frames(multi_modal_data["audio"], family)
     if videos:
         multi_modal_data["video"] = [_video_item(v, k) for k, v in enumerate(videos)]
     if images:
@@ -419,18 +536,36 @@ def build_omni_prompt(
     return {"prompt_token_ids": collapsed, "multi_modal_data": multi_modal_data, "mm_processor_kwargs": kwargs}
 
 
-def _second_per_grid_ts(kwargs: Mapping[str, Any], n_video: int) -> list[float]:
+def _second_per_grid_ts(
+    kwargs: Mapping[str, Any], n_video: int, family: OmniFamily = QWEN2_5_OMNI, interleaved: bool = True
+) -> list[float]:
     """``temporal_patch_size / fps`` per video: the HF processor's ``video_second_per_grid``.
 
-    vLLM lays out an audio-in-video replacement with ``mm_processor_kwargs["second_per_grid_ts"]`` (1.0 when
-    absent) but computes TMRoPE from the processor's output, so both must agree. Beyond one video grid per
-    chunk (``second_per_grid * 25 > 50``) vLLM's layout keeps empty chunks and the HF processor's does not.
+    vLLM lays out an audio-in-video replacement with ``mm_processor_kwargs["second_per_grid_ts"]`` (absent:
+    1.0 for Qwen2.5-Omni, 2.0 for Qwen3-Omni) but computes TMRoPE from the processor's output, so both must
+    agree. Qwen2.5-Omni: beyond one video grid per chunk (``second_per_grid * 25 > 50``) vLLM's layout keeps
+    empty chunks and the HF processor's does not. Qwen3-Omni (any video): vLLM truncates the video times
+    ``k * second_per_grid * position_id_per_seconds`` to ints, transformers keeps them as floats, so the step
+    must be an integer (e.g. fps 1 or 2 with the released 13 per second; fps 3 gives 8.67).
     """
-    fps = kwargs.get("fps", DEFAULT_VIDEO_FPS)
+    fps = kwargs.get("fps", family.processor_default_fps)
     if not isinstance(fps, numbers.Real) or isinstance(fps, bool) or not fps > 0:
         raise ValueError(f"mm_processor_kwargs: fps must be one positive number (one rate per request), got {fps!r}")
     second_per_grid = VIDEO_TEMPORAL_PATCH_SIZE / float(fps)
-    if second_per_grid * TOKENS_PER_SECOND > TOKENS_PER_SECOND * SECONDS_PER_CHUNK:
+    if family.float_video_times:
+        step = second_per_grid * family.position_id_per_seconds
+        if abs(step - round(step)) > 1e-9:
+            raise ValueError(
+                f"mm_processor_kwargs: fps={fps} gives a video time step of {step:g} position ids per grid; "
+                f"vLLM 0.24's {family.name} truncates it to {int(step)} (get_mrope_input_positions) while the "
+                f"actor keeps {step:g}. Sample frames at an fps for which 2 / fps * "
+                f"{family.position_id_per_seconds:g} is an integer (e.g. 1 or 2)"
+            )
+    elif (
+        family.chunked_audio_in_video
+        and interleaved
+        and second_per_grid * TOKENS_PER_SECOND > TOKENS_PER_SECOND * SECONDS_PER_CHUNK
+    ):
         raise ValueError(
             f"mm_processor_kwargs: fps={fps} gives {second_per_grid:g} s per video grid, more than one "
             f"{SECONDS_PER_CHUNK:g} s chunk; vLLM 0.24 then lays out audio-in-video differently from the HF "
@@ -455,6 +590,11 @@ def vllm_thinker_weight_name(hf_name: str) -> str:
     name (idempotent on names that already carry it). Tied embeddings need nothing here: vLLM's
     ``Qwen2ForCausalLM.load_weights`` skips ``lm_head.`` when its text config ties (see
     :func:`vllm_engine_overrides`, which makes that flag match the actor's).
+
+    Qwen3-Omni's thinker has the same four submodules and vLLM the same prefix rule; its experts must arrive
+    one tensor per expert (``model.layers.N.mlp.experts.E.{gate,up,down}_proj.weight``), which verl's FSDP
+    engine streams (``unfuse_moe_params``); a fused ``experts.gate_up_proj`` passes this function unchanged
+    and would be dropped by vLLM's ``Qwen3MoeModel.load_weights`` (``if name not in params_dict: continue``).
     """
     if not isinstance(hf_name, str) or not hf_name:
         raise ValueError(f"weight name: expected a non-empty str, got {hf_name!r}")
@@ -462,10 +602,10 @@ def vllm_thinker_weight_name(hf_name: str) -> str:
     head = name.split(".", 1)[0]
     if head in HF_THINKER_SUBMODULES and "." in name:
         return THINKER_WEIGHT_PREFIX + name
-    if head + "." in VLLM_THINKER_SKIPPED_PREFIXES:
+    if any(head + "." in family.skipped_prefixes for family in OMNI_FAMILIES):
         raise ValueError(f"weight {hf_name!r}: a {head} parameter; the rollout runs the thinker only, send none")
     raise ValueError(
-        f"weight {hf_name!r}: not a Qwen2.5-Omni thinker parameter; expected a name under "
+        f"weight {hf_name!r}: not an Omni thinker parameter; expected a name under "
         f"{', '.join(h + '.' for h in HF_THINKER_SUBMODULES)} (transformers' thinker state dict)"
     )
 
@@ -482,90 +622,277 @@ def vllm_internal_weight_name(vllm_name: str) -> str:
     return vllm_name
 
 
+def _per_expert(name: str, tensor: Any) -> Iterator[tuple[str, Any]]:
+    """A fused MoE expert tensor -> one tensor per expert under the checkpoint's names; others unchanged.
+
+    verl 0.9.1 unfuses experts on the full-weight sync path only (``FSDPEngine.get_per_tensor_param`` ->
+    ``unfuse_moe_params``); its merged-LoRA path (``_merged_lora_per_tensor_param``, used with
+    ``lora.merge=true`` as recipes/policy/qwen3_omni.yaml sets) streams transformers' fused
+    ``mlp.experts.gate_up_proj`` / ``down_proj``, which vLLM's ``Qwen3MoeModel.load_weights`` skips without an
+    error: a rollout started with ``load_format=dummy`` would keep random experts. verl's own function splits
+    them (it passes per-expert names through, so applying it twice is harmless).
+    """
+    if ".mlp.experts." not in name:
+        yield name, tensor
+        return
+    from verl.workers.engine.fsdp.utils import unfuse_moe_params
+
+    yield from unfuse_moe_params([(name, tensor)])
+
+
 def vllm_thinker_weights(named_tensors: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """``(name, tensor)`` pairs renamed by :func:`vllm_thinker_weight_name`, lazily (tensors untouched).
+    """``(name, tensor)`` pairs renamed by :func:`vllm_thinker_weight_name`, lazily, fused MoE experts split
+    into one tensor per expert (:func:`_per_expert`); other tensors untouched.
 
     Wrap the generator a ``ServerAdapter.update_weights`` gets (verl: vllm_rollout.py), before
     ``BucketedWeightSender`` ships it to the workers that call ``model.load_weights``.
     """
     items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
     for name, tensor in items:
-        yield vllm_thinker_weight_name(name), tensor
+        for expert_name, expert_tensor in _per_expert(name, tensor):
+            yield vllm_thinker_weight_name(expert_name), expert_tensor
 
 
 async def vllm_thinker_weights_async(named_tensors: AsyncIterable[tuple[str, Any]]) -> AsyncIterator[tuple[str, Any]]:
     """:func:`vllm_thinker_weights` for async iterators (verl's sender accepts both)."""
     async for name, tensor in named_tensors:
-        yield vllm_thinker_weight_name(name), tensor
+        for expert_name, expert_tensor in _per_expert(name, tensor):
+            yield vllm_thinker_weight_name(expert_name), expert_tensor
 
 
 # ----------------------------------------------------------------------------------------------- engine
-def _thinker_tie(thinker: Mapping[str, Any]) -> tuple[bool, bool]:
+#: transformers 5.10.4's Qwen3-Omni defaults: ``Qwen3OmniMoeThinkerConfig.tie_word_embeddings`` (the HF
+#: actor's) and ``Qwen3OmniMoeTextConfig.tie_word_embeddings`` (what vLLM's ``Qwen3MoeLLMForCausalLM`` reads).
+QWEN3_HF_THINKER_TIE_DEFAULT = False
+QWEN3_HF_TEXT_TIE_DEFAULT = False
+
+
+def _thinker_tie(thinker: Mapping[str, Any], family: OmniFamily = QWEN2_5_OMNI) -> tuple[bool, bool]:
     """(does the HF actor tie lm_head to embed_tokens, does vLLM) for a thinker config dict."""
+    thinker_default, text_default = (
+        (HF_THINKER_TIE_DEFAULT, HF_TEXT_TIE_DEFAULT)
+        if family is QWEN2_5_OMNI
+        else (QWEN3_HF_THINKER_TIE_DEFAULT, QWEN3_HF_TEXT_TIE_DEFAULT)
+    )
     text = thinker.get("text_config") or {}
     return (
-        bool(thinker.get("tie_word_embeddings", HF_THINKER_TIE_DEFAULT)),
-        bool(text.get("tie_word_embeddings", HF_TEXT_TIE_DEFAULT)),
+        bool(thinker.get("tie_word_embeddings", thinker_default)),
+        bool(text.get("tie_word_embeddings", text_default)),
     )
+
+
+def qwen3_vision_overrides(vision: Mapping[str, Any]) -> dict[str, Any]:
+    """The two vision fields vLLM 0.24's Qwen3-Omni vision tower reads that a config may lack.
+
+    ``Qwen3Omni_VisionTransformer.__init__`` reads ``vision_config.image_size`` (its position table has
+    ``(image_size // patch_size) ** 2`` rows) and ``apply_vit_abs_pos_embed`` (True: an ``nn.Embedding``
+    named ``pos_embed.weight``, the HF encoder's; False: a bare ``pos_embed`` parameter no checkpoint name
+    reaches). The released config.json carries both (768, true); transformers 5.10.4's
+    ``Qwen3OmniMoeVisionEncoderConfig`` declares neither (it sizes the table by ``num_position_embeddings``), so a
+    config it writes from scratch (the tiny thinker's) has none and vLLM raises ``AttributeError``. Returns
+    the values to set (``{}`` when both are there), derived from ``num_position_embeddings`` and
+    ``patch_size``; raises when present values disagree with the HF encoder.
+    """
+    patch, positions = int(vision["patch_size"]), int(vision["num_position_embeddings"])
+    side = int(np.sqrt(positions))
+    if side * side != positions:
+        raise ValueError(f"vision_config: num_position_embeddings={positions} is not a square grid")
+    overrides: dict[str, Any] = {}
+    if vision.get("image_size") is None:
+        overrides["image_size"] = side * patch
+    elif (int(vision["image_size"]) // patch) ** 2 != positions:
+        raise ValueError(
+            f"vision_config: image_size={vision['image_size']} // patch_size={patch} gives "
+            f"{(int(vision['image_size']) // patch) ** 2} position rows in vLLM, the checkpoint has {positions}"
+        )
+    if vision.get("apply_vit_abs_pos_embed") is None:
+        overrides["apply_vit_abs_pos_embed"] = True
+    elif not vision["apply_vit_abs_pos_embed"]:
+        raise ValueError("vision_config: apply_vit_abs_pos_embed=false; the HF encoder has a pos_embed table")
+    return overrides
 
 
 def wrap_thinker_config(config: Any) -> Any:
     """vLLM ``hf_overrides`` callable: serve a thinker-only checkpoint as the full config vLLM reads.
 
-    vLLM's thinker class reads ``hf_config.thinker_config`` and its processing info asks for a
-    ``Qwen2_5OmniConfig`` (``InputProcessingContext.get_hf_config`` raises ``TypeError`` otherwise), so a
-    ``Qwen2_5OmniThinkerConfig`` is wrapped in one (no talker output, ``architectures=[Qwen2_5OmniModel]``);
-    the text config's ``tie_word_embeddings`` is set to the thinker's (what the HF actor ties on). vLLM also
-    calls this on a dummy config to learn the model type (``HFConfigParser.parse``): anything that is not a
-    Qwen2.5-Omni config comes back unchanged. Module-level, so it pickles by reference into vLLM's processes.
+    vLLM's thinker class reads ``hf_config.thinker_config`` and its processing info asks for the full config
+    class (``Qwen2_5OmniConfig`` / ``Qwen3OmniMoeConfig``; ``InputProcessingContext.get_hf_config`` raises
+    ``TypeError`` otherwise), so a thinker config is wrapped in one (no talker output, a registered
+    architecture); the text config's ``tie_word_embeddings`` is set to the thinker's (what the HF actor ties
+    on), and a Qwen3-Omni vision config gets the fields of :func:`qwen3_vision_overrides`. vLLM also calls
+    this on a dummy config to learn the model type (``HFConfigParser.parse``): anything that is not an Omni
+    config comes back unchanged. Module-level, so it pickles by reference into vLLM's processes.
     """
     model_type = getattr(config, "model_type", None)
-    if model_type == THINKER_MODEL_TYPE:
-        from transformers import Qwen2_5OmniConfig
-
-        config.text_config.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", HF_THINKER_TIE_DEFAULT))
-        wrapped = Qwen2_5OmniConfig(thinker_config=config, enable_audio_output=False)
-        wrapped.architectures = [VLLM_OMNI_ARCHITECTURE]
-        return wrapped
-    if model_type == FULL_MODEL_TYPE:
-        thinker = config.thinker_config
-        thinker.text_config.tie_word_embeddings = bool(getattr(thinker, "tie_word_embeddings", HF_THINKER_TIE_DEFAULT))
-        if not set(config.architectures or ()) & set(VLLM_OMNI_ARCHITECTURES):
-            config.architectures = [VLLM_OMNI_ARCHITECTURE]
-    return config
+    if model_type not in [t for f in OMNI_FAMILIES for t in (f.full_model_type, f.thinker_model_type)]:
+        return config
+    family = omni_family(model_type)
+    thinker = config if model_type == family.thinker_model_type else config.thinker_config
+    thinker_default = HF_THINKER_TIE_DEFAULT if family is QWEN2_5_OMNI else QWEN3_HF_THINKER_TIE_DEFAULT
+    thinker.text_config.tie_word_embeddings = bool(getattr(thinker, "tie_word_embeddings", thinker_default))
+    if family is QWEN3_OMNI:
+        vision = thinker.vision_config
+        for key, value in qwen3_vision_overrides(vision.to_dict()).items():
+            setattr(vision, key, value)
+    if model_type == family.full_model_type:
+        if not set(config.architectures or ()) & set(family.vllm_architectures):
+            config.architectures = [family.vllm_architectures[0]]
+        return config
+    if family is QWEN2_5_OMNI:
+        from transformers import Qwen2_5OmniConfig as FullConfig
+    else:
+        from transformers import Qwen3OmniMoeConfig as FullConfig
+    wrapped = FullConfig(thinker_config=config, enable_audio_output=False)
+    wrapped.architectures = [family.vllm_architectures[0]]
+    return wrapped
 
 
 def vllm_engine_overrides(hf_config_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Engine arguments vLLM 0.24.0 needs to serve this Qwen2.5-Omni ``config.json`` as the RL actor.
+    """Engine arguments vLLM 0.24.0 needs to serve this Omni ``config.json`` (either family) as the RL actor.
 
-    - Full Omni config (``model_type`` ``qwen2_5_omni``): ``{}`` when its architecture is registered and
+    - Full Omni config (``qwen2_5_omni`` / ``qwen3_omni_moe``): ``{}`` when its architecture is registered,
       vLLM's lm_head tying (``thinker_config.text_config.tie_word_embeddings``) equals the actor's
-      (``thinker_config.tie_word_embeddings`` in transformers 5.10.4); else a JSON-able
-      ``{"hf_overrides": {...}}`` (nested dicts are applied by ``ModelConfig._apply_dict_overrides``).
-    - Thinker-only config (``qwen2_5_omni_thinker``, what verl's actor loads): its architecture is not
-      registered (vLLM falls back to the Transformers backend, image-only) and no dict override can change
-      the config class, so ``{"hf_overrides": wrap_thinker_config}``. A callable cannot travel through
-      verl's CLI arguments: set it on the parsed namespace before ``AsyncEngineArgs.from_cli_args``.
+      (``thinker_config.tie_word_embeddings`` in transformers 5.10.4) and (Qwen3-Omni) the vision config has
+      what :func:`qwen3_vision_overrides` asks; else a JSON-able ``{"hf_overrides": {...}}`` (nested dicts
+      are applied by ``ModelConfig._apply_dict_overrides``).
+    - Thinker-only config (``*_thinker``, what verl's actor loads): its architecture is not registered
+      (vLLM falls back to the Transformers backend, image-only) and no dict override can change the config
+      class, so ``{"hf_overrides": wrap_thinker_config}``. A callable cannot travel through verl's CLI
+      arguments: set it on the parsed namespace before ``AsyncEngineArgs.from_cli_args``.
     """
     if not isinstance(hf_config_dict, Mapping):
         raise ValueError(f"config.json: expected a mapping, got {type(hf_config_dict).__name__}")
     model_type = hf_config_dict.get("model_type")
-    if model_type == THINKER_MODEL_TYPE:
+    family = omni_family(model_type)
+    if model_type == family.thinker_model_type:
         return {"hf_overrides": wrap_thinker_config}
-    if model_type != FULL_MODEL_TYPE:
-        raise ValueError(
-            f"config.json: model_type={model_type!r}, expected {FULL_MODEL_TYPE!r} or {THINKER_MODEL_TYPE!r}"
-        )
     thinker = hf_config_dict.get("thinker_config")
     if not isinstance(thinker, Mapping):
-        raise ValueError("config.json: a qwen2_5_omni config without a thinker_config mapping")
+        raise ValueError(f"config.json: a {model_type} config without a thinker_config mapping")
     overrides: dict[str, Any] = {}
-    if not set(hf_config_dict.get("architectures") or ()) & set(VLLM_OMNI_ARCHITECTURES):
-        overrides["architectures"] = [VLLM_OMNI_ARCHITECTURE]
-    actor_ties, vllm_ties = _thinker_tie(thinker)
+    if not set(hf_config_dict.get("architectures") or ()) & set(family.vllm_architectures):
+        overrides["architectures"] = [family.vllm_architectures[0]]
+    thinker_overrides: dict[str, Any] = {}
+    actor_ties, vllm_ties = _thinker_tie(thinker, family)
     if actor_ties != vllm_ties:
-        overrides["thinker_config"] = {"text_config": {"tie_word_embeddings": actor_ties}}
+        thinker_overrides["text_config"] = {"tie_word_embeddings": actor_ties}
+    if family is QWEN3_OMNI:
+        vision = qwen3_vision_overrides(thinker.get("vision_config") or {})
+        if vision:
+            thinker_overrides["vision_config"] = vision
+    if thinker_overrides:
+        overrides["thinker_config"] = thinker_overrides
     return {"hf_overrides": overrides} if overrides else {}
+
+
+# ----------------------------------------------------------------------------------------------- M-RoPE
+def _feature_value(feature: Any, key: str) -> Any:
+    """``MultiModalFeatureSpec.data[key]`` as a plain value (vLLM wraps each in a field element's ``.data``)."""
+    value = feature.data.get(key)
+    value = getattr(value, "data", value)
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def qwen3_omni_mrope_positions(
+    num_tokens: int, mm_features: Sequence[Any], *, position_id_per_seconds: float, spatial_merge_size: int
+) -> tuple[np.ndarray, int]:
+    """Transformers' Qwen3-Omni TMRoPE positions ``(3, num_tokens)`` and delta, from vLLM's feature records.
+
+    The replacement vLLM 0.24.0's ``Qwen3OmniMoeThinkerForConditionalGeneration.get_mrope_input_positions``
+    needs (same arguments as it reads: ``mm_features`` with ``modality``, ``mm_position.offset`` and the
+    processor outputs in ``data``). vLLM counts a start position at the placeholder's offset, the first
+    replaced token, while transformers' ``get_rope_index`` puts it on ``<|vision_start|>`` / ``<|audio_start|>``
+    one token earlier (docs/vllm_omni.md, "M-RoPE"). Here the delimiters are positioned as the text around
+    them (consecutive, as transformers does), and each item as transformers does:
+
+    - audio (offset = first ``<|audio_pad|>``): consecutive positions;
+    - image / plain video (offset = first pad): the ``(t, h, w)`` grid, times ``t * t_factor`` (image:
+      ``position_id_per_seconds``; video: ``second_per_grid_ts`` times it, 2.0 s when absent as vLLM);
+    - audio in video (offset = the body's ``<|audio_start|>``; the k-th such video takes the k-th audio's
+      length, as vLLM pairs them): video and audio positions merged by time, video first on ties; the end
+      delimiters continue from the *last* merged position + 1 (transformers' ``llm_pos_ids_list[-1].max()``).
+
+    vLLM's rotary cache is indexed by integer positions, so a fractional video time step is an error
+    (:func:`build_omni_prompt` refuses such fps before a request is sent). Tested against transformers'
+    ``get_rope_index`` on the tiny thinker and on random prompts. Not installed yet: it belongs in
+    verl_avconfuse/patches.py as a lazy patch of that method (signature ``(self, input_tokens, mm_features)``,
+    returning ``(torch.from_numpy(positions), delta)``, with the thinker config's ``position_id_per_seconds``
+    and ``vision_config.spatial_merge_size``), applied in vLLM's worker processes.
+    """
+    features = sorted(mm_features, key=lambda f: f.mm_position.offset)
+    in_video = [f for f in features if f.modality == "video" and _feature_value(f, "use_audio_in_video")]
+    audios = [f for f in features if f.modality == "audio"]
+    audio_of_video = {id(v): a for v, a in zip(in_video, audios, strict=False)}
+    paired_audio = {id(a) for a in audio_of_video.values()}
+    blocks: list[np.ndarray] = []
+    st = 0
+
+    def line(start: int, n: int) -> np.ndarray:
+        return np.broadcast_to(np.arange(n, dtype=np.int64), (3, n)) + start
+
+    def text_until(index: int) -> int:
+        start = int(blocks[-1].max()) + 1 if blocks else 0
+        if index > st:
+            blocks.append(line(start, index - st))
+            start += index - st
+        return start
+
+    def grid(thw: Sequence[int], t_factor: float) -> np.ndarray:
+        t, h, w = (int(x) for x in thw)
+        times = np.arange(t) * float(t_factor)
+        if not np.allclose(times, np.round(times)):
+            raise ValueError(f"TMRoPE: video time step {t_factor:g} is not an integer; vLLM positions are integers")
+        index = np.indices((t, h // spatial_merge_size, w // spatial_merge_size)).reshape(3, -1).astype(np.int64)
+        index[0] = np.round(times).astype(np.int64)[index[0]]
+        return index
+
+    def audio_length(feature: Any) -> int:
+        frames = int(_feature_value(feature, "audio_feature_lengths"))
+        rest = (frames % 100 - 1) // 2 + 1  # Qwen3-Omni's _get_feat_extract_output_lengths
+        return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
+
+    for feature in features:
+        offset = int(feature.mm_position.offset)
+        if feature.modality == "audio":
+            if id(feature) in paired_audio:
+                continue
+            n = audio_length(feature)
+            blocks.append(line(text_until(offset), n))
+            st = offset + n
+            continue
+        if feature.modality == "image":
+            item = grid(_feature_value(feature, "image_grid_thw"), position_id_per_seconds)
+        else:
+            seconds = _feature_value(feature, "second_per_grid_ts") or QWEN3_VLLM_DEFAULT_SECOND_PER_GRID
+            item = grid(_feature_value(feature, "video_grid_thw"), float(seconds) * position_id_per_seconds)
+        if id(feature) not in audio_of_video:
+            blocks.append(item + text_until(offset))
+            st = offset + item.shape[1]
+            continue
+        start = text_until(offset + 1)  # <|vision_start|> and the body's <|audio_start|> are consecutive
+        video, n_audio = item + start, audio_length(audio_of_video[id(feature)])
+        audio = line(start, n_audio)
+        v = a = 0
+        while v < video.shape[1] and a < n_audio:
+            if video[0, v] <= audio[0, a]:
+                blocks.append(video[:, v : v + 1])
+                v += 1
+            else:
+                blocks.append(audio[:, a : a + 1])
+                a += 1
+        for rest in (video[:, v:], audio[:, a:]):
+            if rest.shape[1]:
+                blocks.append(rest)
+        st = offset + 1 + video.shape[1] + n_audio
+    text_until(num_tokens)
+    positions = np.concatenate(blocks, axis=1)
+    if positions.shape[1] != num_tokens:
+        raise ValueError(f"TMRoPE: {positions.shape[1]} positions for {num_tokens} tokens; features do not fit")
+    return positions, int(positions.max()) + 1 - num_tokens
+
+
+#: ``iter_mm_features``: vLLM's seconds per video grid when ``second_per_grid_ts`` is absent (Qwen3-Omni).
+QWEN3_VLLM_DEFAULT_SECOND_PER_GRID = 2.0
 
 
 # ==================================================================================================

@@ -1,4 +1,4 @@
-"""``rollout.name=vllm_omni``: verl's vLLM rollout, speaking the Qwen2.5-Omni thinker contract.
+"""``rollout.name=vllm_omni``: verl's vLLM rollout, speaking the Omni thinker contract (Qwen2.5-Omni, Qwen3-Omni).
 
 verl 0.9.1's vLLM server sends Omni requests vLLM 0.24.0 mis-reads (already-expanded placeholder
 runs, audio items without a sample rate, no ``use_audio_in_video``), syncs weights under names
@@ -26,8 +26,11 @@ from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter
 
 from verl_avconfuse.omni.vllm_contract import (
     DEFAULT_AUDIO_SAMPLE_RATE,
+    OmniFamily,
     OmniTokenIds,
     build_omni_prompt,
+    omni_family,
+    omni_token_ids,
     vllm_engine_overrides,
     vllm_thinker_weights_async,
 )
@@ -36,18 +39,28 @@ ROLLOUT_NAME = "vllm_omni"
 SERVER_PREFIX = f"{ROLLOUT_NAME}_"
 
 
-def _engine_overrides(model_path: str) -> dict[str, Any]:
+def _read_config(model_path: str) -> dict[str, Any]:
     with open(os.path.join(model_path, "config.json")) as f:
-        return vllm_engine_overrides(json.load(f))
+        return json.load(f)
+
+
+def _engine_overrides(model_path: str) -> dict[str, Any]:
+    return vllm_engine_overrides(_read_config(model_path))
 
 
 class OmniVLLMHttpServer(vLLMHttpServer):
     """vLLM server whose requests and engine follow the Omni thinker contract."""
 
     def _omni_token_ids(self) -> OmniTokenIds:
+        # By the processor's token attributes: Qwen3-Omni renames every media token.
         if not hasattr(self, "_token_ids"):
-            self._token_ids = OmniTokenIds.from_tokenizer(self.model_config.processor)
+            self._token_ids = omni_token_ids(self.model_config.processor)
         return self._token_ids
+
+    def _omni_family(self) -> OmniFamily:
+        if not hasattr(self, "_family"):
+            self._family = omni_family(_read_config(self.model_config.local_path).get("model_type"))
+        return self._family
 
     def _apply_engine_overrides(self, args) -> None:
         overrides = _engine_overrides(self.model_config.local_path).get("hf_overrides")
@@ -101,6 +114,7 @@ class OmniVLLMHttpServer(vLLMHttpServer):
             use_audio_in_video=use_audio_in_video,
             audio_sample_rate=sample_rate,
             extra_mm_processor_kwargs=mm_processor_kwargs,
+            family=self._omni_family(),
         )
         media = request["multi_modal_data"]
         return await super().generate(
