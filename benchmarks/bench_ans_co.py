@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ans_co.py [--dims cpu|omni-3b] [--micro-batch 2] [--prompt-len 128]
                                       [--response-len 256] [--answer-len 6] [--device cpu] [--dtype fp32]
+                                      [--repeats 3] [--allocations]
 
 One actor update of a Qwen2 causal LM (the thinker's language model: Qwen2.5-Omni-3B's dimensions with
 ``--dims omni-3b``, its vocabulary with hidden sizes scaled to fit a CPU with ``--dims cpu``), random
@@ -24,8 +25,9 @@ sequence), loss, backward, AdamW step:
   ``entropy_from_logits`` at every position the engine computes (prompt and response: verl's
   ``calculate_entropy`` path computes it over the whole packed sequence).
 
-Printed: time per update (best and median of ``--repeats`` interleaved rounds), the ratio to vanilla PG
-(median of per-round ratios), the answer-only ratio beside its limit (1.05), and on CUDA the peak
+Printed: time per update (best and median of ``--repeats`` interleaved rounds; on a CPU also the process's
+CPU time), the ratio to vanilla PG (median of per-round ratios), the answer-only ratio beside its limit
+(1.05), and on CUDA the peak
 memory of each. Where verl is not installed (the device check) the PG loss is the same PPO-clip
 token-mean written out (tests/test_bench_ans_co.py checks it against verl's) and the all-position
 entropy is :func:`token_entropy` at every position (the formula verl's ``entropy_from_logits`` uses).
@@ -205,6 +207,16 @@ def actor_update(model, optimizer, batch, variant: str, prompt_len: int, verl) -
     optimizer.zero_grad(set_to_none=True)
 
 
+def allocated_gib(update) -> float:
+    """GiB the CPU allocator hands out during ``update()``: the net allocation of each top-level op
+    (forward ops, and the autograd engine's backward nodes), summed where positive (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        update()
+    return sum(e.cpu_memory_usage for e in prof.events() if e.cpu_parent is None and e.cpu_memory_usage > 0) / 2**30
+
+
 def run(args) -> dict[str, dict[str, float]]:
     import torch
 
@@ -251,32 +263,57 @@ def _measure(args, dims, device, dtype, verl) -> dict[str, dict[str, float]]:
         sync()
         if device.startswith("cuda"):
             peak[variant] = torch.cuda.max_memory_allocated() / 2**30
-    rounds = []
+    # On a CPU also the process's CPU time (all its threads): on a shared machine the wall time includes
+    # the time other processes held the cores, the CPU time is this update's own work.
+    on_cpu = not device.startswith("cuda")
+    rounds, cpu_rounds = [], []
     for _ in range(args.repeats):
-        seconds = {}
+        seconds, cpu_seconds = {}, {}
         for variant in VARIANTS:
             sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             actor_update(model, optimizer, batch, variant, args.prompt_len, verl)
             sync()
             seconds[variant] = time.perf_counter() - start
+            cpu_seconds[variant] = time.process_time() - cpu_start
         rounds.append(seconds)
+        cpu_rounds.append(cpu_seconds)
 
     out = {}
-    print(f"  {'':42s} {'best ms':>9s} {'median ms':>9s} {'/ vanilla':>9s}" + ("  peak GiB" if peak else ""))
+    cpu_header = f" {'CPU best':>9s} {'CPU med':>9s} {'/ vanilla':>9s}" if on_cpu else ""
+    print(
+        f"  {'':42s} {'best ms':>9s} {'median ms':>9s} {'/ vanilla':>9s}{cpu_header}" + ("  peak GiB" if peak else "")
+    )
     for variant in VARIANTS:
         times = [r[variant] for r in rounds]
         ratio = statistics.median(r[variant] / r["vanilla"] for r in rounds)
         out[variant] = {"best_s": min(times), "median_s": statistics.median(times), "ratio": ratio}
+        cpu = ""
+        if on_cpu:
+            cpu_times = [r[variant] for r in cpu_rounds]
+            cpu_ratio = statistics.median(r[variant] / r["vanilla"] for r in cpu_rounds)
+            out[variant].update(
+                cpu_best_s=min(cpu_times), cpu_median_s=statistics.median(cpu_times), cpu_ratio=cpu_ratio
+            )
+            cpu = f" {min(cpu_times) * 1e3:9.0f} {statistics.median(cpu_times) * 1e3:9.0f} {cpu_ratio:9.3f}"
         memory = f"  {peak[variant]:8.2f}" if peak else ""
         if peak:
             out[variant]["peak_gib"] = peak[variant]
         print(
-            f"  {LABELS[variant]:42s} {min(times) * 1e3:9.0f} {statistics.median(times) * 1e3:9.0f} {ratio:9.3f}{memory}"
+            f"  {LABELS[variant]:42s} {min(times) * 1e3:9.0f} {statistics.median(times) * 1e3:9.0f} {ratio:9.3f}"
+            f"{cpu}{memory}"
         )
-    ratio = out["ansco_answer"]["ratio"]
-    verdict = "within" if ratio <= ANSWER_ONLY_LIMIT else "OVER"
-    print(f"  answer-only Ans-CO / vanilla PG: {ratio:.3f}, limit {ANSWER_ONLY_LIMIT:.2f}: {verdict}")
+    for kind, key in (("wall", "ratio"), ("CPU", "cpu_ratio"))[: 2 if on_cpu else 1]:
+        ratio = out["ansco_answer"][key]
+        verdict = "within" if ratio <= ANSWER_ONLY_LIMIT else "OVER"
+        print(f"  answer-only Ans-CO / vanilla PG ({kind} time): {ratio:.3f}, limit {ANSWER_ONLY_LIMIT:.2f}: {verdict}")
+    if args.allocations and on_cpu:
+        # Timing-free on a shared CPU: what each update allocates, dense (tokens x V) gradients included.
+        print("  allocated per update (profiler, top-level ops):")
+        for variant in VARIANTS:
+            gib = allocated_gib(lambda v=variant: actor_update(model, optimizer, batch, v, args.prompt_len, verl))
+            out[variant]["allocated_gib"] = gib
+            print(f"  {LABELS[variant]:42s} {gib:9.3f} GiB")
     answer_only, all_positions = out["ansco_answer"]["median_s"], out["ansco_all"]["median_s"]
     extra_all = out["ansco_all"]["median_s"] - out["vanilla"]["median_s"]
     extra_answer = answer_only - out["vanilla"]["median_s"]
@@ -297,6 +334,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-verl", action="store_true", help="the inline PG loss and entropy even if verl is there")
+    parser.add_argument(
+        "--allocations", action="store_true", help="on a CPU, also the memory each update allocates (torch.profiler)"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
