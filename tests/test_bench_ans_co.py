@@ -84,6 +84,7 @@ def test_allocations_count_the_dense_gradient_the_engine_avoids():
     allocated = {variant: row["allocated_gib"] for variant, row in out.items()}
     assert allocated["ansco_answer_dense"] - allocated["ansco_answer"] == pytest.approx(logits_gib, rel=0.2)
     assert allocated["ansco_answer"] - allocated["vanilla"] < logits_gib / 6
+    assert out["vanilla"]["op_ratio"] == 1.0 and all(row["op_s"] > 0 for row in out.values())
 
 
 def test_the_cpu_dims_keep_qwens_vocabulary():
