@@ -35,8 +35,10 @@ RESPONSES = [
     "<a-think> I hear rain. </a-think> <v-think> I see a piano. </v-think>\n<answer> no </answer>",
     "<a-think> I hear a cello and a flute. </a-think> <v-think> I see two players. </v-think>\n<answer> two </answer>",
     "I hear something but I do not know",  # no answer block: no entropy term
+    # an answer block with no content tokens: its 6 tag tokens are N, U is empty, so it is gated by rule
+    "<a-think> I hear a drum. </a-think> <v-think> I see a drum. </v-think>\n<answer></answer>",
 ]
-NLL = [1.0, 0.0, 1.0, 1.0]
+NLL = [1.0, 0.0, 1.0, 1.0, 1.0]
 
 
 @pytest.fixture(autouse=True)
@@ -354,6 +356,62 @@ def test_answer_only_entropy_leaves_every_other_forward_to_verl(setup):
     bonus = copy.deepcopy(actor_config)
     object.__setattr__(bonus, "entropy_coeff", 0.01)
     assert not getattr(make_ans_co_loss_fn(bonus, AnsCoSettings(enable=True), len(tokenizer)), ANSWER_ENTROPY_ONLY)
+
+
+@pytest.mark.parametrize("use_remove_padding", [True, False], ids=["packed", "padded"])
+def test_answer_only_entropy_in_float32_equals_verls_full_entropy_path_with_gated_and_unanswered(
+    setup, tiny_asset, use_remove_padding
+):
+    """float32, a batch of: two answers Ans-CO sharpens (u <= u_max = 1 always), one response without an
+    answer block and one answer with no content tokens (gated by rule). The answer-only engine's loss and
+    gradient are those of verl's full-sequence entropy path to 1e-6; by hand, only the two ungated answers
+    add lam x their mean answer entropy, and 1 of the 3 answered samples is gated. The answer rows' entropy
+    reaches the logits as a sparse gradient (no second dense (tokens, V) gradient)."""
+    from transformers import AutoModelForCausalLM
+
+    actor_config, tokenizer, _ = setup
+    model = AutoModelForCausalLM.from_pretrained(tiny_asset("models/qwen2"), dtype=torch.float32)
+    rows = [0, 2, 3, 4]  # 0, 2: answers with content; 3: no answer block; 4: "<answer></answer>"
+    settings = AnsCoSettings(enable=True, pg_coef=0.0, u_max=1.0)
+    engine, output, output_args, micro_batch = _engine_micro_batch(
+        tokenizer, model, rows, use_remove_padding=use_remove_padding, temperature=0.75
+    )
+    answer_masks = micro_batch.select(ANSWER_MASK_FIELD).to_padded_tensor()[ANSWER_MASK_FIELD]
+    content_masks = micro_batch.select(UNCERTAINTY_MASK_FIELD).to_padded_tensor()[UNCERTAINTY_MASK_FIELD]
+    assert answer_masks.sum(-1).tolist()[2:] == [0, 6] and content_masks[3].sum() == 0  # the masks by hand
+    answer_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), settings, len(tokenizer))
+    full_settings = AnsCoSettings(enable=True, pg_coef=0.0, u_max=1.0, entropy_positions="all")
+    full_fn = make_ans_co_loss_fn(copy.deepcopy(actor_config), full_settings, len(tokenizer))
+    answer_output = engine.prepare_model_outputs(output, output_args, micro_batch, answer_fn)
+    full_output = engine.prepare_model_outputs(output, output_args, micro_batch, full_fn)
+
+    (entropy_grad,) = torch.autograd.grad(answer_output["entropy"].values().sum(), output.logits, retain_graph=True)
+    assert entropy_grad.layout == torch.sparse_coo and entropy_grad._nnz() == answer_masks.sum()
+
+    params = list(model.parameters())
+    answer_loss, metrics = answer_fn(model_output=answer_output, data=micro_batch)
+    full_loss, _ = full_fn(model_output=full_output, data=micro_batch)
+    assert answer_loss.item() == pytest.approx(full_loss.item(), rel=1e-6)
+    answer_grads = torch.autograd.grad(answer_loss, params, retain_graph=True)
+    full_grads = torch.autograd.grad(full_loss, params, retain_graph=True)
+    for ours, verls in zip(answer_grads, full_grads, strict=True):
+        torch.testing.assert_close(ours, verls, rtol=1e-6, atol=1e-6)
+
+    # by hand: L = (sum_i NLL_i + lam * (Hbar_0 + Hbar_2)) / 4, the gated and the unanswered add no entropy
+    nll_sum, answer_entropies = 0.0, []
+    for i in rows:
+        prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
+        response = torch.tensor(tokenizer(RESPONSES[i])["input_ids"])
+        with torch.no_grad():
+            logits = model(torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1 : -1].double() / 0.75
+        log_softmax = torch.log_softmax(logits, -1)
+        nll_sum += NLL[i] * -log_softmax.gather(-1, response[:, None]).mean().item()
+        answer = answer_token_mask(response[None], tokenizer)[0]
+        answer_entropies.append(-(log_softmax.exp() * log_softmax).sum(-1)[answer].mean().item() if answer.any() else 0)
+    expected = (nll_sum + settings.lam * (answer_entropies[0] + answer_entropies[1])) / len(rows)
+    assert answer_entropies[3] > 0  # the gated answer has an entropy; the gate is what leaves it out
+    assert answer_loss.item() == pytest.approx(expected, rel=1e-6)
+    assert metrics["ansco/gated_fraction"].aggregate() == pytest.approx(1 / 3)
 
 
 # ---------------------------------------------- metrics: the mini-batch's values for any split, through verl's reduction

@@ -34,27 +34,57 @@ def test_the_inline_pg_loss_is_verls_vanilla_loss(verl):
 
 @pytest.mark.parametrize("use_verl", [True, False], ids=["verl", "inline"])
 def test_answer_only_and_all_position_entropy_give_the_same_ans_co_loss(verl, use_verl):
-    """Ans-CO reads the entropy at answer tokens only: both variants are the same loss, at different cost."""
+    """Ans-CO reads the entropy at answer tokens only: every variant is the same loss, at different cost."""
     dims = bench_ans_co.DIMS["smoke"]
     model = bench_ans_co.build_lm(dims, "cpu", torch.float32)
     batch = bench_ans_co.make_batch(dims, 4, 8, 16, 3, "cpu")
     pieces = verl if use_verl else None
     with torch.no_grad():
-        vanilla, answer_only, answer_hidden, all_positions = (
+        vanilla, answer_only, answer_dense, answer_hidden, all_positions = (
             bench_ans_co.update_loss(model, batch, v, 8, pieces).item() for v in bench_ans_co.VARIANTS
         )
-    assert answer_only == pytest.approx(all_positions, abs=1e-5)
-    assert answer_hidden == pytest.approx(all_positions, abs=1e-5)
+    for answer_variant in (answer_only, answer_dense, answer_hidden):
+        assert answer_variant == pytest.approx(all_positions, abs=1e-5)
     # Ans-CO adds NLL of the right answers (rows 0, 2) and 0.5 x answer entropy (~log V for a random model).
     assert answer_only - vanilla > 0.5 * 0.5 * torch.log(torch.tensor(float(dims.vocab))).item()
+
+
+def test_every_answer_only_variant_gives_the_all_position_gradient(verl):
+    """The variants differ in cost only: the same gradient of the whole update's loss (float32, 1e-6)."""
+    dims = bench_ans_co.DIMS["smoke"]
+    model = bench_ans_co.build_lm(dims, "cpu", torch.float32)
+    batch = bench_ans_co.make_batch(dims, 4, 8, 16, 3, "cpu")
+    params = list(model.parameters())
+    grads = {
+        v: torch.autograd.grad(bench_ans_co.update_loss(model, batch, v, 8, verl), params)
+        for v in bench_ans_co.VARIANTS[1:]
+    }
+    for variant in ("ansco_answer", "ansco_answer_dense", "ansco_answer_hidden"):
+        for ours, full in zip(grads[variant], grads["ansco_all"], strict=True):
+            torch.testing.assert_close(ours, full, rtol=1e-6, atol=1e-6)
 
 
 def test_the_cpu_run_prints_each_variant_beside_vanilla(capsys):
     out = bench_ans_co.main(["--dims", "smoke", "--prompt-len", "8", "--response-len", "16", "--repeats", "2"])
     printed = capsys.readouterr().out
     assert "vocab 2048" in printed and "machine:" in printed and "load" in printed
+    assert f"answer-only Ans-CO / vanilla PG (wall time): {out['ansco_answer']['ratio']:.3f}, limit 1.05" in printed
+    assert f"(CPU time): {out['ansco_answer']['cpu_ratio']:.3f}, limit 1.05" in printed
     assert set(out) == set(bench_ans_co.VARIANTS) and out["vanilla"]["ratio"] == 1.0
     assert all(row["best_s"] > 0 and row["ratio"] > 0 for row in out.values())
+
+
+def test_allocations_count_the_dense_gradient_the_engine_avoids():
+    """Smoke dims, 2 x 127 scored positions x 2,048 fp32 = 1.98 MiB per logits-sized tensor, 2 answer tokens
+    each: plain indexing of the answer rows allocates one more such tensor per update (its zero-filled
+    gradient) than the engine's sparse-gradient rows, which add less than a sixth of one to vanilla PG's."""
+    argv = ["--dims", "smoke", "--prompt-len", "8", "--response-len", "120", "--answer-len", "2"]
+    out = bench_ans_co.main([*argv, "--repeats", "1", "--allocations"])
+    logits_gib = 2 * 127 * 2048 * 4 / 2**30
+    allocated = {variant: row["allocated_gib"] for variant, row in out.items()}
+    assert allocated["ansco_answer_dense"] - allocated["ansco_answer"] == pytest.approx(logits_gib, rel=0.2)
+    assert allocated["ansco_answer"] - allocated["vanilla"] < logits_gib / 6
+    assert out["vanilla"]["op_ratio"] == 1.0 and all(row["op_s"] > 0 for row in out.values())
 
 
 def test_the_cpu_dims_keep_qwens_vocabulary():

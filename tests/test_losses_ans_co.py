@@ -12,6 +12,7 @@ from verl_avconfuse.losses import (
     ans_co_loss,
     ans_co_loss_from_stats,
     answer_uncertainty,
+    logit_rows,
     token_entropy,
     token_log_probs,
 )
@@ -277,6 +278,38 @@ def test_float64_gradcheck():
         return ans_co_loss(x, ids, resp, ans, nll_mask, u_max=1.0, temperature=0.9)[0]
 
     assert torch.autograd.gradcheck(fn, (logits.detach().clone().requires_grad_(True),))
+
+
+# ---------------------------------------------------------------- answer rows with a sparse gradient
+
+
+def test_logit_rows_are_the_indexed_rows_and_their_gradient_is_sparse():
+    """Rows (0, 1) and (1, 2) of a (2, 3, 4) tensor: the same values as indexing; d(sum of w * rows) is w at
+    those rows and 0 elsewhere, returned as a sparse tensor of the logits' shape."""
+    leaf = torch.arange(24, dtype=D).reshape(2, 3, 4).requires_grad_(True)
+    logits = leaf * 1.0  # not a leaf: like a model's output
+    index = torch.tensor([[0, 1], [1, 2]])
+    rows = logit_rows(logits, index)
+    assert torch.equal(rows, torch.tensor([[4.0, 5, 6, 7], [20, 21, 22, 23]], dtype=D))
+    weights = torch.tensor([[1.0, 2, 3, 4], [5, 6, 7, 8]], dtype=D)
+    (grad,) = torch.autograd.grad((weights * rows).sum(), logits, retain_graph=True)
+    assert grad.layout == torch.sparse_coo and grad.shape == (2, 3, 4)
+    expected = torch.zeros(2, 3, 4, dtype=D)
+    expected[0, 1], expected[1, 2] = weights[0], weights[1]
+    assert torch.equal(grad.to_dense(), expected)
+
+
+def test_logit_rows_gradient_adds_to_a_dense_gradient_of_the_same_logits():
+    """With a dense consumer (the log-probs at every position) the leaf's gradient is their sum, dense."""
+    leaf = torch.arange(24, dtype=D).reshape(2, 3, 4).requires_grad_(True)
+    logits = leaf * 1.0
+    loss = 0.5 * logits.sum() + 3.0 * logit_rows(logits, torch.tensor([[1], [0]])).sum()
+    loss.backward()
+    expected = torch.full((2, 3, 4), 0.5, dtype=D)
+    expected[1, 0] += 3.0
+    assert leaf.grad.layout == torch.strided and torch.equal(leaf.grad, expected)
+    with pytest.raises(ValueError, match="index must be"):
+        logit_rows(logits, torch.tensor([0, 1]))
 
 
 # ---------------------------------------------------------------- bad input

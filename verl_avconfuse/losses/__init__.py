@@ -12,6 +12,7 @@ from verl_avconfuse.losses.ans_co import (
     ans_co_sample_terms,
     ans_co_set_sizes,
     answer_uncertainty,
+    logit_rows,
     token_entropy,
     token_log_probs,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "answer_token_mask",
     "answer_uncertainty",
     "locate_answer",
+    "logit_rows",
     "token_bytes_table",
     "token_entropy",
     "token_log_probs",

@@ -19,7 +19,13 @@ What it adds, both keyed on the Ans-CO fields of the batch, so every other call 
    asks for it. verl computes the entropy at every position of every sequence (prompt and media tokens
    included), each a softmax over the vocabulary kept for the backward; L_OP reads it at the answer
    tokens alone. verl's method runs with ``calculate_entropy`` off (which also keeps its in-place
-   cross-entropy backward) and the entropy is computed from the same logits at those positions.
+   cross-entropy backward) and the entropy is computed from the same logits at those positions, read
+   with a sparse gradient (:func:`~verl_avconfuse.losses.logit_rows`) that autograd adds in place into
+   the log-probs' dense one: the update then costs what vanilla PG's does plus the answer rows
+   (benchmarks/README.md). verl materialises the logits at every position for the log-probs anyway
+   (unless fused kernels are on, which this leaves to verl), so rows of them are cheaper than an
+   ``lm_head`` recomputed on the answer positions' hidden states, and need no hook into the
+   FSDP-sharded ``lm_head`` (FSDP2 reshards it after its forward).
 """
 
 from __future__ import annotations

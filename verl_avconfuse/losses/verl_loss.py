@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from verl_avconfuse.losses.ans_co import AnsCoSetSizes, ans_co_loss_from_stats, ans_co_set_sizes
+from verl_avconfuse.losses.ans_co import AnsCoSetSizes, ans_co_loss_from_stats, ans_co_set_sizes, logit_rows
 from verl_avconfuse.settings import AnsCoSettings
 
 ANSWER_MASK_FIELD = "ans_co_answer_mask"
@@ -223,17 +223,26 @@ def answer_entropy(output, micro_batch, *, use_remove_padding: bool) -> torch.Te
     ``output.logits``: ``(1, total_nnz [+ pad], V)`` packed (``use_remove_padding``) or
     ``(bsz, max_seqlen, V)`` with each sequence starting at column 0. The logits are divided by the
     micro-batch's ``temperature`` (a float or one per sample) as verl's forward does.
+
+    The answer rows are read with :func:`~verl_avconfuse.losses.logit_rows`, whose gradient is sparse: it
+    is added in place into the dense gradient the log-probs give the logits, instead of a second dense
+    ``(tokens, V)`` gradient (the cost measured in benchmarks/README.md). verl's forward materialises the
+    logits at every position for the log-probs anyway, so reading rows of them is cheaper than a second
+    ``lm_head`` on the answer positions' hidden states, and it needs no hook into the FSDP-sharded
+    ``lm_head``.
     """
     from torch.distributed.tensor import DTensor
     from verl.utils.torch_functional import entropy_from_logits
 
     logits = output.logits
-    if isinstance(logits, DTensor):  # tensor parallel: sharded on the vocabulary
+    sharded = isinstance(logits, DTensor)
+    if sharded:  # tensor parallel: sharded on the vocabulary; the gather's backward expects a dense gradient
         logits = logits.full_tensor()
     cu_seqlens = micro_batch["input_ids"].offsets().to(logits.device)
     sample, position = (t.to(logits.device) for t in answer_entropy_positions(micro_batch))
     rows = cu_seqlens[sample] + position  # in the packed (total_nnz,) layout verl's outputs use
-    selected = logits.squeeze(0).index_select(0, rows) if use_remove_padding else logits[sample, position]
+    index = torch.stack([torch.zeros_like(rows), rows]) if use_remove_padding else torch.stack([sample, position])
+    selected = logits[tuple(index)] if sharded else logit_rows(logits, index)
     temperature = micro_batch["temperature"]
     if isinstance(temperature, torch.Tensor) or float(temperature) != 1.0:
         # as verl's prepare_model_inputs: one float32 temperature per sample
