@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,7 +44,17 @@ ARMS: dict[str, tuple[str, str]] = {
 RL_MACHINE = "cpu_ablation"
 SFT_MACHINE = "cpu_ablation_sft"
 #: What the report shows for each run, from :func:`score_generations`.
-REPORTED = ("muted_accuracy", "says_yes_on_muted", "control_accuracy", "balanced_accuracy", "format_rate")
+REPORTED = (
+    "muted_accuracy",
+    "says_yes_on_muted",
+    "control_accuracy",
+    "balanced_accuracy",
+    "a_think_hears_muted",
+    "a_think_hears_control",
+    "format_rate",
+)
+#: The instrument a test question asks about, in verl's decoded prompt.
+ASKED = re.compile(r"Is there an? (\w+) sound\?")
 REFERENCE_STEPS = 300
 REFERENCE_LR = 5e-3
 
@@ -144,9 +155,14 @@ def score_generations(path: Path) -> dict:
     such as "I cannot tell" (or "piano") as a right "no".
 
     ``says_yes_on_muted`` is the share of muted questions answered "yes" (the paper's Yes% is
-    ``100 - muted_accuracy``, which also counts unparseable replies as "yes").
+    ``100 - muted_accuracy``, which also counts unparseable replies as "yes"). What the audio reasoning
+    says, the mechanism the paper is about: ``a_think_hears_muted`` is the share of muted questions whose
+    ``<a-think>`` names the muted instrument (it "hears" what it only sees), ``a_think_hears_control`` the
+    share of controls whose ``<a-think>`` names the instrument still heard.
     """
     from verl_avconfuse.evaluation.tasks import EvalDoc, muted_cell, process_results
+    from verl_avconfuse.rewards import parse_response
+    from verl_avconfuse.tiny.confusion import names_heard
 
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not entries:
@@ -159,6 +175,15 @@ def score_generations(path: Path) -> dict:
     ]
     overall = muted_cell(scored)
     muted = muted_cell([s for s in scored if s.ground_truth == "no"])
+    hears: dict[str, list[bool]] = {"no": [], "yes": []}
+    for entry in entries:
+        asked = ASKED.findall(entry["input"])
+        if not asked or entry["gts"] not in hears:
+            raise ValueError(
+                f"{path}: uid {entry['uid']}: expected a question 'Is there a X sound?' with a yes/no answer"
+            )
+        a_think = parse_response(entry["output"]).a_think or ""
+        hears[entry["gts"]].append(asked[-1] in names_heard(a_think))
     return {
         "n_muted": overall["n_muted"],
         "n_controls": overall["n_controls"],
@@ -168,7 +193,13 @@ def score_generations(path: Path) -> dict:
         "control_accuracy": overall["control_accuracy"],
         "balanced_accuracy": overall["balanced_accuracy"],
         "format_rate": overall["format_rate"],
+        "a_think_hears_muted": _pct(hears["no"]),
+        "a_think_hears_control": _pct(hears["yes"]),
     }
+
+
+def _pct(flags: list[bool]) -> float | None:
+    return 100.0 * sum(flags) / len(flags) if flags else None
 
 
 def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], overrides: list[str]) -> dict:
@@ -177,7 +208,13 @@ def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], overrides: 
     run_dir = out / "runs" / f"{arm}-seed{seed}"
     result_path = run_dir / "result.json"
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        # A finished run: its validation dumps scored again, by this version of the scoring.
+        result = json.loads(result_path.read_text())
+        for when in ("before", "after"):
+            step = result[when]["step"]
+            result[when] = {"step": step, **score_generations(run_dir / "validation" / f"{step}.jsonl")}
+        write_json(result_path, result)
+        return result
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     recipe, label = ARMS[arm]
@@ -245,15 +282,19 @@ def summarize(results: list[dict]) -> dict:
 
 
 def markdown(summary: dict) -> str:
-    header = "| | seeds | muted Acc | says yes (muted) | control Acc | balanced Acc | format |"
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    header = (
+        "| | seeds | muted Acc | says yes (muted) | control Acc | balanced Acc "
+        "| a-think hears the muted one | a-think hears the control | format |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for row in summary.values():
         cells = " | ".join(f"{row[m][0]:.1f} ± {row[m][1]:.1f}" for m in REPORTED)
         lines.append(f"| {row['label']} | {len(row['seeds'])} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
-def chart(summary: dict, path: Path) -> str:
+def chart(summary: dict, results: list[dict], path: Path) -> str:
+    """Bars (mean ± std over seeds) of the muted metrics after training, and each arm's training accuracy."""
     try:
         import matplotlib
 
@@ -261,16 +302,31 @@ def chart(summary: dict, path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return 'chart not written: matplotlib is missing (pip install "verl-avconfuse[plots]")'
-    metrics = ("muted_accuracy", "says_yes_on_muted", "control_accuracy")
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
+    metrics = ("muted_accuracy", "control_accuracy", "a_think_hears_muted")
+    figure, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.2 * (len(metrics) + 1), 3.4))
     labels = [row["label"].split(" (")[0] for row in summary.values()]
-    for axis, metric in zip(axes, metrics, strict=True):
+    colours = ["grey", "C0", "C1", "C2"][: len(summary)]
+    for axis, metric in zip(axes, metrics, strict=False):
         means = [row[metric][0] for row in summary.values()]
         stds = [row[metric][1] for row in summary.values()]
-        axis.bar(range(len(means)), means, yerr=stds, capsize=4, color=["grey", "C0", "C1", "C2"][: len(means)])
+        axis.bar(range(len(means)), means, yerr=stds, capsize=4, color=colours)
         axis.set_xticks(range(len(means)), labels, rotation=20, fontsize=8)
         axis.set_ylim(0, 100)
         axis.set_title(metric.replace("_", " ") + " (%)", fontsize=9)
+    curves = axes[-1]
+    for colour, (arm, (_, label)) in zip(colours[1:], ARMS.items(), strict=False):
+        runs = [r["train"] for r in results if r["arm"] == arm]
+        if not runs:
+            continue
+        steps = sorted({int(step) for run in runs for step, m in run.items() if "reward/acc/mean" in m})
+        means = [
+            statistics.fmean(run[str(s)]["reward/acc/mean"] for run in runs if "reward/acc/mean" in run.get(str(s), {}))
+            for s in steps
+        ]
+        curves.plot(steps, means, marker="o", color=colour, label=label.split(" (")[0])
+    curves.set_title("training reward/acc/mean (mean over seeds)", fontsize=9)
+    curves.set_xlabel("step")
+    curves.legend(fontsize=7)
     figure.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     figure.savefig(tmp, dpi=110)
@@ -315,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "ablation.md", table)
     print()
     print(table)
-    print(chart(summary, out / "ablation.png"))
+    print(chart(summary, results, out / "ablation.png"))
     return 0
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
 from verl_avconfuse.tiny import confusion
 from verl_avconfuse.tiny.confusion import GLYPHS, Piece
+
+from conftest import REPO, verl_trainer_config
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import ablation_replica  # noqa: E402
@@ -101,20 +103,28 @@ def test_a_muted_clip_keeps_the_picture_and_only_the_other_instruments_tone(task
 
 
 def _dump(path, rows):
-    path.write_text("".join(json.dumps({"uid": f"u{i}", "gts": g, "output": o}) + "\n" for i, (g, o) in enumerate(rows)))
+    """verl's validation dump: the decoded prompt, the reply, the ground truth (and verl's other fields)."""
+    lines = []
+    for i, (asked, truth, output) in enumerate(rows):
+        prompt = f"user\nIs there a {asked} sound? First think about what you hear ...\nassistant\n"
+        lines.append(
+            json.dumps({"input": prompt, "output": output, "gts": truth, "score": 0.0, "step": 12, "uid": f"u{i}"})
+        )
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def test_scoring_grades_verls_validation_dump_by_the_strict_rule(tmp_path):
+    formatted = "<a-think> {a} </a-think> <v-think> I see a violin and a piano. </v-think>\n<answer> {answer} </answer>"
     dump = _dump(
         tmp_path / "12.jsonl",
         [
-            ("no", "<a-think> I hear a piano. </a-think> <v-think> I see a violin. </v-think>\n<answer> yes </answer>"),
-            ("no", "<a-think> I hear a piano. </a-think> <v-think> I see a violin. </v-think>\n<answer> no </answer>"),
-            ("no", "No."),
-            ("no", "I cannot tell"),
-            ("yes", "<answer> yes </answer>"),
-            ("yes", "<answer> no </answer>"),
+            ("violin", "no", formatted.format(a="I hear a piano.", answer="yes")),
+            ("violin", "no", formatted.format(a="I hear two instruments: a violin and a piano.", answer="no")),
+            ("violin", "no", "No."),
+            ("violin", "no", "I cannot tell"),
+            ("piano", "yes", formatted.format(a="I hear a piano.", answer="yes")),
+            ("piano", "yes", "<answer> no </answer>"),
         ],
     )
     scores = ablation_replica.score_generations(dump)
@@ -124,8 +134,17 @@ def test_scoring_grades_verls_validation_dump_by_the_strict_rule(tmp_path):
     assert scores["muted_accuracy"] == 50.0 and scores["paper_yes_rate"] == 50.0
     assert scores["says_yes_on_muted"] == 25.0
     assert scores["control_accuracy"] == 50.0 and scores["balanced_accuracy"] == 50.0
-    # well-formed: only the first two replies have all three blocks
-    assert scores["format_rate"] == pytest.approx(100 * 2 / 6)
+    # the a-think of one muted item of 4 names the muted violin; one control of 2 names the piano it hears
+    assert scores["a_think_hears_muted"] == 25.0 and scores["a_think_hears_control"] == 50.0
+    # well-formed: the three replies with all three blocks
+    assert scores["format_rate"] == 50.0
+
+
+def test_a_dump_without_the_tasks_question_is_refused(tmp_path):
+    dump = _dump(tmp_path / "0.jsonl", [("violin", "no", "no")])
+    dump.write_text(dump.read_text().replace("Is there a violin sound?", "What do you hear?"))
+    with pytest.raises(ValueError, match=r"0.jsonl: uid u0: expected a question"):
+        ablation_replica.score_generations(dump)
 
 
 def test_the_summary_is_the_mean_and_spread_over_seeds():
@@ -165,3 +184,32 @@ def test_the_reference_is_fitted_on_the_reference_workers_own_prompt(tiny_asset,
     )
     assert inputs["input_ids"][0, :length].tolist() == expected["input_ids"][0].tolist()
     assert confusion.names_heard(example["a_think"]) == set(example["heard"])
+
+
+@pytest.mark.parametrize("recipe", ["grpo_baseline", "avconfuse", "avconfuse_ansco"])
+def test_every_arm_trains_with_the_same_budget_and_is_validated_greedily(recipe):
+    config = verl_trainer_config(f"+recipe={recipe}", "+machine=cpu_ablation")
+    assert config.actor_rollout_ref.actor.optim.lr == 2e-4
+    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (4, 6)
+    assert config.trainer.total_training_steps == config.trainer.test_freq == 12
+    assert config.trainer.val_before_train is True and config.data.shuffle is True
+    assert config.actor_rollout_ref.rollout.val_kwargs.do_sample is False
+    assert config.actor_rollout_ref.rollout.val_kwargs.n == 1
+    # the arms differ only in their recipe: reward and loss
+    assert config.avconfuse.reference.enable is (recipe != "grpo_baseline")
+    assert config.avconfuse.get("ans_co", {}).get("enable", False) is (recipe == "avconfuse_ansco")
+
+
+def test_the_warmup_sft_machine_composes_with_verls_sft_trainer():
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(
+            config_name="sft_trainer_engine", overrides=["+recipe=sft_warmup", "+machine=cpu_ablation_sft"]
+        )
+    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 27
+    assert (config.data.train_batch_size, config.optim.lr) == (8, 5e-3)
+    assert config.engine.mixed_precision.param_dtype == "fp32" and config.engine.dtype == "float32"
+    assert config.data.custom_cls.name == "OmniSFTDataset"
