@@ -158,12 +158,22 @@ def test_failed_write_keeps_the_previous_file(clip, tmp_path):
 
 
 def test_interrupted_write_leaves_nothing(drill_clip, tmp_path):
-    # Re-encoding the 60 s drill clip takes seconds; interrupt it (Ctrl-C) while the temp file exists.
+    # Interrupt a re-encode of the 60 s drill clip (Ctrl-C) while it writes into the temp file. On an idle
+    # machine the whole write can take less than the parent's 10 ms polling step, so the child hands the
+    # muxer its video packets one every 0.2 s: the write is still the real one, only paced.
     out = tmp_path / "interrupted.mp4"
     code = (
-        "import numpy as np, sys\n"
-        "from verl_avconfuse.media import reencode_with_audio\n"
-        f"reencode_with_audio({str(drill_clip)!r}, np.zeros(16000, np.float32), {str(out)!r}, sr=16000)\n"
+        "import time, numpy as np\n"
+        "from verl_avconfuse.media import mux\n"
+        "real = mux._mux_interleaved\n"
+        "def paced(container, video_packets, audio_packets, out_path):\n"
+        "    def trickle():\n"
+        "        for packet in video_packets:\n"
+        "            time.sleep(0.2)\n"
+        "            yield packet\n"
+        "    return real(container, trickle(), audio_packets, out_path)\n"
+        "mux._mux_interleaved = paced\n"
+        f"mux.reencode_with_audio({str(drill_clip)!r}, np.zeros(16000, np.float32), {str(out)!r}, sr=16000)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
