@@ -58,6 +58,13 @@ def test_questions_are_answered_by_what_is_heard_not_what_is_seen():
     assert rows[0]["prompt"][0]["content"].startswith("<video><audio>\nIs there a violin sound? First think")
     assert rows[0]["videos"] == rows[0]["audios"] == ["/clips/p.mp4"]
     assert rows[0]["extra_info"]["heard"] == "piano"
+    # a kept clip is only reused for the same picture and sound
+    assert confusion.clip_name(piece, audio=True) == "p-violin+piano-piano.mp4"
+    assert (
+        confusion.clip_name(Piece("p", ("violin", "piano"), ("violin", "piano")), audio=True)
+        != "p-violin+piano-piano.mp4"
+    )
+    assert confusion.clip_name(piece, audio=False) == "p-violin+piano-video-only.mp4"
 
 
 def _power_at(samples: np.ndarray, sr: int, hz: float) -> float:

@@ -116,8 +116,16 @@ def mix(instruments: Sequence[str], seconds: float = CLIP_SECONDS, sr: int = 160
     return samples
 
 
+def clip_name(piece: Piece, *, audio: bool) -> str:
+    """A clip's file name, naming all that decides its content (what is seen, what is heard), so a kept clip
+    is never one that another seed or set size drew under the same key."""
+    heard = "+".join(piece.heard) if audio else "video-only"
+    return f"{piece.key}-{'+'.join(piece.seen)}-{heard or 'silent'}.mp4"
+
+
 def write_clip(piece: Piece, path: Path, *, audio: bool = True) -> Path:
-    """The piece's video (its glyphs) with the mix of what is heard, or video only (``audio=False``)."""
+    """The piece's video (its glyphs) with the mix of what is heard, or video only (``audio=False``); a clip
+    already at ``path`` is kept (:func:`clip_name` makes the name say what it holds)."""
     from verl_avconfuse.media import write_synthetic_video
 
     if not path.exists():
@@ -244,7 +252,8 @@ def build_confusion_task(
     for name, pieces in sets.items():
         (out / name / "clips").mkdir(parents=True, exist_ok=True)
         for piece in pieces:
-            clips[piece.key] = write_clip(piece, out / name / "clips" / f"{piece.key}.mp4", audio=name != "test")
+            audio = name != "test"
+            clips[piece.key] = write_clip(piece, out / name / "clips" / clip_name(piece, audio=audio), audio=audio)
 
     sft_jsonl = out / "sft" / "conversations.jsonl"
     atomic_write_text(sft_jsonl, "".join(json.dumps(c) + "\n" for c in sft_conversations(sets["sft"], clips, seed)))
