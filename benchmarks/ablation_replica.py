@@ -302,6 +302,8 @@ def chart(summary: dict, results: list[dict], path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return 'chart not written: matplotlib is missing (pip install "verl-avconfuse[plots]")'
+    from verl_avconfuse.io import atomic_write_figure
+
     metrics = ("muted_accuracy", "control_accuracy", "a_think_hears_muted")
     figure, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.2 * (len(metrics) + 1), 3.4))
     labels = [row["label"].split(" (")[0] for row in summary.values()]
@@ -328,10 +330,7 @@ def chart(summary: dict, results: list[dict], path: Path) -> str:
     curves.set_xlabel("step")
     curves.legend(fontsize=7)
     figure.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    tmp.replace(path)
+    atomic_write_figure(path, figure, dpi=110)
     return f"chart: {path}"
 
 

@@ -114,6 +114,21 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "ut
     return atomic_write_bytes(path, text.encode(encoding), parents=parents)
 
 
+def atomic_write_figure(
+    path: str | os.PathLike, figure: Any, *, dpi: float | None = None, parents: bool = False
+) -> Path:
+    """Save a matplotlib ``figure`` as PNG atomically and close it. No timestamp goes into the file, so the
+    same figure gives the same bytes."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buffer = _io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(figure)
+    return atomic_write_bytes(path, buffer.getvalue(), parents=parents)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, parents: bool = False, **json_kwargs: Any) -> Path:
     """Write ``json.dumps(obj, **json_kwargs)`` plus a final newline, UTF-8, atomically.
 

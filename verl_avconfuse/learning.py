@@ -37,6 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from verl_avconfuse.io import atomic_write_figure
+
 #: The stage-2 learning signal.
 SCORE = "critic/score/mean"
 STEP_RR_METRICS = (SCORE, "reward/format/mean", "reward/acc/mean", "reward/arr/mean", "reward/arr_of_right/mean")
@@ -175,10 +177,7 @@ def write_curves(run: dict, control: dict, path: Path, experiment: Experiment = 
         axis.set_xlabel("step")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    tmp.replace(path)
+    atomic_write_figure(path, figure, dpi=110)
     return f"curves: {path}"
 
 

@@ -8,7 +8,6 @@ and markdown are still written and one line says how to get the chart.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -16,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verl_avconfuse.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from verl_avconfuse.io import atomic_write_figure, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from verl_avconfuse.evaluation.tasks import Task
@@ -169,11 +168,7 @@ def write_chart(result: dict[str, Any], path: str | os.PathLike, columns, chart_
     ax.set_title(result["task"])
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    # No timestamps in the file: the same results give the same bytes.
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buffer.getvalue(), parents=True)
+    return atomic_write_figure(path, fig, parents=True)
 
 
 def _json_safe(value: Any) -> Any:
