@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from e2e_utils import run_main_ppo
+from e2e_utils import assert_trained, run_main_ppo
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,10 @@ def test_two_fsdp_ranks_and_the_reference_on_its_own_logical_gpu(tmp_path):
         f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-8000:]
-    assert sorted(steps) == [1, 2]
+    assert_trained(result, steps, sync=None)
     assert "node 0" in output and "<- global_pool, avconfuse_reference_pool" in output
     for metrics in steps.values():
         assert metrics["reference/errors"] == 0.0 and metrics["reference/failed_prompts"] == 0.0
-        assert metrics["actor/grad_norm"] > 0
     assert steps[1]["reference/generated"] > 0
     # Two prompts a step, one generation each: the group's other rollouts hit the worker's cache.
     assert steps[2]["reference/generated"] == 4.0
