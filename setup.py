@@ -60,7 +60,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "ruff", "matplotlib"],
+        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ruff", "matplotlib"],
         "plots": ["matplotlib"],
     },
     entry_points={

@@ -48,7 +48,8 @@ def test_a_reference_pool_that_does_not_fit_stops_the_run_before_any_model_loads
     assert "actor and ref model engine initialized" not in output  # stopped before verl loaded a model
     ray_started = _ray_started_at(output)
     assert ray_started is not None, output[-3000:]
-    assert exited - ray_started < 60, f"exited {exited - ray_started:.0f} s after Ray started"
+    # ~20 s on 2 idle cores; a wait for a placement Ray cannot give would last until the 300 s timeout
+    assert exited - ray_started < 120, f"exited {exited - ray_started:.0f} s after Ray started"
 
 
 def test_two_fsdp_ranks_and_the_reference_on_its_own_logical_gpu(tmp_path):

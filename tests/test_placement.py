@@ -182,7 +182,8 @@ def test_service_health_counts_failed_prompts_once_and_similarity_per_sample():
 def ray_two_logical_gpus():
     import ray
 
-    ray.init(num_cpus=8, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own, never one another test (or xdist worker) started on the machine
+    ray.init(address="local", num_cpus=8, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
