@@ -89,13 +89,13 @@ FINAL_LINE = re.compile(r"LEARNING gain=(-?\d+\.\d{4}) control_gain=(-?\d+\.\d{4
 def test_the_short_learning_run_trains_where_its_control_does_not(tmp_path):
     """examples/run_cpu_learning.sh on the cpu_learning_ci machine: 6 steps of Step-RR vs lr = 0.
 
-    Six steps do not reliably separate the reward from sampling noise: in three runs of this overlay
-    (Dec 2026, 2 shared cores; README, "Does it learn?") the reward's gain was 0.18, 0.71 and 0.32
-    against control gains of +0.33, -0.55 and -0.23 and a noise S of 0.17, 0.36 and 0.22: ``LEARNING``
-    passed twice, so it is printed, not asserted. What held in every pair (these three and an 8-step
-    one) is Step-RR's own signal, ARR's share of the right answers: +0.31, +0.28, +0.39 (+0.13) in the
-    runs against +0.11, 0.00, -0.07 (-0.12) in their controls. The test asserts that, and the plumbing:
-    the control's policy never moves, the run's does, and the exit status follows the printed line.
+    Six steps do not reliably separate the reward from sampling noise (README, "Does it learn?"): in five
+    runs of this overlay (Dec 2026, 2 shared cores) ``LEARNING`` passed three times, and Step-RR's own signal,
+    ARR's share of the right answers, rose more than in the control four times out of five (run #5: -0.10
+    against -0.09). Both are printed, not asserted; the evidence that training learns is the 16-step
+    run_cpu_learning.sh and the sign tests through verl's update (test_update_signs.py). This test asserts
+    the plumbing: the control's policy never moves, the run's does, and the exit status follows the printed
+    line.
     """
     from e2e_utils import run_example
 
@@ -121,4 +121,3 @@ def test_the_short_learning_run_trains_where_its_control_does_not(tmp_path):
     print(
         f"ARR of right answers: run {arr_run[0]:.3f} -> {arr_run[1]:.3f}, control {arr_control[0]:.3f} -> {arr_control[1]:.3f}"
     )
-    assert arr_run[1] - arr_run[0] > arr_control[1] - arr_control[0]
