@@ -127,3 +127,10 @@ def assert_trained(result, steps, *, n_steps: int = 2, sync: str | None = "fp32"
         elif sync == "fp32":
             diff = metrics["training/rollout_probs_diff_max"]
             assert diff < PROB_DIFF_MAX, f"step {step}: rollout != actor (max diff {diff})"
+
+
+def assert_media(steps):
+    """Every rollout of every step carried its audio and its video into the model (tokens of each)."""
+    for step, metrics in steps.items():
+        assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0, step
+        assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0, step

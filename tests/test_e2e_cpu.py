@@ -13,21 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_python
-from e2e_utils import assert_trained, run_example, run_main_ppo
+from e2e_utils import assert_media, assert_trained, run_example, run_main_ppo
 
 pytestmark = pytest.mark.slow
-
-
-def _assert_media(steps, audio=True, video=True):
-    for step, metrics in steps.items():
-        if audio:
-            assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0, (
-                step
-            )
-        if video:
-            assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0, (
-                step
-            )
 
 
 def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
@@ -40,7 +28,7 @@ def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
     result, steps = run_example(tmp_path, "run_cpu_tiny.sh", f"avconfuse.reference.cache_dir={tmp_path / 'ref'}")
     elapsed = time.monotonic() - start
     assert_trained(result, steps)
-    _assert_media(steps)
+    assert_media(steps)
     for step, metrics in steps.items():
         for key in ("reward/format/mean", "reward/arr/mean", "reward/avc/mean", "reward/acc/mean"):
             assert 0.0 <= metrics[key] <= 2.0, (step, key)
@@ -63,7 +51,7 @@ def test_audio_in_video_mode_trains_with_interleaved_soundtracks(tmp_path):
         f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
     )
     assert_trained(result, steps)
-    _assert_media(steps)
+    assert_media(steps)
 
 
 def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
