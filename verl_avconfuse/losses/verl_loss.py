@@ -224,12 +224,9 @@ def answer_entropy(output, micro_batch, *, use_remove_padding: bool) -> torch.Te
     ``(bsz, max_seqlen, V)`` with each sequence starting at column 0. The logits are divided by the
     micro-batch's ``temperature`` (a float or one per sample) as verl's forward does.
 
-    The answer rows are read with :func:`~verl_avconfuse.losses.logit_rows`, whose gradient is sparse: it
-    is added in place into the dense gradient the log-probs give the logits, instead of a second dense
-    ``(tokens, V)`` gradient (the cost measured in benchmarks/README.md). verl's forward materialises the
-    logits at every position for the log-probs anyway, so reading rows of them is cheaper than a second
-    ``lm_head`` on the answer positions' hidden states, and it needs no hook into the FSDP-sharded
-    ``lm_head``.
+    The answer rows are read with :func:`~verl_avconfuse.losses.logit_rows` (a sparse gradient, added in
+    place into the log-probs' dense one; why rows of these logits and not a second ``lm_head``: the module
+    docstring of :mod:`verl_avconfuse.losses.verl_engine`).
     """
     from torch.distributed.tensor import DTensor
     from verl.utils.torch_functional import entropy_from_logits
