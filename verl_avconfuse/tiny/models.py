@@ -73,14 +73,19 @@ EMBEDDING_PROMPTS: dict[str, str] = {
 # The language model of every tiny model (Qwen2-style decoder).
 TEXT_HIDDEN = 64
 TEXT_LAYERS = 2
-TEXT_HEADS = 4
-TEXT_KV_HEADS = 2
+#: head_dim = 64 / 2 = 32: vLLM's CPU attention takes head_dim 32, 64, 80, ... (not 16), and the vLLM lane
+#: rolls these same models out (vllm/v1/attention/backends/cpu_attn.py).
+TEXT_HEADS = 2
+TEXT_KV_HEADS = 1
 TEXT_INTERMEDIATE = 128
 MAX_POSITIONS = 2048
 ROPE_THETA = 1_000_000.0
 #: TMRoPE's (temporal, height, width) split of the rotary half-dimension; Qwen2.5-Omni uses [16, 24, 24]
-#: for head_dim 128, we keep its 2:3:3 ratio for head_dim 16 (the sum must be head_dim / 2).
-MROPE_SECTION = (2, 3, 3)
+#: for head_dim 128, we keep its 2:3:3 ratio for head_dim 32 (the sum must be head_dim / 2).
+MROPE_SECTION = (4, 6, 6)
+#: The full model's talker (head_dim 16; only the export runs it): the same ratio over 8 frequencies.
+TALKER_HEAD_DIM = 16
+TALKER_MROPE_SECTION = (2, 3, 3)
 
 #: Video/image frame area bounds (pixels). A 64x48 frame becomes 56x56 = 4x4 patches = 4 tokens after the
 #: 2x2 merge, so a 2 s clip at 2 fps (4 frames, 2 temporal patches) costs 8 tokens.
@@ -550,9 +555,9 @@ def omni_full_config(tokenizer):
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
-        head_dim=16,
+        head_dim=TALKER_HEAD_DIM,
         max_position_embeddings=MAX_POSITIONS,
-        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": list(MROPE_SECTION)},
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": list(TALKER_MROPE_SECTION)},
         spatial_merge_size=2,
     )
     token2wav = dict(
