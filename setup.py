@@ -65,6 +65,8 @@ setup(
     },
     entry_points={
         "verl.plugins": ["avconfuse = verl_avconfuse.plugin"],
+        # vLLM calls it in each of its processes: the Omni thinker patches (verl_avconfuse/patches.py).
+        "vllm.general_plugins": ["avconfuse = verl_avconfuse.omni.vllm_plugin:register"],
         "console_scripts": ["avconfuse = verl_avconfuse.cli:main"],
     },
     classifiers=[

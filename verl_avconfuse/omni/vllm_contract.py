@@ -891,8 +891,118 @@ def qwen3_omni_mrope_positions(
     return positions, int(positions.max()) + 1 - num_tokens
 
 
+# ------------------------------------------------------------------------------------- embedding merge
+#: Kinds of multimodal positions for :func:`interleaved_merge_order`.
+OTHER_POSITION, VIDEO_POSITION, AUDIO_POSITION = 0, 1, 2
+
+
+def interleaved_merge_order(
+    kinds: Sequence[int], token_index: Sequence[int], chunk_sizes: Sequence[int]
+) -> list[np.ndarray]:
+    """Which multimodal positions each embedding chunk of a vLLM engine step fills, audio in video included.
+
+    vLLM's model runner hands ``embed_input_ids`` the step's embeddings as chunks, request after request, each
+    request's media items in prompt order (``gpu_model_runner._gather_mm_embeddings``): with the audio inside
+    the video, a region gives a video chunk then an audio chunk whose tokens alternate in the prompt. vLLM
+    0.24.0's Qwen2.5-Omni thinker merges them by its interleaving test (``check_interleaved_audio_video``),
+    which looks at one span for the whole step: with two such regions in a step (two requests prefilled
+    together: a GRPO group) the test fails and the chunks are scattered in plain position order, so video
+    embeddings land on audio tokens and the other way round (prompt log-probs off by ~1 nat per token,
+    measured; upstream fixed it in vLLM PR #46213, not in 0.24.0).
+
+    Here each chunk takes the next positions of its own kind. ``kinds[i]`` is the kind of the i-th
+    multimodal position of the step (:data:`VIDEO_POSITION`, :data:`AUDIO_POSITION`, :data:`OTHER_POSITION`),
+    ``token_index[i]`` its index in the step's flat token tensor; a chunk's kind is that of the first unfilled
+    position, except inside a region of adjacent video and audio tokens, where the video chunk comes first
+    while the region has unfilled video positions. Returns, per chunk, the indices into the multimodal
+    positions it fills. Raises when the chunks do not fit the positions (vLLM's merge would also fail then).
+    """
+    kinds = np.asarray(kinds, dtype=np.int64)
+    token_index = np.asarray(token_index, dtype=np.int64)
+    n = len(kinds)
+    if len(token_index) != n:
+        raise ValueError(f"{n} position kinds but {len(token_index)} token indices")
+    # Regions: runs of video/audio positions at consecutive token indices (-1 for other positions).
+    media = kinds != OTHER_POSITION
+    breaks = np.ones(n, dtype=bool)
+    if n > 1:
+        breaks[1:] = ~(media[1:] & media[:-1] & (np.diff(token_index) == 1))
+    region = np.where(media, np.cumsum(breaks) - 1, -1)
+    by_kind = {kind: np.flatnonzero(kinds == kind) for kind in (OTHER_POSITION, VIDEO_POSITION, AUDIO_POSITION)}
+    cursor = dict.fromkeys(by_kind, 0)
+
+    def next_of(kind: int) -> int | None:
+        return int(by_kind[kind][cursor[kind]]) if cursor[kind] < len(by_kind[kind]) else None
+
+    order: list[np.ndarray] = []
+    for size in chunk_sizes:
+        heads = [head for head in map(next_of, by_kind) if head is not None]
+        if not heads:
+            raise ValueError(f"embedding chunk {len(order)} ({size} rows): no multimodal position left")
+        first = min(heads)
+        kind = int(kinds[first])
+        if kind != OTHER_POSITION:
+            video = next_of(VIDEO_POSITION)
+            kind = VIDEO_POSITION if video is not None and region[video] == region[first] else AUDIO_POSITION
+        take = by_kind[kind][cursor[kind] : cursor[kind] + int(size)]
+        if len(take) != size or (kind != OTHER_POSITION and len(set(region[take].tolist())) != 1):
+            raise ValueError(
+                f"embedding chunk {len(order)} ({size} rows) does not fit the step's "
+                f"{('other', 'video', 'audio')[kind]} positions"
+            )
+        cursor[kind] += int(size)
+        order.append(take)
+    if any(cursor[kind] != len(positions) for kind, positions in by_kind.items()):
+        raise ValueError(f"{n} multimodal positions, {sum(map(int, chunk_sizes))} embedding rows")
+    return order
+
+
 #: ``iter_mm_features``: vLLM's seconds per video grid when ``second_per_grid_ts`` is absent (Qwen3-Omni).
 QWEN3_VLLM_DEFAULT_SECOND_PER_GRID = 2.0
+
+
+def qwen2_5_omni_mrope_positions(
+    input_tokens: Sequence[int], mm_features: Sequence[Any], thinker_config: Any
+) -> tuple[np.ndarray, int]:
+    """Transformers' Qwen2.5-Omni TMRoPE positions ``(3, len(input_tokens))`` and delta, from vLLM's records.
+
+    The replacement for vLLM 0.24.0's ``Qwen2_5OmniThinkerForConditionalGeneration.get_mrope_input_positions``
+    (same arguments). With audio inside the video, vLLM gives ``<|vision_bos|>`` and ``<|audio_bos|>`` one
+    position each and ``<|audio_eos|>``, ``<|vision_eos|>`` one each, where transformers' ``get_rope_index``
+    (``modeling_qwen2_5_omni.py``) gives each pair a shared position: the interleaved body sits one position
+    higher in vLLM and everything after it two (99 of 103 positions of the tiny clip; docs/vllm_omni.md).
+    Separate audio and video items agree. Rather than re-deriving transformers' layout, this calls
+    transformers' own ``get_rope_index`` (the one the actor's processor calls, through
+    :class:`~verl_avconfuse.omni.processor._ThinkerRopeIndex`) with the grids, audio lengths, seconds per
+    grid and ``use_audio_in_video`` flag that vLLM's feature records carry — the processor outputs of the
+    request, the same numbers the actor got. ``input_tokens`` is the expanded prompt, as vLLM has it.
+    """
+    import torch
+
+    from verl_avconfuse.omni.processor import _ThinkerRopeIndex
+
+    features = sorted(mm_features, key=lambda f: f.mm_position.offset)
+
+    def stacked(modality: str, key: str, dtype) -> Any:
+        values = [_feature_value(f, key) for f in features if f.modality == modality]
+        return torch.tensor(values, dtype=dtype) if values else None
+
+    videos = [f for f in features if f.modality == "video"]
+    use_audio_in_video = any(bool(_feature_value(f, "use_audio_in_video")) for f in videos)
+    seconds = [_feature_value(f, "second_per_grid_ts") for f in videos]
+    second_per_grids = (
+        torch.tensor([float(x) if x is not None else 1.0 for x in seconds], dtype=torch.float32) if videos else None
+    )
+    positions, delta = _ThinkerRopeIndex(thinker_config).get_rope_index(
+        input_ids=torch.tensor([list(input_tokens)], dtype=torch.long),
+        image_grid_thw=stacked("image", "image_grid_thw", torch.long),
+        video_grid_thw=stacked("video", "video_grid_thw", torch.long),
+        attention_mask=torch.ones(1, len(input_tokens), dtype=torch.long),
+        use_audio_in_video=use_audio_in_video,
+        audio_seqlens=stacked("audio", "audio_feature_lengths", torch.long),
+        second_per_grids=second_per_grids,
+    )
+    return positions[:, 0, :].numpy().astype(np.int64), int(delta.reshape(-1)[0])
 
 
 # ==================================================================================================

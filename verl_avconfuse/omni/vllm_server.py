@@ -9,17 +9,27 @@ field is documented against vLLM's source and tested field by field; nothing els
 - :class:`OmniVLLMHttpServer` rewrites each ``generate`` request with ``build_omni_prompt``, sets
   the engine's ``hf_overrides`` (``vllm_engine_overrides``) and bans every media token;
 - :class:`OmniVLLMServerAdapter` renames the actor's weights (``thinker.`` prefix) on sync;
-- :class:`OmniVLLMReplica` launches the server above under its own actor-name prefix.
+- :class:`OmniVLLMReplica` launches the server above under its own actor-name prefix;
+- the server names :mod:`.vllm_worker`'s extension as vLLM's ``worker_extension_cls`` (weight sync on
+  vLLM's CPU build), and takes the rollout settings the active verl platform asks for
+  (``vllm_rollout_settings``: the CPU platform turns sleep mode off and eager mode on).
+
+vLLM itself is patched only where it must be (Omni M-RoPE positions with audio in video, thinker weight
+names): :mod:`verl_avconfuse.patches`, installed in every vLLM process by vLLM's own plugin hook.
 
 Importing this module needs vLLM (the plugin registers it lazily, by name).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from dataclasses import astuple
 from typing import Any
+
+from verl.utils.device import get_device_name
 
 from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, vLLMReplica
 from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter
@@ -34,8 +44,13 @@ from verl_avconfuse.omni.vllm_contract import (
     vllm_engine_overrides,
     vllm_thinker_weights_async,
 )
+from verl_avconfuse.omni.vllm_worker import WORKER_EXTENSION
+
+logger = logging.getLogger(__name__)
 
 ROLLOUT_NAME = "vllm_omni"
+#: vLLM's multimodal processor cache for the Omni rollout: off (see ``_preprocess_engine_kwargs``).
+MM_PROCESSOR_CACHE_GB = 0
 SERVER_PREFIX = f"{ROLLOUT_NAME}_"
 
 
@@ -48,8 +63,39 @@ def _engine_overrides(model_path: str) -> dict[str, Any]:
     return vllm_engine_overrides(_read_config(model_path))
 
 
+def _platform_rollout_settings() -> dict[str, Any]:
+    """What the active verl platform needs of the rollout config (``{}`` on verl's own platforms)."""
+    from verl.plugin.platform import get_platform
+
+    settings = getattr(get_platform(), "vllm_rollout_settings", None)
+    return dict(settings()) if callable(settings) else {}
+
+
 class OmniVLLMHttpServer(vLLMHttpServer):
     """vLLM server whose requests and engine follow the Omni thinker contract."""
+
+    def _init_config(self, config):
+        rollout = super()._init_config(config)
+        settings = {key: value for key, value in _platform_rollout_settings().items() if getattr(rollout, key) != value}
+        if settings:
+            logger.info("vllm_omni: rollout settings of the %s platform: %s", get_device_name(), settings)
+            rollout = dataclasses.replace(rollout, **settings)
+        return rollout
+
+    def _get_worker_extension_cls(self) -> str:
+        return WORKER_EXTENSION
+
+    def _preprocess_engine_kwargs(self, engine_kwargs: dict) -> None:
+        super()._preprocess_engine_kwargs(engine_kwargs)
+        # vLLM 0.24.0's multimodal processor cache keys each item by its own bytes. With the audio inside
+        # the video, a clip whose soundtrack is byte-identical to one already cached (real datasets reuse
+        # soundtracks; AV-ConfuseBench swaps five sounds into twenty videos) gets its audio from the cache
+        # and its video alone sent to the HF processor with use_audio_in_video=True, which fails ("Failed to
+        # apply Qwen2_5OmniProcessor": processing/processor.py _cached_apply_hf_processor ->
+        # qwen2_5_omni_thinker.py _call_hf_processor). Off by default; what it costs is measured in
+        # benchmarks/bench_vllm_rollout.py. With separate audio items only, it is safe to turn back on:
+        # actor_rollout_ref.rollout.engine_kwargs.vllm.mm_processor_cache_gb=4
+        engine_kwargs.setdefault("mm_processor_cache_gb", MM_PROCESSOR_CACHE_GB)
 
     def _omni_token_ids(self) -> OmniTokenIds:
         # By the processor's token attributes: Qwen3-Omni renames every media token.

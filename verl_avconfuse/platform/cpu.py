@@ -25,6 +25,8 @@ import torch
 from verl.plugin.platform import PlatformBase
 
 PLATFORM_NAME = "cpu"
+#: KV-cache GiB of each vLLM CPU engine (``VLLM_CPU_KVCACHE_SPACE``): the tiny runs need a few MiB.
+VLLM_CPU_KVCACHE_GIB = "1"
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:
@@ -162,6 +164,35 @@ class PlatformCPU(PlatformBase):
 
     def cudart(self) -> Any:
         return None
+
+    # -- vLLM's CPU build as the rollout engine (rollout.name=vllm_omni) ------------------------------------
+    def rollout_env_vars(self) -> dict[str, str]:
+        """Environment of the vLLM server and its engine processes (verl: ``vLLMReplica.launch_servers``).
+
+        - ``VLLM_CPU_KVCACHE_SPACE`` (GiB): without it the CPU worker sizes its KV cache by
+          ``gpu_memory_utilization`` of host memory (verl's 0.5: half the machine) or refuses to start
+          (``vllm/v1/worker/cpu_worker.py: determine_available_memory``).
+        - ``VLLM_CPU_OMP_THREADS_BIND=nobind``: vLLM pins its OpenMP threads to cores by default; several
+          engines and the FSDP workers share the machine's cores here (``vllm/v1/worker/cpu_worker.py``).
+        A value already in the environment wins. Ray wants strings.
+        """
+        return {
+            name: os.environ.get(name, default)
+            for name, default in (
+                ("VLLM_CPU_KVCACHE_SPACE", VLLM_CPU_KVCACHE_GIB),
+                ("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
+            )
+        }
+
+    def vllm_rollout_settings(self) -> dict[str, Any]:
+        """Rollout-config values vLLM's CPU build needs, applied by the vllm_omni server on this platform.
+
+        - ``enable_sleep_mode``: the CPU platform refuses it ("Sleep mode is not supported on current
+          platform", ``vllm/platforms/cpu.py``); verl's dataclass defaults it to True and its yaml has no key.
+          There is no device memory to free between rollout and update anyway.
+        - ``enforce_eager``: without it vLLM compiles the model with inductor for minutes on a CPU.
+        """
+        return {"enable_sleep_mode": False, "enforce_eager": True}
 
 
 def activate_cpu_platform() -> PlatformCPU:

@@ -1,0 +1,236 @@
+"""The Qwen2.5-Omni rollout contract, checked against vLLM 0.24.0 itself (CPU build), not a model of it.
+
+One in-process engine on the tiny thinker directory (loaded from disk: the thinker-only names go through
+``patches.QWEN2_5_OMNI_THINKER_NAMES``). For each request shape the actor meets -- audio and video as separate
+items, audio inside the video at 2 fps and at 1 fps (several 2 s chunks, leftover audio), two audios and an
+image -- the request ``build_omni_prompt`` makes from the actor's expanded ids must come out of vLLM's input
+processor as exactly the actor's prompt, with exactly the actor's processor features, and vLLM's model must
+put every token at transformers' TMRoPE position and give it transformers' log-probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from vllm_engine import (
+    actor_inputs,
+    engine_request,
+    feature,
+    hf_prompt_log_probs,
+    hf_rope_positions,
+    make_llm,
+    tone,
+    video_item,
+    vllm_model,
+    vllm_prompt_log_probs,
+)
+
+from verl_avconfuse.omni.vllm_contract import OmniTokenIds, build_omni_prompt
+
+pytestmark = pytest.mark.vllm
+
+CHAT = "<|im_start|>user\n{media}What plays?<|im_end|>\n<|im_start|>assistant\n"
+SEPARATE = CHAT.format(media="<|vision_bos|><|VIDEO|><|vision_eos|><|audio_bos|><|AUDIO|><|audio_eos|>")
+IN_VIDEO = CHAT.format(media="<|vision_bos|><|VIDEO|><|vision_eos|>")
+#: (name, prompt, frames, fps, audio seconds, use_audio_in_video)
+SHAPES = [
+    ("separate-2fps", SEPARATE, 8, 2.0, 3.0, False),
+    ("in-video-2fps", IN_VIDEO, 8, 2.0, 3.0, True),
+    # 8 frames at 1 fps: 4 grids of 2 s, one per chunk; 9 s of audio: a 1 s tail after the last chunk
+    ("in-video-1fps-leftover", IN_VIDEO, 8, 1.0, 9.0, True),
+]
+
+
+@pytest.fixture(scope="module")
+def thinker_dir(tiny_asset):
+    return tiny_asset("models/omni_thinker")
+
+
+@pytest.fixture(scope="module")
+def processor(thinker_dir):
+    from verl_avconfuse.omni.processor import load_omni_processor
+
+    return load_omni_processor(thinker_dir)
+
+
+@pytest.fixture(scope="module")
+def hf_thinker(thinker_dir):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(thinker_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def llm(thinker_dir):
+    engine = make_llm(thinker_dir)
+    yield engine
+    del engine
+
+
+def _case(processor, prompt, n_frames, fps, seconds, in_video, seed=0, freq=440.0):
+    video, audio = video_item(n_frames, fps, seed), tone(seconds, freq)
+    kwargs = {"use_audio_in_video": True, "fps": fps} if in_video else {"fps": fps}
+    actor = actor_inputs(processor, prompt, videos=[video], audios=[audio], kwargs=kwargs)
+    request = build_omni_prompt(
+        actor["input_ids"][0].tolist(),
+        token_ids=OmniTokenIds.from_tokenizer(processor),
+        audio_data=[audio],
+        video_data=[video],
+        use_audio_in_video=in_video,
+        extra_mm_processor_kwargs=kwargs,
+    )
+    return actor, request
+
+
+@pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES])
+def test_vllm_expands_our_request_into_the_actors_prompt_and_features(
+    llm, processor, name, prompt, n_frames, fps, seconds, in_video
+):
+    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    core = engine_request(llm, request)
+    assert core.prompt_token_ids == actor["input_ids"][0].tolist()
+    assert torch.equal(feature(core, "video", "pixel_values_videos"), actor["pixel_values_videos"])
+    assert torch.equal(feature(core, "video", "video_grid_thw"), actor["video_grid_thw"][0])
+    assert float(feature(core, "video", "second_per_grid_ts")) == pytest.approx(2.0 / fps)
+    # vLLM keeps the valid mel frames only (the actor's processor pads every clip to 30 s, with a mask)
+    frames = int(actor["feature_attention_mask"][0].sum())
+    assert frames == int(seconds * 100) == int(feature(core, "audio", "audio_feature_lengths"))
+    assert torch.equal(feature(core, "audio", "input_audio_features"), actor["input_features"][0][:, :frames])
+
+
+def test_vllm_expands_two_audios_and_an_image(llm, processor):
+    from PIL import Image
+
+    a1, a2 = tone(1.0, 300), tone(0.6, 600)
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (56, 56, 3), dtype=np.uint8))
+    text = CHAT.format(
+        media="<|audio_bos|><|AUDIO|><|audio_eos|>then<|vision_bos|><|IMAGE|><|vision_eos|>"
+        "and<|audio_bos|><|AUDIO|><|audio_eos|>"
+    )
+    actor = actor_inputs(processor, text, images=[image], audios=[a1, a2])
+    request = build_omni_prompt(
+        actor["input_ids"][0].tolist(),
+        token_ids=OmniTokenIds.from_tokenizer(processor),
+        audio_data=[a1, a2],
+        image_data=[image],
+        use_audio_in_video=False,
+    )
+    core = engine_request(llm, request)
+    assert core.prompt_token_ids == actor["input_ids"][0].tolist()
+    assert torch.equal(feature(core, "image", "image_grid_thw"), actor["image_grid_thw"][0])
+    # 1.0 s and 0.6 s of audio: 100 and 60 mel frames
+    assert [int(feature(core, "audio", "audio_feature_lengths", i)) for i in (0, 1)] == [100, 60]
+
+
+@pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES])
+def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, prompt, n_frames, fps, seconds, in_video):
+    """The installed patch gives transformers' positions; vLLM 0.24.0's own method does not with audio in video."""
+    from vllm.model_executor.models.qwen2_5_omni_thinker import Qwen2_5OmniThinkerForConditionalGeneration as Thinker
+
+    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    core = engine_request(llm, request)
+    model = vllm_model(llm)
+    expected = hf_rope_positions(processor, actor)
+    positions, delta = model.get_mrope_input_positions(core.prompt_token_ids, core.mm_features)
+    assert torch.equal(positions, expected)
+    assert delta == int(expected.max()) + 1 - expected.shape[1]
+
+    assert getattr(Thinker.get_mrope_input_positions, "_avconfuse_patched", False)
+    unpatched, _ = Thinker.get_mrope_input_positions.__wrapped__(model, core.prompt_token_ids, core.mm_features)
+    differing = int((unpatched != expected).any(0).sum())
+    if in_video:
+        # vLLM 0.24.0: one position per delimiter where transformers shares one per pair (docs/vllm_omni.md)
+        assert differing > expected.shape[1] // 2, differing
+    else:
+        assert differing == 0
+
+
+def _batch_log_prob_gaps(llm, hf_thinker, cases) -> list[np.ndarray]:
+    from vllm import SamplingParams
+
+    outputs = llm.generate([request for _, request in cases], SamplingParams(max_tokens=1, prompt_logprobs=0))
+    return [
+        np.abs(vllm_prompt_log_probs(output) - hf_prompt_log_probs(hf_thinker, actor))
+        for (actor, _), output in zip(cases, outputs, strict=True)
+    ]
+
+
+def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, processor, hf_thinker):
+    """Train-rollout parity as a number: vLLM's prompt log-probs vs the actor's forward, two clips in one step.
+
+    Without ``patches.QWEN2_5_OMNI_EMBED`` vLLM 0.24.0 scatters the second region's video embeddings onto
+    audio tokens (its interleaving test sees one span for the whole step): the gap is then ~1 nat per token.
+    """
+    from vllm.model_executor.models.qwen2_5_omni_thinker import Qwen2_5OmniThinkerForConditionalGeneration as Thinker
+
+    cases = [
+        _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
+        _case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
+    ]
+    for gap in _batch_log_prob_gaps(llm, hf_thinker, cases):
+        assert gap.mean() < 1e-4 and gap.max() < 1e-3, (gap.mean(), gap.max())
+
+    patched = Thinker.embed_input_ids
+    Thinker.embed_input_ids = patched.__wrapped__
+    try:
+        unpatched = _batch_log_prob_gaps(llm, hf_thinker, cases)
+    finally:
+        Thinker.embed_input_ids = patched
+    assert all(gap.mean() > 0.1 for gap in unpatched), [gap.mean() for gap in unpatched]
+
+
+def test_every_vllm_parameter_receives_the_actors_weights_once(llm, processor, hf_thinker):
+    """The rollout's sync path (names, layerwise reload) on the real loader, with weights vLLM does not have yet.
+
+    The actor's state dict, perturbed so it differs from what vLLM loaded from disk, goes through
+    ``vllm_thinker_weights`` and vLLM's layerwise reload as ``OmniVLLMWorkerExtension`` sends it; afterwards
+    every vLLM parameter was written and vLLM's log-probs are the perturbed actor's.
+    """
+    from vllm import SamplingParams
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    from verl_avconfuse.omni.vllm_contract import vllm_thinker_weights
+
+    generator = torch.Generator().manual_seed(0)
+    perturbed = {
+        name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator)
+        for name, tensor in hf_thinker.state_dict().items()
+    }
+    actor, request = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=4)
+    before = vllm_prompt_log_probs(llm.generate([request], SamplingParams(max_tokens=1, prompt_logprobs=0))[0])
+
+    def sync(model):
+        names = {name for name, _ in model.named_parameters()}
+        initialize_layerwise_reload(model)
+        loaded = model.load_weights([(n, t.clone()) for n, t in vllm_thinker_weights(perturbed)])
+        finalize_layerwise_reload(model, llm.llm_engine.vllm_config.model_config)
+        return names, set(loaded)
+
+    names, loaded = llm.apply_model(sync)[0]
+    llm.llm_engine.reset_encoder_cache()  # as OmniVLLMWorkerExtension does after a sync
+    assert names == loaded
+    original = {name: tensor.clone() for name, tensor in hf_thinker.state_dict().items()}
+    hf_thinker.load_state_dict(perturbed)
+    try:
+        after = vllm_prompt_log_probs(llm.generate([request], SamplingParams(max_tokens=1, prompt_logprobs=0))[0])
+        expected = hf_prompt_log_probs(hf_thinker, actor)
+    finally:
+        hf_thinker.load_state_dict(original)
+    assert np.abs(after - expected).mean() < 1e-4
+    assert np.abs(before - expected).mean() > 1e-2  # the sync changed what vLLM computes
+
+
+def test_processor_cache_reuses_a_shared_soundtrack_and_fails_the_next_clip(thinker_dir, processor):
+    """Why the rollout turns vLLM's multimodal processor cache off (vllm_server.MM_PROCESSOR_CACHE_GB).
+
+    Two clips with byte-identical soundtracks and different pictures, audio inside the video: with the cache
+    on, the second request's audio is a cache hit, its video alone reaches the HF processor, which refuses
+    it. vLLM's own input processor is enough to show it (no second model load).
+    """
+    llm_cached = make_llm(thinker_dir, mm_processor_cache_gb=1, load_format="dummy")
+    first = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=5)[1]
+    second = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=6)[1]
+    engine_request(llm_cached, first, "a")
+    with pytest.raises(ValueError, match="Failed to apply Qwen2_5OmniProcessor"):
+        engine_request(llm_cached, second, "b")
