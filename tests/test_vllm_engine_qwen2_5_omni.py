@@ -20,6 +20,7 @@ from vllm_engine import (
     hf_prompt_log_probs,
     hf_rope_positions,
     make_llm,
+    unpatched_embedding_merge,
     tone,
     video_item,
     vllm_model,
@@ -162,8 +163,6 @@ def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, pro
     Without ``patches.QWEN2_5_OMNI_EMBED`` vLLM 0.24.0 scatters the second region's video embeddings onto
     audio tokens (its interleaving test sees one span for the whole step): the gap is then ~1 nat per token.
     """
-    from vllm.model_executor.models.qwen2_5_omni_thinker import Qwen2_5OmniThinkerForConditionalGeneration as Thinker
-
     cases = [
         _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
         _case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
@@ -171,12 +170,8 @@ def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, pro
     for gap in _batch_log_prob_gaps(llm, hf_thinker, cases):
         assert gap.mean() < 1e-4 and gap.max() < 1e-3, (gap.mean(), gap.max())
 
-    patched = Thinker.embed_input_ids
-    Thinker.embed_input_ids = patched.__wrapped__
-    try:
+    with unpatched_embedding_merge("qwen2_5_omni_thinker", "Qwen2_5OmniThinkerForConditionalGeneration"):
         unpatched = _batch_log_prob_gaps(llm, hf_thinker, cases)
-    finally:
-        Thinker.embed_input_ids = patched
     assert all(gap.mean() > 0.1 for gap in unpatched), [gap.mean() for gap in unpatched]
 
 

@@ -12,7 +12,9 @@ Only the vLLM lane imports this module (``bash .ci/vllm_cpu_env.sh DIR``; tests 
 
 from __future__ import annotations
 
+import importlib
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -120,3 +122,16 @@ def vllm_prompt_log_probs(output) -> np.ndarray:
     """The same quantity from vLLM's ``prompt_logprobs=0`` (the first prompt token has none)."""
     ids = output.prompt_token_ids
     return np.array([step[ids[i]].logprob for i, step in enumerate(output.prompt_logprobs) if i > 0])
+
+
+@contextmanager
+def unpatched_embedding_merge(module_name: str, class_name: str):
+    """vLLM 0.24.0's own embedding merge (and interleaving test) for the block: the bug the patch fixes."""
+    module = importlib.import_module(f"vllm.model_executor.models.{module_name}")
+    cls = getattr(module, class_name)
+    patched_embed, patched_check = cls.embed_input_ids, module.check_interleaved_audio_video
+    cls.embed_input_ids, module.check_interleaved_audio_video = patched_embed.__wrapped__, patched_check.__wrapped__
+    try:
+        yield
+    finally:
+        cls.embed_input_ids, module.check_interleaved_audio_video = patched_embed, patched_check

@@ -42,7 +42,9 @@ class PatchTarget:
         return getattr(target, "__wrapped__", target)
 
     def current_signature(self) -> str:
-        return str(inspect.signature(self.resolve()))
+        """The call signature of a function target; the type name of a data target (a table, a mapper)."""
+        target = self.resolve()
+        return str(inspect.signature(target)) if callable(target) else type(target).__name__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,66 +367,113 @@ def _patch_thinker_names(target: PatchTarget) -> Callable[[ModuleType], None]:
     return patch
 
 
+_EMBED_SIGNATURE = (
+    "(self, input_ids: torch.Tensor, multimodal_embeddings: list[torch.Tensor] | torch.Tensor | "
+    "tuple[torch.Tensor, ...] | None = None, *, is_multimodal: torch.Tensor | None = None) -> torch.Tensor"
+)
+_EMBED_REASON = (
+    "vLLM 0.24.0 merges audio-in-video embeddings in their interleaved order only when one span of the whole "
+    "engine step is video/audio (check_interleaved_audio_video); with two such requests in a step (a GRPO group "
+    "prefilled together) it scatters video embeddings onto audio tokens and back: prompt log-probs off by "
+    "~1 nat per token (tests/test_vllm_engine_*.py). The step's chunks are re-cut into position order "
+    "(vllm_contract.interleaved_merge_order, position_ordered_slices) and vLLM's plain merge does the rest; "
+    "its interleaving test is then off in that module (check_interleaved_audio_video, patched together). "
+    "Steps without both video and audio tokens are unchanged."
+)
 QWEN2_5_OMNI_EMBED = PatchTarget(
     module="vllm.model_executor.models.qwen2_5_omni_thinker",
     attribute="Qwen2_5OmniThinkerForConditionalGeneration.embed_input_ids",
-    signature=(
-        "(self, input_ids: torch.Tensor, multimodal_embeddings: list[torch.Tensor] | torch.Tensor | "
-        "tuple[torch.Tensor, ...] | None = None, *, is_multimodal: torch.Tensor | None = None) -> torch.Tensor"
-    ),
+    signature=_EMBED_SIGNATURE,
+    reason=_EMBED_REASON,
+)
+QWEN3_OMNI_EMBED = PatchTarget(
+    module="vllm.model_executor.models.qwen3_omni_moe_thinker",
+    attribute="Qwen3OmniMoeThinkerForConditionalGeneration.embed_input_ids",
+    signature=_EMBED_SIGNATURE,
+    reason=_EMBED_REASON,
+)
+
+
+def _never_interleaved(check: Callable) -> Callable:
+    """vLLM's ``check_interleaved_audio_video`` once the chunks arrive in position order: the plain merge."""
+
+    @functools.wraps(check)
+    def check_interleaved_audio_video(is_video, is_audio, num_video, num_audio) -> bool:
+        return False
+
+    return check_interleaved_audio_video
+
+
+def _patch_embed(target: PatchTarget, video_id: str, audio_id: str) -> Callable[[ModuleType], None]:
+    def patch(module: ModuleType) -> None:
+        cls_name, method = target.attribute.split(".")
+        cls = getattr(module, cls_name)
+        original = getattr(cls, method)
+        if getattr(original, "_avconfuse_patched", False) or not _vllm_version_ok(target):
+            return
+
+        @functools.wraps(original)
+        def embed_input_ids(self, input_ids, multimodal_embeddings=None, *, is_multimodal=None):
+            if multimodal_embeddings is not None and is_multimodal is not None and len(multimodal_embeddings):
+                multimodal_embeddings = _in_position_order(
+                    input_ids,
+                    multimodal_embeddings,
+                    is_multimodal,
+                    getattr(self.config, video_id),
+                    getattr(self.config, audio_id),
+                )
+            return original(self, input_ids, multimodal_embeddings, is_multimodal=is_multimodal)
+
+        embed_input_ids._avconfuse_patched = True
+        setattr(cls, method, embed_input_ids)
+        module.check_interleaved_audio_video = _never_interleaved(module.check_interleaved_audio_video)
+
+    return patch
+
+
+def _in_position_order(input_ids, chunks, is_multimodal, video_token_id: int, audio_token_id: int):
+    import torch
+
+    from verl_avconfuse.omni.vllm_contract import (
+        AUDIO_POSITION,
+        OTHER_POSITION,
+        VIDEO_POSITION,
+        interleaved_merge_order,
+        position_ordered_slices,
+    )
+
+    token_index = is_multimodal.cpu().nonzero(as_tuple=True)[0]
+    tokens = input_ids.cpu()[token_index]
+    video, audio = tokens == video_token_id, tokens == audio_token_id
+    if not (bool(video.any()) and bool(audio.any())):
+        return chunks  # no audio-in-video region in this step: nothing to reorder
+    kinds = torch.full_like(tokens, OTHER_POSITION)
+    kinds[video], kinds[audio] = VIDEO_POSITION, AUDIO_POSITION
+    order = interleaved_merge_order(kinds.numpy(), token_index.numpy(), [int(chunk.shape[0]) for chunk in chunks])
+    return [chunks[chunk][first:end] for chunk, first, end in position_ordered_slices(order)]
+
+
+CPU_MOE_SILU = PatchTarget(
+    module="vllm.model_executor.layers.fused_moe.cpu_fused_moe",
+    attribute="_CPU_MOE_ACT_FN",
+    signature="dict",
     reason=(
-        "vLLM 0.24.0 merges audio-in-video embeddings in their interleaved order only when one span of the "
-        "whole engine step is video/audio (check_interleaved_audio_video); with two such requests in a step "
-        "(a GRPO group prefilled together) it scatters video embeddings onto audio tokens and back: prompt "
-        "log-probs off by ~1 nat (tests/test_vllm_engine_qwen2_5_omni.py). Each chunk now fills the next "
-        "positions of its own kind (vllm_contract.interleaved_merge_order); steps without both video and "
-        "audio tokens take vLLM's own path."
+        "vLLM 0.24.0's CPU MoE (cpu_fused_moe_torch, the path a CPU engine runs for Qwen3-Omni's experts) maps "
+        "SiLU to `lambda x: SiluAndMul(compile_native=False).forward_native(x)`, which builds a CustomOp per "
+        "call; a CustomOp reads get_current_vllm_config(), unset during the CPU worker's warm-up "
+        "(cpu_worker.determine_available_memory), so the engine fails to start (\"Current vLLM config is not "
+        "set\"). The file's own comment says its activations must avoid CustomOps; the SiLU entry is replaced by "
+        "SiluAndMul.forward_native itself, a staticmethod (silu(x[..., :d]) * x[..., d:]), called without an instance."
     ),
 )
 
 
-def _patch_qwen2_5_omni_embed(module: ModuleType) -> None:
-    cls_name, method = QWEN2_5_OMNI_EMBED.attribute.split(".")
-    cls = getattr(module, cls_name)
-    original = getattr(cls, method)
-    if getattr(original, "_avconfuse_patched", False) or not _vllm_version_ok(QWEN2_5_OMNI_EMBED):
+def _patch_cpu_moe_silu(module: ModuleType) -> None:
+    table = getattr(module, CPU_MOE_SILU.attribute)
+    silu, native = module.MoEActivation.SILU, module.SiluAndMul.forward_native  # a staticmethod: no CustomOp
+    if table.get(silu) is native or not _vllm_version_ok(CPU_MOE_SILU):
         return
-
-    @functools.wraps(original)
-    def embed_input_ids(self, input_ids, multimodal_embeddings=None, *, is_multimodal=None):
-        import torch
-
-        from verl_avconfuse.omni.vllm_contract import (
-            AUDIO_POSITION,
-            OTHER_POSITION,
-            VIDEO_POSITION,
-            interleaved_merge_order,
-        )
-
-        if multimodal_embeddings is None or is_multimodal is None or len(multimodal_embeddings) == 0:
-            return original(self, input_ids, multimodal_embeddings, is_multimodal=is_multimodal)
-        mask = is_multimodal.cpu()
-        token_index = mask.nonzero(as_tuple=True)[0]
-        tokens = input_ids.cpu()[token_index]
-        video, audio = tokens == self.config.video_token_index, tokens == self.config.audio_token_index
-        if not (bool(video.any()) and bool(audio.any())):
-            return original(self, input_ids, multimodal_embeddings, is_multimodal=is_multimodal)
-        kinds = torch.full_like(tokens, OTHER_POSITION)
-        kinds[video], kinds[audio] = VIDEO_POSITION, AUDIO_POSITION
-        order = interleaved_merge_order(
-            kinds.numpy(), token_index.numpy(), [int(chunk.shape[0]) for chunk in multimodal_embeddings]
-        )
-        inputs_embeds = self._embed_text_input_ids(
-            input_ids, self.get_language_model().embed_input_ids, is_multimodal=is_multimodal
-        )
-        merged = inputs_embeds.new_empty((len(token_index), inputs_embeds.shape[-1]))
-        for rows, chunk in zip(order, multimodal_embeddings, strict=True):
-            merged[torch.from_numpy(rows).to(merged.device)] = chunk.to(merged.dtype)
-        inputs_embeds[is_multimodal] = merged
-        return inputs_embeds
-
-    embed_input_ids._avconfuse_patched = True
-    setattr(cls, method, embed_input_ids)
+    table[silu] = native
 
 
 #: Patches applied in vLLM's own processes (engine core, workers, API server) by vllm_plugin.register.
@@ -432,11 +481,13 @@ VLLM_MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], No
     QWEN2_5_OMNI_MROPE.module: [
         (QWEN2_5_OMNI_MROPE, _patch_mrope(QWEN2_5_OMNI_MROPE, _qwen2_5_omni_positions)),
         (QWEN2_5_OMNI_THINKER_NAMES, _patch_thinker_names(QWEN2_5_OMNI_THINKER_NAMES)),
-        (QWEN2_5_OMNI_EMBED, _patch_qwen2_5_omni_embed),
+        (QWEN2_5_OMNI_EMBED, _patch_embed(QWEN2_5_OMNI_EMBED, "video_token_index", "audio_token_index")),
     ],
+    CPU_MOE_SILU.module: [(CPU_MOE_SILU, _patch_cpu_moe_silu)],
     QWEN3_OMNI_MROPE.module: [
         (QWEN3_OMNI_MROPE, _patch_mrope(QWEN3_OMNI_MROPE, _qwen3_omni_positions)),
         (QWEN3_OMNI_THINKER_NAMES, _patch_thinker_names(QWEN3_OMNI_THINKER_NAMES)),
+        (QWEN3_OMNI_EMBED, _patch_embed(QWEN3_OMNI_EMBED, "video_token_id", "audio_token_id")),
     ],
 }
 

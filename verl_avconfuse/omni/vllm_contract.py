@@ -957,6 +957,28 @@ def interleaved_merge_order(
     return order
 
 
+def position_ordered_slices(order: Sequence[np.ndarray]) -> list[tuple[int, int, int]]:
+    """Re-cut a step's embedding chunks so that, concatenated, their rows follow the positions they fill.
+
+    ``order`` is :func:`interleaved_merge_order`'s answer. Returns ``(chunk, first_row, end_row)`` slices,
+    each the rows of one chunk that fill consecutive multimodal positions, in position order. vLLM's plain
+    merge (``_merge_multimodal_embeddings``: the chunks' rows, concatenated, over the multimodal positions in
+    order) and Qwen3-Omni's DeepStack split (vision rows marked chunk by chunk, in position order) are then
+    right for any number of audio-in-video regions in the step; every slice keeps its chunk's width.
+    """
+    owner = np.concatenate([np.full(len(rows), i, dtype=np.int64) for i, rows in enumerate(order)] or [np.zeros(0)])
+    row = np.concatenate([np.arange(len(rows), dtype=np.int64) for rows in order] or [np.zeros(0)])
+    by_position = np.argsort(np.concatenate(list(order) or [np.zeros(0)]), kind="stable")
+    owner, row = owner[by_position], row[by_position]
+    slices: list[tuple[int, int, int]] = []
+    for chunk, first in zip(owner.tolist(), row.tolist(), strict=True):
+        if slices and slices[-1][0] == chunk and slices[-1][2] == first:
+            slices[-1] = (chunk, slices[-1][1], first + 1)
+        else:
+            slices.append((chunk, first, first + 1))
+    return slices
+
+
 #: ``iter_mm_features``: vLLM's seconds per video grid when ``second_per_grid_ts`` is absent (Qwen3-Omni).
 QWEN3_VLLM_DEFAULT_SECOND_PER_GRID = 2.0
 
