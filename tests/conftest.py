@@ -184,8 +184,12 @@ def pytest_collection_modifyitems(config, items):
     if _vllm_importable():
         return
     if os.environ.get("AVCONFUSE_VLLM_LANE") == "1":
-        raise pytest.UsageError("AVCONFUSE_VLLM_LANE=1 but vLLM is not importable: build the lane with .ci/vllm_cpu_env.sh")
-    skip = pytest.mark.skip(reason="needs vLLM's CPU build: bash .ci/vllm_cpu_env.sh DIR; DIR/bin/python -m pytest -m vllm")
+        raise pytest.UsageError(
+            "AVCONFUSE_VLLM_LANE=1 but vLLM is not importable: build the lane with .ci/vllm_cpu_env.sh"
+        )
+    skip = pytest.mark.skip(
+        reason="needs vLLM's CPU build: bash .ci/vllm_cpu_env.sh DIR; DIR/bin/python -m pytest -m vllm"
+    )
     for item in items:
         if "vllm" in item.keywords:
             item.add_marker(skip)

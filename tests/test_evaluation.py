@@ -156,7 +156,11 @@ def test_predictions_backend_names_the_missing_ids(tmp_path):
 
 
 def test_backend_specs():
-    with pytest.raises(ValueError, match="--backend vllm:/models/x: expected one of hf:MODEL_DIR, openai:URL#MODEL"):
+    with pytest.raises(
+        ValueError, match="--backend sglang:/models/x: expected one of hf:MODEL_DIR, vllm:MODEL_DIR, openai:URL#MODEL"
+    ):
+        load_backend("sglang:/models/x")
+    with pytest.raises(ValueError, match="--backend vllm:/models/x: no such folder"):
         load_backend("vllm:/models/x")
     with pytest.raises(ValueError, match="expected openai:URL#MODEL"):
         load_backend("openai:http://127.0.0.1:8000/v1")

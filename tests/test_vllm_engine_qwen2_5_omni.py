@@ -20,8 +20,8 @@ from vllm_engine import (
     hf_prompt_log_probs,
     hf_rope_positions,
     make_llm,
-    unpatched_embedding_merge,
     tone,
+    unpatched_embedding_merge,
     video_item,
     vllm_model,
     vllm_prompt_log_probs,
@@ -84,7 +84,9 @@ def _case(processor, prompt, n_frames, fps, seconds, in_video, seed=0, freq=440.
     return actor, request
 
 
-@pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize(
+    ("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES]
+)
 def test_vllm_expands_our_request_into_the_actors_prompt_and_features(
     llm, processor, name, prompt, n_frames, fps, seconds, in_video
 ):
@@ -124,7 +126,9 @@ def test_vllm_expands_two_audios_and_an_image(llm, processor):
     assert [int(feature(core, "audio", "audio_feature_lengths", i)) for i in (0, 1)] == [100, 60]
 
 
-@pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize(
+    ("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES]
+)
 def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, prompt, n_frames, fps, seconds, in_video):
     """The installed patch gives transformers' positions; vLLM 0.24.0's own method does not with audio in video."""
     from vllm.model_executor.models.qwen2_5_omni_thinker import Qwen2_5OmniThinkerForConditionalGeneration as Thinker

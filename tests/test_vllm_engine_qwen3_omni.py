@@ -18,8 +18,8 @@ from vllm_engine import (
     hf_prompt_log_probs,
     hf_rope_positions,
     make_llm,
-    unpatched_embedding_merge,
     tone,
+    unpatched_embedding_merge,
     video_item,
     vllm_model,
     vllm_prompt_log_probs,
@@ -94,7 +94,9 @@ def test_vllm_expands_our_request_into_the_actors_prompt_and_features(
     assert torch.equal(feature(core, "video", "video_grid_thw"), actor["video_grid_thw"][0])
     frames = int(actor["feature_attention_mask"][0].sum())
     assert frames == int(seconds * 100) == int(feature(core, "audio", "audio_feature_lengths"))
-    assert torch.equal(feature(core, "audio", "input_audio_features")[:, :frames], actor["input_features"][0][:, :frames])
+    assert torch.equal(
+        feature(core, "audio", "input_audio_features")[:, :frames], actor["input_features"][0][:, :frames]
+    )
 
 
 @pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=IDS)
@@ -116,7 +118,9 @@ def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, pr
 
 
 @pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=IDS)
-def test_one_request_gets_the_actors_log_probs(llm, processor, hf_thinker, name, prompt, n_frames, fps, seconds, in_video):
+def test_one_request_gets_the_actors_log_probs(
+    llm, processor, hf_thinker, name, prompt, n_frames, fps, seconds, in_video
+):
     from vllm import SamplingParams
 
     actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video, seed=1)

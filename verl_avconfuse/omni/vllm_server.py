@@ -30,7 +30,6 @@ from dataclasses import astuple
 from typing import Any
 
 from verl.utils.device import get_device_name
-
 from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, vLLMReplica
 from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter
 

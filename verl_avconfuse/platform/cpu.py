@@ -176,13 +176,7 @@ class PlatformCPU(PlatformBase):
           engines and the FSDP workers share the machine's cores here (``vllm/v1/worker/cpu_worker.py``).
         A value already in the environment wins. Ray wants strings.
         """
-        return {
-            name: os.environ.get(name, default)
-            for name, default in (
-                ("VLLM_CPU_KVCACHE_SPACE", VLLM_CPU_KVCACHE_GIB),
-                ("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
-            )
-        }
+        return vllm_cpu_env()
 
     def vllm_rollout_settings(self) -> dict[str, Any]:
         """Rollout-config values vLLM's CPU build needs, applied by the vllm_omni server on this platform.
@@ -193,6 +187,17 @@ class PlatformCPU(PlatformBase):
         - ``enforce_eager``: without it vLLM compiles the model with inductor for minutes on a CPU.
         """
         return {"enable_sleep_mode": False, "enforce_eager": True}
+
+
+def vllm_cpu_env() -> dict[str, str]:
+    """What a vLLM CPU engine needs in its environment here (:meth:`PlatformCPU.rollout_env_vars`)."""
+    return {
+        name: os.environ.get(name, default)
+        for name, default in (
+            ("VLLM_CPU_KVCACHE_SPACE", VLLM_CPU_KVCACHE_GIB),
+            ("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
+        )
+    }
 
 
 def activate_cpu_platform() -> PlatformCPU:

@@ -2,7 +2,8 @@
 
 - :class:`HFAudioLM`: HF transformers, any audio LM with a processor and a chat template
   (Qwen2-Audio-7B-Instruct in the paper; the tiny offline one in tests), CPU or GPU;
-- :class:`VLLMAudioLM`: vLLM's offline ``LLM`` on a GPU, same prompts, ``(waveform, sr)`` audio.
+- :class:`VLLMAudioLM`: vLLM's offline ``LLM`` (GPU, or its CPU build), same prompts, ``(waveform, sr)`` audio;
+  at temperature 0 it writes what :class:`HFAudioLM` writes (tests/test_vllm_backends.py).
 
 Both sample as the release does: temperature 0.5, top-p 0.95, once per prompt (the cache makes
 that one sample the reference for every rollout of the prompt, in every epoch).
@@ -108,7 +109,11 @@ class HFAudioLM:
 
 
 class VLLMAudioLM:
-    """vLLM's offline engine (GPU): ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``."""
+    """vLLM's offline engine: ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``.
+
+    On vLLM's CPU build the engine runs eager (no inductor compile) with the KV cache and thread binding
+    of :func:`verl_avconfuse.platform.cpu.vllm_cpu_env`, unless the caller set them.
+    """
 
     def __init__(
         self,
@@ -118,13 +123,22 @@ class VLLMAudioLM:
         gpu_memory_fraction: float | None = None,
         **engine_kwargs,
     ):
+        import os
+
         from transformers import AutoProcessor
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         self.model_id = str(model_path)
         self.sampling = sampling
         self.generation_settings = {"backend": "vllm", **dataclasses.asdict(sampling)}
-        if gpu_memory_fraction is not None:
+        if current_platform.is_cpu():
+            from verl_avconfuse.platform.cpu import vllm_cpu_env
+
+            for name, value in vllm_cpu_env().items():
+                os.environ.setdefault(name, value)
+            engine_kwargs.setdefault("enforce_eager", True)
+        elif gpu_memory_fraction is not None:
             engine_kwargs.setdefault("gpu_memory_utilization", gpu_memory_fraction)
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)

