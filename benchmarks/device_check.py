@@ -14,7 +14,9 @@ Three sections, each figure beside the limit it is measured against, in the same
    towers included, text-only prompts of the real prompt length, 256 new tokens, temperature 0.9) at
    the group size (6) and at 4 groups (24); the limit: decoding reads every language-model weight once
    a step, so steps/s <= the copy bandwidth measured here / the weights' bytes.
-3. ``similarity``: Qwen3-Embedding-0.6B-sized embedder (Qwen3 body, last-token pooling, normalised)
+3. ``vllm-rollout``: the same thinker and prompts on vLLM (dummy weights), tokens/s beside ``rollout``'s HF
+   figure: what verl's ``vllm_omni`` rollout gains over the ``hf`` one on this GPU (needs ``verl[vllm]``).
+4. ``similarity``: Qwen3-Embedding-0.6B-sized embedder (Qwen3 body, last-token pooling, normalised)
    over batches of ``--texts-batch`` texts of realistic token lengths: texts/s and Step-RR responses/s
    (3.17 distinct texts a response with instructions); the limit: its matmul FLOPs at the bf16 matmul
    rate measured here.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import statistics
 import sys
@@ -127,8 +130,10 @@ def thinker_3b(device: str, dtype, smoke: bool):
     text = dict(OMNI_3B_TEXT)
     audio, vision = dict(output_dim=text["hidden_size"]), dict(out_hidden_size=text["hidden_size"])
     if smoke:
-        text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
-        text.update(num_key_value_heads=2, rope_parameters={**text["rope_parameters"], "mrope_section": [2, 3, 3]})
+        text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+        # head_dim 32: vLLM's CPU attention takes 32, 64, 80, ... (the smoke run of vllm-rollout uses it)
+        text.update(num_attention_heads=2, num_key_value_heads=1)
+        text.update(rope_parameters={**text["rope_parameters"], "mrope_section": [4, 6, 6]})
         audio = dict(output_dim=64, d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64)
         vision = dict(out_hidden_size=64, depth=1, hidden_size=32, intermediate_size=64, num_heads=2)
         vision["fullatt_block_indexes"] = [0]
@@ -192,6 +197,60 @@ def section_rollout(args, device: str, dtype) -> dict:
     return out
 
 
+def section_vllm_rollout(args, device: str, dtype) -> dict:
+    """vLLM's tokens/s for the same random-init 3B thinker and prompt shape as ``section_rollout`` (HF generate).
+
+    The engine loads dummy weights (``load_format=dummy``) from a directory holding only the thinker's config,
+    wrapped as verl's ``vllm_omni`` rollout wraps it (``vllm_contract.wrap_thinker_config``); prompts are token
+    ids (no tokenizer is read: ``skip_tokenizer_init``), text-only (``limit_mm_per_prompt`` 0: no media
+    profiling), sampled at temperature 0.9 with ``min_tokens`` = ``max_tokens``. Needs vLLM (``verl[vllm]``);
+    on a CPU with ``--cpu-smoke`` it runs vLLM's CPU build at toy sizes.
+    """
+    import tempfile
+
+    import torch
+    from vllm import LLM, SamplingParams
+
+    from verl_avconfuse.omni.vllm_contract import wrap_thinker_config
+
+    model = thinker_3b("cpu" if args.cpu_smoke else "meta", dtype, args.cpu_smoke)
+    config = model.config
+    total = sum(p.numel() for p in model.parameters())
+    del model
+    prompt_len, new_tokens = (32, 8) if args.cpu_smoke else (args.prompt_len, 256)
+    out = {"params_b": total / 1e9, "batches": {}}
+    with tempfile.TemporaryDirectory(prefix="thinker3b-") as folder:
+        config.save_pretrained(folder)
+        options = dict(
+            model=folder, hf_overrides=wrap_thinker_config, load_format="dummy", skip_tokenizer_init=True,
+            dtype=str(dtype).split(".")[-1], max_model_len=prompt_len + new_tokens + 16, seed=0,
+            limit_mm_per_prompt={"audio": 0, "image": 0, "video": 0}, enforce_eager=args.cpu_smoke,
+        )  # fmt: skip
+        if not args.cpu_smoke:
+            options["gpu_memory_utilization"] = 0.85
+        llm = LLM(**options)
+        g = torch.Generator().manual_seed(0)
+        print(f"\nvllm-rollout: the same thinker on vLLM, {prompt_len}-token prompts, {new_tokens} new tokens")
+        print(f"  {'batch':>5s} {'tokens/s':>9s}")
+        for batch in (2, 4) if args.cpu_smoke else (6, 24):
+            prompts = [
+                {"prompt_token_ids": torch.randint(0, FIRST_SPECIAL_ID, (prompt_len,), generator=g).tolist()}
+                for _ in range(batch)
+            ]
+            params = SamplingParams(
+                temperature=0.9, max_tokens=new_tokens, min_tokens=new_tokens, detokenize=False, seed=0
+            )
+            llm.generate(prompts, SamplingParams(max_tokens=2, detokenize=False), use_tqdm=False)  # warm-up
+            start = time.perf_counter()
+            outputs = llm.generate(prompts, params, use_tqdm=False)
+            seconds = time.perf_counter() - start
+            tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+            out["batches"][batch] = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens}
+            print(f"  {batch:5d} {tokens / seconds:9.0f}")
+        del llm
+    return out
+
+
 def section_similarity(args, device: str, dtype) -> dict:
     import torch
     from transformers import Qwen3Config, Qwen3Model
@@ -251,7 +310,7 @@ def section_similarity(args, device: str, dtype) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on the CPU (the code path, no figures)")
-    parser.add_argument("--only", default="ans-co,rollout,similarity")
+    parser.add_argument("--only", default="ans-co,rollout,vllm-rollout,similarity")
     parser.add_argument("--micro-batch", type=int, default=4, help="Ans-CO update micro-batch (default 4)")
     parser.add_argument("--prompt-len", type=int, default=2048, help="prompt tokens: audio + frames + text (2048)")
     parser.add_argument("--texts-batch", type=int, default=256, help="embedder batch (default 256)")
@@ -274,11 +333,16 @@ def main(argv: list[str] | None = None) -> dict:
     sections = {
         "ans-co": lambda: section_ans_co(args, device),
         "rollout": lambda: section_rollout(args, device, dtype),
+        "vllm-rollout": lambda: section_vllm_rollout(args, device, dtype),
         "similarity": lambda: section_similarity(args, device, dtype),
     }
     for name in args.only.split(","):
         start = time.perf_counter()
         print(f"\n=== {name}", flush=True)
+        if name == "vllm-rollout" and importlib.util.find_spec("vllm") is None:
+            print("  skipped: vLLM is not installed here (pip install 'verl[vllm]==0.9.1')")
+            results[name] = {"skipped": "vLLM is not installed"}
+            continue
         results[name] = sections[name]()
         results[name]["section_s"] = time.perf_counter() - start
         if device == "cuda":  # the section's models are garbage now: give the next one the whole GPU

@@ -110,3 +110,68 @@ def test_reference_precompute_with_the_vllm_backend(tiny_asset, tmp_path):
     assert len(references) == len(pd.read_parquet(data)) and all(
         isinstance(r, str) and r.strip() for r in references
     ), references
+
+
+@pytest.fixture(scope="module")
+def served_thinker(tiny_asset, tmp_path_factory):
+    """``vllm serve`` of a full Omni checkpoint carrying the warm-started tiny thinker, on loopback."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from verl_avconfuse.omni.checkpoint import merge_thinker
+
+    from conftest import free_port
+
+    folder = tmp_path_factory.mktemp("served")
+    model = merge_thinker(tiny_asset("models/omni_full"), tiny_asset("models/omni_thinker"), folder / "omni")
+    port = free_port()
+    log = open(folder / "serve.log", "w")  # noqa: SIM115  (closed below, after the server)
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model), "--served-model-name", "tiny-omni",
+            "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+            "--max-model-len", "2048", "--mm-processor-cache-gb", "0", "--seed", "0",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENGINE_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                log.close()
+                pytest.fail(f"vllm serve did not come up: {(folder / 'serve.log').read_text()[-3000:]}")
+            time.sleep(2)
+    yield url, model
+    server.terminate()
+    server.wait(timeout=60)
+    log.close()
+
+
+def test_openai_backend_against_a_real_vllm_serve(served_thinker, tiny_asset, monkeypatch):
+    """The ``openai`` client against ``vllm serve``: text replies as the offline engine gives them, errors fast."""
+    from verl_avconfuse.errors import InputError
+    from verl_avconfuse.evaluation.backends import EvalRequest, OpenAIBackend, OpenAIBackendError, load_backend
+
+    url, model = served_thinker
+    monkeypatch.setenv("AVCONF_SERVE_KEY", "unused-by-vllm")
+    backend = OpenAIBackend(url, "tiny-omni", api_key_env="AVCONF_SERVE_KEY", max_retries=1, concurrency=2)
+    backend.check_reachable()
+    requests = [EvalRequest(id=f"t{i}", question=q, max_new_tokens=16) for i, q in enumerate(QUESTIONS)]
+    replies = backend.generate(requests)
+    offline = load_backend(f"vllm:{tiny_asset('models/omni_thinker')}", dtype="float32")
+    assert replies == offline.generate(requests)  # same thinker weights, same chat template, greedy
+    assert all(replies)
+
+    wrong = OpenAIBackend(url, "gpt-x", api_key_env="AVCONF_SERVE_KEY", max_retries=3)
+    with pytest.raises(OpenAIBackendError, match=r"request 't0' .*HTTP 404: .*gpt-x"):
+        wrong.generate(requests[:1])
+    closed = OpenAIBackend(url.replace(url.rsplit(":", 1)[1].split("/")[0], "9"), "tiny-omni", max_retries=0)
+    with pytest.raises(InputError, match="no server answers"):
+        closed.check_reachable()
