@@ -110,9 +110,17 @@ def _audio_source(request: EvalRequest, use_audio_in_video: bool) -> str | None:
 
 # ------------------------------------------------------------------------------------------- HF
 
+#: Thinker-only checkpoints the HF backend loads: ``model_type`` -> transformers class name. The processor is
+#: picked by the same ``model_type`` (:func:`verl_avconfuse.omni.processor.load_omni_processor`).
+THINKER_CLASSES = {
+    "qwen2_5_omni_thinker": "Qwen2_5OmniThinkerForConditionalGeneration",
+    "qwen3_omni_moe_thinker": "Qwen3OmniMoeThinkerForConditionalGeneration",
+}
+
 
 class HFOmniBackend:
-    """A local Qwen2.5-Omni thinker (thinker-only checkpoint directory) with its processor; greedy.
+    """A local Omni thinker (thinker-only checkpoint directory, either family of :data:`THINKER_CLASSES`)
+    with its processor; greedy.
 
     Media go through the same code as training (:mod:`verl_avconfuse.media`, the Omni processor with
     ``fps`` and ``use_audio_in_video``), so an evaluated checkpoint sees its inputs as it saw them in
@@ -120,8 +128,8 @@ class HFOmniBackend:
     time; tested); requests with different ``max_new_tokens`` are never batched together.
 
     Args:
-        model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` checkpoint and its
-            processor (``avconfuse extract-thinker`` writes one from the full Omni checkpoint).
+        model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` (or Qwen3-Omni's
+            ``Qwen3OmniMoeThinkerForConditionalGeneration``) checkpoint and its processor (``avconfuse extract-thinker`` writes one from the full Omni checkpoint).
         use_audio_in_video: interleave the video's soundtrack into the video (the release's input mode)
             instead of a separate audio item.
         fps: video frames sampled per second (also TMRoPE's time base).
@@ -147,7 +155,8 @@ class HFOmniBackend:
         attn_implementation: str | None = None,
     ) -> None:
         import torch
-        from transformers import AutoConfig, Qwen2_5OmniThinkerForConditionalGeneration
+        import transformers
+        from transformers import AutoConfig
 
         from verl_avconfuse.omni.processor import load_omni_processor
 
@@ -156,11 +165,11 @@ class HFOmniBackend:
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise InputError(f"--dtype {dtype}: not a torch dtype (auto, bfloat16, float16, float32)")
         config = AutoConfig.from_pretrained(model_path)
-        if getattr(config, "model_type", None) != "qwen2_5_omni_thinker":
+        model_type = getattr(config, "model_type", None)
+        if model_type not in THINKER_CLASSES:
             raise InputError(
-                f"{model_path}: expected a Qwen2.5-Omni thinker checkpoint (model_type 'qwen2_5_omni_thinker'), "
-                f"got {getattr(config, 'model_type', None)!r}; for a full Omni checkpoint run "
-                "`avconfuse extract-thinker` first"
+                f"{model_path}: expected an Omni thinker checkpoint (model_type {' or '.join(map(repr, THINKER_CLASSES))}), "
+                f"got {model_type!r}; for a full Omni checkpoint run `avconfuse extract-thinker` first"
             )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -177,7 +186,7 @@ class HFOmniBackend:
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+        self.model = getattr(transformers, THINKER_CLASSES[model_type]).from_pretrained(
             model_path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
         )
         self.model.to(self.device).eval()
@@ -233,6 +242,12 @@ class HFOmniBackend:
             if key in inputs and inputs[key].is_floating_point():
                 inputs[key] = inputs[key].to(self.model.dtype)
         return inputs
+
+    def prompt_features(self, requests: Sequence[EvalRequest], assistant_prefixes: Sequence[str]) -> dict[str, Any]:
+        """The model's inputs for ``requests`` with ``assistant_prefixes`` after the generation prompt, built as
+        :meth:`generate` builds them (same media decoding, left padding); for a forward of one's own
+        (``next_token_logprobs``, the logit lens of :mod:`verl_avconfuse.diagnosis`)."""
+        return self._inputs(requests, assistant_prefixes)
 
     def _eos_token_ids(self) -> list[int]:
         ids: list[int] = []
