@@ -28,13 +28,13 @@ def _add_layer_entropy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         action="append",
-        default=[],
+        default=None,
         help="hf:MODEL_DIR, an Omni thinker (Qwen2.5-Omni or Qwen3-Omni); give it twice to compare two models",
     )
-    parser.add_argument("--label", action="append", default=[], help="a name per --backend (default: folder name)")
+    parser.add_argument("--label", action="append", default=None, help="a name per --backend (default: folder name)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--compare", action="append", default=[], help="a stored layer_entropy.json (or its folder) to plot alongside"
+        "--compare", action="append", default=None, help="a stored layer_entropy.json (or its folder) to plot alongside"
     )
     parser.add_argument(
         "--prompt",
@@ -87,6 +87,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> None:
     from verl_avconfuse.evaluation.backends import check_backend_spec
 
+    # Repeatable options default to None (argparse appends to a default list in place; help shows no "[]").
+    args.backend, args.label, args.compare = args.backend or [], args.label or [], args.compare or []
     if not args.backend and not args.compare:
         raise InputError("give --backend hf:MODEL_DIR (to run a model) or --compare RESULT.json (to plot stored runs)")
     for option, value in (
