@@ -457,6 +457,9 @@ def plot_results(results: Sequence[dict], path: str | os.PathLike) -> str:
             groups = result["groups"]
             # Per-count groups are drawn thin, only for a single result (several results: one line per kind).
             shown = [g for g in groups if "/" not in g or len(results) == 1]
+            # Controls first and hollow, muted on top: where the two coincide (a model that does not hear the
+            # difference) both stay visible.
+            shown.sort(key=lambda g: g.split("/")[0] == MUTED)
             for extra, group in enumerate(shown):
                 kind = group.split("/")[0]
                 points = groups[group][name]
@@ -472,8 +475,9 @@ def plot_results(results: Sequence[dict], path: str | os.PathLike) -> str:
                     means,
                     styles[k % len(styles)],
                     color=colour,
-                    marker="o",
-                    markersize=3,
+                    marker="s" if kind == CONTROL else "o",
+                    markersize=6 if kind == CONTROL else 3,
+                    markerfacecolor="none" if kind == CONTROL else colour,
                     linewidth=1.8 if "/" not in group else 0.9,
                     label=label,
                 )
