@@ -15,6 +15,7 @@ from verl_avconfuse.diagnosis.stats import (
     entropy_from_logits,
     layer_readout,
     mean_ci,
+    paired_differences,
     question_groups,
     summarize_groups,
 )
@@ -97,6 +98,33 @@ def test_group_summaries_on_hand_made_records():
     assert summary["control"]["p_yes"][1]["n"] == 0 and summary["control"]["p_yes"][0]["n"] == 1
     with pytest.raises(ValueError, match="different numbers of layers"):
         summarize_groups([*records, record(["muted"], [1.0], [0.5])])
+
+
+def test_muted_minus_control_is_paired_within_each_clip():
+    def record(video_id, kind, entropy, p_yes):
+        return {"video_id": video_id, "groups": [kind, f"{kind}/two"], "entropy": entropy, "p_yes": p_yes}
+
+    records = [
+        record("A", "muted", [1.0, 2.0], [0.9, 0.9]),
+        record("A", "control", [0.5, 1.0], [0.8, 0.7]),
+        record("B", "muted", [2.0, 2.0], [0.6, 0.6]),
+        record("B", "control", [1.0, 1.0], [0.5, 0.5]),  # B has two controls: their mean is what is subtracted
+        record("B", "control", [1.0, 3.0], [0.5, 0.3]),
+        record("C", "muted", [9.0, 9.0], [0.0, 0.0]),  # no control on C: not paired, left out
+    ]
+    diff = paired_differences(records)
+    assert diff["n_clips"] == 2
+    # layer 0 entropy: A 1 - 0.5 = 0.5, B 2 - 1 = 1; mean 0.75, s = 0.353553, t(0.975, 1) = 12.706205
+    # -> 0.75 +- 12.706205 * 0.353553 / sqrt 2 = 0.75 +- 3.176551 (a difference is not clipped)
+    first = diff["entropy"][0]
+    assert (first["mean"], first["ci_low"], first["ci_high"], first["n"]) == pytest.approx(
+        (0.75, -2.426551, 3.926551, 2)
+    )
+    # layer 1: A 2 - 1 = 1, B 2 - (1 + 3) / 2 = 0: mean 0.5; P(yes) layer 1: A 0.2, B 0.6 - 0.4 = 0.2
+    assert diff["entropy"][1]["mean"] == pytest.approx(0.5)
+    assert diff["p_yes"][1]["mean"] == pytest.approx(0.2) and diff["p_yes"][1]["ci_high"] == pytest.approx(0.2)
+    # the published file has no controls: nothing to pair
+    assert paired_differences([r for r in records if r["groups"][0] == "muted"]) is None
 
 
 # ------------------------------------------------------------------ a model that decides at a known layer
@@ -223,6 +251,7 @@ def test_diagnose_groups_the_known_curve_and_writes_it(tmp_path):
     assert result["yes_tokens"] == {"yes": TARGET} and result["no_tokens"] == {"no": OTHER}
     muted = result["groups"]["muted"]
     assert muted["n"] == 2 and result["groups"]["control"]["n"] == 1
+    assert result["muted_minus_control"] is None  # three clips, none with both kinds
     assert [p["mean"] for p in muted["entropy"]] == pytest.approx([math.log(VOCAB)] * 3 + [0.5959] * 2, abs=1e-4)
     # identical questions: a zero-width interval
     assert muted["entropy"][4]["ci_high"] - muted["entropy"][4]["ci_low"] == pytest.approx(0.0, abs=1e-9)
@@ -335,6 +364,9 @@ def test_command_writes_one_entry_per_layer_for_each_group(tiny_asset, muted_fil
     assert set(result["groups"]) == {"muted", "control", "muted/two", "muted/three", "control/two"}
     assert result["group_by"] == ["answer", "instruments_len"]
     assert [result["groups"][g]["n"] for g in ("muted", "control")] == [2, 1]
+    # clip 000001 has a muted and a control question, 000002 only a muted one
+    assert result["muted_minus_control"]["n_clips"] == 1
+    assert len(result["muted_minus_control"]["entropy"]) == 3
     for group in result["groups"].values():
         for name in ("entropy", "p_yes", "yes_no_mass", "answer_rank"):
             assert [p["layer"] for p in group[name]] == [0, 1, 2]

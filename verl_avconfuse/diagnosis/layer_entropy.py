@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verl_avconfuse.diagnosis.stats import CONTROL, MUTED, question_groups, summarize_groups
+from verl_avconfuse.diagnosis.stats import CONTROL, MUTED, paired_differences, question_groups, summarize_groups
 from verl_avconfuse.errors import InputError
 
 __all__ = [
@@ -366,6 +366,7 @@ def build_result(
         "settings": settings or {},
         **(run_info or {}),
         "groups": groups,
+        "muted_minus_control": paired_differences(records, confidence),
         "questions": list(records),
     }
 
@@ -426,6 +427,18 @@ def markdown_table(result: dict) -> str:
         lines.append("|---|" + "---|" * len(groups))
         for layer in result["layers"]:
             cells = " | ".join(_cell(groups[g][name][layer], digits) for g in groups)
+            lines.append(f"| {_layer_name(result, layer)} | {cells} |")
+        lines.append("")
+    difference = result.get("muted_minus_control")
+    if difference:
+        lines += [
+            f"## muted - control, within each clip ({difference['n_clips']} clips with both)",
+            "",
+            "| layer | entropy (nats) | P(yes) |",
+            "|---|---|---|",
+        ]
+        for layer in result["layers"]:
+            cells = " | ".join(_cell(difference[name][layer], 3) for name in ("entropy", "p_yes"))
             lines.append(f"| {_layer_name(result, layer)} | {cells} |")
         lines.append("")
     return "\n".join(lines)

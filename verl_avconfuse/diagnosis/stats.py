@@ -9,7 +9,9 @@ inside :func:`mean_ci` for Student's t quantile.
   the probability mass on the yes/no tokens at all, and the rank of the model's final answer token;
 - :func:`mean_ci`: a mean with its 95 % confidence interval (Student's t: ``mean +- t_{0.975, n-1} * s / sqrt(n)``);
 - :func:`question_groups` / :func:`summarize_groups`: the groups a muted questions file defines (muted vs control,
-  by instrument count) and, per group and per layer, the mean and CI of every readout.
+  by instrument count) and, per group and per layer, the mean and CI of every readout;
+- :func:`paired_differences`: muted minus control within each clip (a set built with ``--controls`` asks both
+  about one clip), averaged over clips: the contrast with the clip's picture held fixed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "entropy_from_logits",
     "layer_readout",
     "mean_ci",
+    "paired_differences",
     "question_groups",
     "summarize_groups",
 ]
@@ -178,3 +181,49 @@ def summarize_groups(
             ]
         summary[group] = entry
     return summary
+
+
+def paired_differences(
+    records: Sequence[Mapping[str, Any]],
+    confidence: float = 0.95,
+    readouts: Sequence[str] = ("entropy", "p_yes"),
+) -> dict[str, Any] | None:
+    """Per layer, the mean over clips of (muted mean - control mean) within the clip, with its CI.
+
+    A clip's muted question asks about the removed instrument, its controls about the ones still heard, over
+    the same picture and the same remaining audio; the within-clip difference takes the clip out of the
+    comparison, so its interval is the one to read for "does the model treat a muted source differently".
+
+    Args:
+        records: as for :func:`summarize_groups`, with ``video_id`` and the kind (:data:`MUTED` or
+            :data:`CONTROL`) as the first of ``groups``.
+
+    Returns:
+        ``{"n_clips": k, readout: [{"layer", "mean", "ci_low", "ci_high", "n"}, ...]}`` over the ``k`` clips
+        that have both a muted and a control question; ``None`` when no clip has both (e.g. the published
+        file, which has no controls).
+    """
+    clips: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for record in records:
+        clips.setdefault(str(record["video_id"]), {MUTED: [], CONTROL: []})[record["groups"][0]].append(record)
+    paired = [kinds for kinds in clips.values() if kinds[MUTED] and kinds[CONTROL]]
+    if not paired:
+        return None
+    depth = len(records[0][readouts[0]])
+
+    def clip_mean(rows: Sequence[Mapping[str, Any]], name: str, layer: int) -> float:
+        return math.fsum(float(r[name][layer]) for r in rows) / len(rows)
+
+    result: dict[str, Any] = {"n_clips": len(paired)}
+    for name in readouts:
+        result[name] = [
+            {
+                "layer": layer,
+                **mean_ci(
+                    (clip_mean(k[MUTED], name, layer) - clip_mean(k[CONTROL], name, layer) for k in paired),
+                    confidence,
+                ),
+            }
+            for layer in range(depth)
+        ]
+    return result
