@@ -3,8 +3,8 @@
 Every backend has one method, ``generate(requests) -> list[str]`` (one reply per request, same order),
 so a benchmark task never knows which model answered:
 
-- :class:`HFOmniBackend`: a Qwen2.5-Omni thinker checkpoint loaded with transformers, greedy decoding,
-  media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
+- :class:`HFOmniBackend`: a Qwen2.5-Omni (or Qwen3-Omni) thinker checkpoint loaded with transformers, greedy
+  decoding, media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
   (PyAV, ``fps`` frames per second up to ``max_frames``, 16 kHz mono audio), batched left-padded;
   also :meth:`HFOmniBackend.next_token_logprobs` for answer-position probabilities (P(yes) vs P(no)).
 - :class:`OpenAIBackend`: any ``/v1/chat/completions`` server (``vllm serve``, ``transformers serve``),
