@@ -127,6 +127,19 @@ def test_muted_minus_control_is_paired_within_each_clip():
     assert paired_differences([r for r in records if r["groups"][0] == "muted"]) is None
 
 
+def test_the_maths_and_the_command_line_import_no_model_code(tmp_path):
+    from conftest import run_python
+
+    probe = (
+        "import json, sys\n"
+        "import verl_avconfuse.diagnosis.stats, verl_avconfuse.diagnosis.cli\n"
+        "print(json.dumps([m for m in ('torch', 'transformers', 'verl', 'scipy') if m in sys.modules]))\n"
+    )
+    result = run_python(["-c", probe], cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
 # ------------------------------------------------------------------ a model that decides at a known layer
 
 VOCAB, HIDDEN, LAYERS, DECIDING_LAYER = 16, 8, 4, 3

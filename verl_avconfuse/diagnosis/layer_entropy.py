@@ -136,9 +136,11 @@ def load_diagnosis_questions(
     ]
     reasons: dict[str, str | None] = {}
     check_media_files([q.video for q in found], reasons, progress=progress)
-    bad = sorted(path for path, reason in reasons.items() if reason)
+    bad = sorted(clip for clip, reason in reasons.items() if reason)
     if bad and not skip_bad:
-        shown = "; ".join(str(reasons[p]) for p in bad[:5]) + (f"; ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        shown = "; ".join(str(reasons[clip]) for clip in bad[:5]) + (
+            f"; ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        )
         raise InputError(
             f"{path}: {len(bad)} clip(s) missing or unusable in --video-dir {video_dir}; nothing was run "
             f"(--skip-bad leaves their questions out): {shown}"
@@ -392,7 +394,7 @@ def _cell(point: dict, digits: int) -> str:
     return f"{point['mean']:.{digits}f} [{point['ci_low']:.{digits}f}, {point['ci_high']:.{digits}f}]"
 
 
-def _layer_name(result: dict, layer: int) -> str:
+def _layer_name(layer: int) -> str:
     return "0 (embedding output)" if layer == 0 else str(layer)
 
 
@@ -427,7 +429,7 @@ def markdown_table(result: dict) -> str:
         lines.append("|---|" + "---|" * len(groups))
         for layer in result["layers"]:
             cells = " | ".join(_cell(groups[g][name][layer], digits) for g in groups)
-            lines.append(f"| {_layer_name(result, layer)} | {cells} |")
+            lines.append(f"| {_layer_name(layer)} | {cells} |")
         lines.append("")
     difference = result.get("muted_minus_control")
     if difference:
@@ -439,7 +441,7 @@ def markdown_table(result: dict) -> str:
         ]
         for layer in result["layers"]:
             cells = " | ".join(_cell(difference[name][layer], 3) for name in ("entropy", "p_yes"))
-            lines.append(f"| {_layer_name(result, layer)} | {cells} |")
+            lines.append(f"| {_layer_name(layer)} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -570,7 +572,7 @@ def comparison_table(results: Sequence[dict]) -> str:
         lines.append("|---|" + "---|" * len(columns))
         for layer in range(depth):
             cells = [_cell(r["groups"][g][name][layer], 3) if layer < len(r["layers"]) else "" for r, g in columns]
-            lines.append(f"| {_layer_name(results[0], layer)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_layer_name(layer)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
