@@ -347,8 +347,9 @@ def test_last_layer_is_the_models_own_distribution_qwen2_5_omni(tiny_asset, mute
     _lens_against_plain_forward(tiny_asset("models/omni_thinker"), muted_files[1] / "000001.mp4", use_audio_in_video)
 
 
-def test_last_layer_is_the_models_own_distribution_qwen3_omni(qwen3_thinker, muted_files):
-    _lens_against_plain_forward(qwen3_thinker, muted_files[1] / "000002.mp4", use_audio_in_video=True)
+@pytest.mark.parametrize("use_audio_in_video", [False, True], ids=["audio-item", "audio-in-video"])
+def test_last_layer_is_the_models_own_distribution_qwen3_omni(qwen3_thinker, muted_files, use_audio_in_video):
+    _lens_against_plain_forward(qwen3_thinker, muted_files[1] / "000002.mp4", use_audio_in_video)
 
 
 # ------------------------------------------------------------------------------------------ the command
