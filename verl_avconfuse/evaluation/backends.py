@@ -129,7 +129,8 @@ class HFOmniBackend:
 
     Args:
         model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` (or Qwen3-Omni's
-            ``Qwen3OmniMoeThinkerForConditionalGeneration``) checkpoint and its processor (``avconfuse extract-thinker`` writes one from the full Omni checkpoint).
+            ``Qwen3OmniMoeThinkerForConditionalGeneration``) checkpoint and its processor (``avconfuse
+            extract-thinker`` writes one from the full Omni checkpoint).
         use_audio_in_video: interleave the video's soundtrack into the video (the release's input mode)
             instead of a separate audio item.
         fps: video frames sampled per second (also TMRoPE's time base).
@@ -168,8 +169,9 @@ class HFOmniBackend:
         model_type = getattr(config, "model_type", None)
         if model_type not in THINKER_CLASSES:
             raise InputError(
-                f"{model_path}: expected an Omni thinker checkpoint (model_type {' or '.join(map(repr, THINKER_CLASSES))}), "
-                f"got {model_type!r}; for a full Omni checkpoint run `avconfuse extract-thinker` first"
+                f"{model_path}: expected an Omni thinker checkpoint (model_type "
+                f"{' or '.join(map(repr, THINKER_CLASSES))}), got {model_type!r}; for a full Omni checkpoint run "
+                "`avconfuse extract-thinker` first"
             )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -245,8 +247,8 @@ class HFOmniBackend:
 
     def prompt_features(self, requests: Sequence[EvalRequest], assistant_prefixes: Sequence[str]) -> dict[str, Any]:
         """The model's inputs for ``requests`` with ``assistant_prefixes`` after the generation prompt, built as
-        :meth:`generate` builds them (same media decoding, left padding); for a forward of one's own
-        (``next_token_logprobs``, the logit lens of :mod:`verl_avconfuse.diagnosis`)."""
+        :meth:`generate` builds them (same media decoding, left padding), for a forward of one's own as
+        :meth:`next_token_logprobs` makes (the logit lens of :mod:`verl_avconfuse.diagnosis.lens`)."""
         return self._inputs(requests, assistant_prefixes)
 
     def _eos_token_ids(self) -> list[int]:
