@@ -83,7 +83,8 @@ class LogitLens:
         handles.append(self.norm.register_forward_pre_hook(keep(self.n_layers - 1), with_kwargs=True))
         try:
             with torch.inference_mode():
-                final = self.model(**inputs).logits[:, -1, :].float()
+                # One forward, nothing generated after it: no KV cache to keep.
+                final = self.model(**{**inputs, "use_cache": False}).logits[:, -1, :].float()
                 missing = [i for i, h in enumerate(captured) if h is None]
                 if missing:
                     raise RuntimeError(f"logit lens: no hidden state was captured for rows {missing}")
