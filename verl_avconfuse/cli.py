@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "verl_avconfuse.bench.cli",
         "AV-ConfuseBench: build muted/modified sets from real media, evaluate a model",
     ),
+    "diagnose": (
+        "verl_avconfuse.diagnosis.cli",
+        "look inside the model: `diagnose layer-entropy`, per-layer answer uncertainty on muted vs intact clips",
+    ),
 }
 EPILOG = "exit status: 0 ok, 1 the run failed, 2 usage or input error, 130 interrupted (docs/cli.md)"
 
@@ -99,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = argv  # the command as typed, for the provenance a result file records
     debug = getattr(args, "debug", False) or os.environ.get("AVCONFUSE_DEBUG", "") not in ("", "0")
     name = _command_name(args)
     module = importlib.import_module(args._module)

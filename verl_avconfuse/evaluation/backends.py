@@ -3,8 +3,8 @@
 Every backend has one method, ``generate(requests) -> list[str]`` (one reply per request, same order),
 so a benchmark task never knows which model answered:
 
-- :class:`HFOmniBackend`: a Qwen2.5-Omni thinker checkpoint loaded with transformers, greedy decoding,
-  media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
+- :class:`HFOmniBackend`: a Qwen2.5-Omni (or Qwen3-Omni) thinker checkpoint loaded with transformers, greedy
+  decoding, media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
   (PyAV, ``fps`` frames per second up to ``max_frames``, 16 kHz mono audio), batched left-padded;
   also :meth:`HFOmniBackend.next_token_logprobs` for answer-position probabilities (P(yes) vs P(no)).
 - :class:`VLLMOmniBackend`: the same checkpoint on vLLM's offline engine (GPU or its CPU build), the
@@ -113,9 +113,17 @@ def _audio_source(request: EvalRequest, use_audio_in_video: bool) -> str | None:
 
 # ------------------------------------------------------------------------------------------- HF
 
+#: Thinker-only checkpoints the HF backend loads: ``model_type`` -> transformers class name. The processor is
+#: picked by the same ``model_type`` (:func:`verl_avconfuse.omni.processor.load_omni_processor`).
+THINKER_CLASSES = {
+    "qwen2_5_omni_thinker": "Qwen2_5OmniThinkerForConditionalGeneration",
+    "qwen3_omni_moe_thinker": "Qwen3OmniMoeThinkerForConditionalGeneration",
+}
+
 
 class HFOmniBackend:
-    """A local Qwen2.5-Omni thinker (thinker-only checkpoint directory) with its processor; greedy.
+    """A local Omni thinker (thinker-only checkpoint directory, either family of :data:`THINKER_CLASSES`)
+    with its processor; greedy.
 
     Media go through the same code as training (:mod:`verl_avconfuse.media`, the Omni processor with
     ``fps`` and ``use_audio_in_video``), so an evaluated checkpoint sees its inputs as it saw them in
@@ -123,8 +131,9 @@ class HFOmniBackend:
     time; tested); requests with different ``max_new_tokens`` are never batched together.
 
     Args:
-        model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` checkpoint and its
-            processor (``avconfuse extract-thinker`` writes one from the full Omni checkpoint).
+        model_path: directory with a ``Qwen2_5OmniThinkerForConditionalGeneration`` (or Qwen3-Omni's
+            ``Qwen3OmniMoeThinkerForConditionalGeneration``) checkpoint and its processor (``avconfuse
+            extract-thinker`` writes one from the full Omni checkpoint).
         use_audio_in_video: interleave the video's soundtrack into the video (the release's input mode)
             instead of a separate audio item.
         fps: video frames sampled per second (also TMRoPE's time base).
@@ -150,7 +159,7 @@ class HFOmniBackend:
         attn_implementation: str | None = None,
     ) -> None:
         import torch
-        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+        import transformers
 
         self._init_inputs(
             model_path, "hf", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
@@ -158,7 +167,7 @@ class HFOmniBackend:
         )  # fmt: skip
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+        self.model = getattr(transformers, THINKER_CLASSES[self.model_type]).from_pretrained(
             self.model_path, dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
         )
         self.model.to(self.device).eval()
@@ -177,10 +186,11 @@ class HFOmniBackend:
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise InputError(f"--dtype {dtype}: not a torch dtype (auto, bfloat16, float16, float32)")
         config = AutoConfig.from_pretrained(model_path)
-        if getattr(config, "model_type", None) != "qwen2_5_omni_thinker":
+        model_type = getattr(config, "model_type", None)
+        if model_type not in THINKER_CLASSES:
             raise InputError(
-                f"{model_path}: expected a Qwen2.5-Omni thinker checkpoint (model_type 'qwen2_5_omni_thinker'), "
-                f"got {getattr(config, 'model_type', None)!r}; for a full Omni checkpoint run "
+                f"{model_path}: expected an Omni thinker checkpoint (model_type "
+                f"{' or '.join(map(repr, THINKER_CLASSES))}), got {model_type!r}; for a full Omni checkpoint run "
                 "`avconfuse extract-thinker` first"
             )
         if batch_size < 1:
@@ -196,6 +206,7 @@ class HFOmniBackend:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # decoder-only batched generation
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.model_type = model_type
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.tokenizer.eos_token_id
 
@@ -257,6 +268,12 @@ class HFOmniBackend:
             if model is not None and key in inputs and inputs[key].is_floating_point():
                 inputs[key] = inputs[key].to(model.dtype)
         return inputs
+
+    def prompt_features(self, requests: Sequence[EvalRequest], assistant_prefixes: Sequence[str]) -> dict[str, Any]:
+        """The model's inputs for ``requests`` with ``assistant_prefixes`` after the generation prompt, built as
+        :meth:`generate` builds them (same media decoding, left padding), for a forward of one's own as
+        :meth:`next_token_logprobs` makes (the logit lens of :mod:`verl_avconfuse.diagnosis.lens`)."""
+        return self._inputs(requests, assistant_prefixes)
 
     def _eos_token_ids(self) -> list[int]:
         ids: list[int] = []
@@ -368,13 +385,14 @@ class VLLMOmniBackend(HFOmniBackend):
         from vllm import LLM
         from vllm.platforms import current_platform
 
-        from verl_avconfuse.omni.vllm_contract import OmniTokenIds, wrap_thinker_config
+        from verl_avconfuse.omni.vllm_contract import omni_family, omni_token_ids, wrap_thinker_config
 
         self._init_inputs(
             model_path, "vllm", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
             max_pixels=max_pixels, dtype=dtype, batch_size=batch_size,
         )  # fmt: skip
-        self.token_ids = OmniTokenIds.from_tokenizer(self.processor)
+        self.token_ids = omni_token_ids(self.processor)
+        self.family = omni_family(self.model_type)
         options: dict[str, Any] = {
             "model": self.model_path,
             "hf_overrides": wrap_thinker_config,
@@ -417,6 +435,7 @@ class VLLMOmniBackend(HFOmniBackend):
             use_audio_in_video=self.use_audio_in_video,
             audio_sample_rate=self.sample_rate,
             extra_mm_processor_kwargs={**mm_kwargs, "use_audio_in_video": self.use_audio_in_video},
+            family=self.family,
         )
 
     def generate(self, requests: list[EvalRequest]) -> list[str]:

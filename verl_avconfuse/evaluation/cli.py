@@ -8,7 +8,7 @@ TASK and its file as published:
 - ``avconfuse-muted`` / ``avconfuse-modified``: an AV-ConfuseBench question file, or ``published`` for the
   released file shipped with the package (the modified setting needs ``--judge``).
 
-SPEC: ``hf:MODEL_DIR`` (a Qwen2.5-Omni thinker checkpoint), ``openai:URL#MODEL`` (an OpenAI-compatible
+SPEC: ``hf:MODEL_DIR`` (a Qwen2.5-Omni or Qwen3-Omni thinker checkpoint), ``openai:URL#MODEL`` (an OpenAI-compatible
 server; the key is read from ``--api-key-env``), ``jsonl:PREDICTIONS``. ``--prompt paper`` (default) asks the
 benchmark's question verbatim, ``rl-comm`` adds the training format instruction; ``--match strict`` (default),
 ``release`` (the paper release's substring rule) or ``both``. Re-running the same command resumes from
