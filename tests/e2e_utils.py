@@ -72,8 +72,8 @@ def isolated_ray(*, grace_s: float = 30.0):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def _run(cmd: list[str], tmp_path: Path, timeout: float, check_leftovers: bool):
-    with isolated_ray() as (ray_env, leftovers):
+def _run(cmd: list[str], tmp_path: Path, timeout: float, check_leftovers: bool, grace_s: float = 30.0):
+    with isolated_ray(grace_s=grace_s) as (ray_env, leftovers):
         env = {
             **os.environ,
             **ray_env,
@@ -87,9 +87,16 @@ def _run(cmd: list[str], tmp_path: Path, timeout: float, check_leftovers: bool):
     return result, parse_console_metrics(result.stdout + result.stderr)
 
 
-def run_main_ppo(tmp_path: Path, *overrides: str, timeout: float = 900, check_leftovers: bool = True):
-    """``python -m verl.trainer.main_ppo OVERRIDES`` in ``tmp_path``; (result, {step: metrics})."""
-    return _run([sys.executable, "-m", "verl.trainer.main_ppo", *overrides], tmp_path, timeout, check_leftovers)
+def run_main_ppo(
+    tmp_path: Path, *overrides: str, timeout: float = 900, check_leftovers: bool = True, grace_s: float = 30.0
+):
+    """``python -m verl.trainer.main_ppo OVERRIDES`` in ``tmp_path``; (result, {step: metrics}).
+
+    ``grace_s``: how long the run's processes may take to exit after it (a vLLM engine's processes, on a loaded
+    machine, take longer than Ray's workers)."""
+    return _run(
+        [sys.executable, "-m", "verl.trainer.main_ppo", *overrides], tmp_path, timeout, check_leftovers, grace_s
+    )
 
 
 def run_example(tmp_path: Path, script: str, *overrides: str, timeout: float = 900, check_leftovers: bool = True):

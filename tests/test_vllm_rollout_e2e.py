@@ -23,6 +23,9 @@ IN_VIDEO = (
     "data.train_files=${avconfuse_tiny:data/omni_in_video/train.parquet}",
     "data.val_files=${avconfuse_tiny:data/omni_in_video/val.parquet}",
 )
+#: Seconds the run's processes get to exit after it: vLLM's engine core and worker leave after Ray's actors
+#: (one run on a machine at load 12 needed more than Ray's 30 s).
+VLLM_EXIT_GRACE_S = 90.0
 QWEN3_THINKER = "actor_rollout_ref.model.path=${avconfuse_tiny:models/qwen3_omni_thinker}"
 
 
@@ -33,6 +36,7 @@ def _run(tmp_path, *overrides):
         "+machine=cpu_tiny_vllm",
         f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
         *overrides,
+        grace_s=VLLM_EXIT_GRACE_S,
     )
     output = result.stdout + result.stderr
     assert_trained(result, steps, sync=None)
