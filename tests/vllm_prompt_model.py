@@ -1,6 +1,11 @@
-"""Models of vLLM 0.24.0's Omni thinkers (Qwen2.5-Omni, Qwen3-Omni), for the contract tests only.
+"""Models of vLLM 0.24.0's Omni thinkers (Qwen2.5-Omni, Qwen3-Omni), for the main suite's contract tests only.
 
-vLLM cannot run here; ``tests/test_omni_vllm_contract.py`` checks that the collapsed prompt the rollout
+Not the oracle: vLLM itself is, in the vLLM lane (``tests/test_vllm_engine_qwen2_5_omni.py``,
+``tests/test_vllm_engine_qwen3_omni.py``: prompt ids, processor features, positions, log-probs and weight names
+from the real engine, CPU build). These models stay for what the lane does not do: the main suite has no vLLM,
+and the property tests here run hundreds of random layouts (item counts, fps, leftover audio, empty chunks)
+that would cost an engine call each. Where a model and the engine disagree, the engine wins; the lane checks the
+request shapes the rollout sends. ``tests/test_omni_vllm_contract.py`` checks that the collapsed prompt the rollout
 sends (``verl_avconfuse.omni.vllm_contract.collapse_placeholders``), expanded the way vLLM expands it
 (:func:`predict_vllm_prompt_ids`), is exactly the prompt the actor trains on. For Qwen3-Omni
 (``tests/test_qwen3_omni_vllm_contract.py``) the module also re-states vLLM's M-RoPE rule
