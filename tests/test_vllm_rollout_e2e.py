@@ -10,6 +10,8 @@ step in fp32.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from e2e_utils import assert_media, assert_trained, run_main_ppo
@@ -63,3 +65,73 @@ def test_vllm_rollout_trains_the_qwen3_omni_thinker_with_the_audio_inside_the_vi
     steps = _run(tmp_path, QWEN3_THINKER, *IN_VIDEO)
     for metrics in steps.values():
         assert metrics["rollout/media/audio_tokens/mean"] == 26.0  # 2 s at 13 tokens per second
+
+
+def _engine_core_pids(run_id: str) -> list[int]:
+    """This run's vLLM engine-core processes (vLLM titles them ``VLLM::EngineCore``)."""
+    from e2e_utils import run_processes
+
+    pids = []
+    for pid in run_processes(run_id):
+        try:
+            title = Path(f"/proc/{pid}/comm").read_text() + Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        except OSError:
+            continue
+        if "EngineCore" in title:
+            pids.append(pid)
+    return pids
+
+
+def test_a_dead_vllm_engine_stops_the_run_in_bounded_time(tmp_path):
+    """Kill the engine core after step 1: the run must end (non-zero) within a bound, saying which engine died.
+
+    Without the server's health watch verl keeps sending requests to the dead engine, and a weight sync into it
+    waits on its socket without end.
+    """
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from e2e_utils import isolated_ray
+
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo", "+recipe=avconfuse", "+machine=cpu_tiny_vllm",
+        "trainer.total_training_steps=6", f"avconfuse.reference.cache_dir={tmp_path / 'ref'}",
+    ]  # fmt: skip
+    lines: list[str] = []
+    killed_at = ended_after = None
+    with isolated_ray(grace_s=VLLM_EXIT_GRACE_S) as (ray_env, _):
+        env = {**os.environ, **ray_env, "PYTHONUNBUFFERED": "1"}
+        run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 900
+        while killed_at is None and run.poll() is None and time.monotonic() < deadline:
+            if any(re.search(r"\bstep:1 - ", line) for line in list(lines)):
+                engines = _engine_core_pids(ray_env["AVCONFUSE_TEST_RUN"])
+                assert engines, "no vLLM engine-core process found for this run"
+                for pid in engines:
+                    os.kill(pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+            time.sleep(0.5)
+        try:
+            run.wait(timeout=DEAD_ENGINE_EXIT_S)
+        except subprocess.TimeoutExpired:
+            run.kill()  # the hang this test is about
+        if killed_at is not None:
+            ended_after = time.monotonic() - killed_at
+        reader.join(timeout=30)
+    output = "".join(lines)
+    assert killed_at is not None, output[-6000:]
+    assert run.returncode != 0
+    assert ended_after is not None and ended_after < DEAD_ENGINE_EXIT_S, ended_after
+    assert "vllm_omni: the vLLM engine of rollout replica 0 died (EngineDeadError" in output, output[-6000:]
+    assert "step:2 - " not in output
+
+
+#: How long a run may take to stop after its engine died (measured: 8 s at load 30).
+DEAD_ENGINE_EXIT_S = 180

@@ -22,6 +22,7 @@ Importing this module needs vLLM (the plugin registers it lazily, by name).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -48,6 +49,10 @@ from verl_avconfuse.omni.vllm_worker import WORKER_EXTENSION
 logger = logging.getLogger(__name__)
 
 ROLLOUT_NAME = "vllm_omni"
+#: Seconds between two health checks of the vLLM engine (``OmniVLLMHttpServer._watch_engine``).
+ENGINE_CHECK_S = 2.0
+#: Exit status of a server whose engine died.
+ENGINE_DEAD_EXIT_CODE = 75
 #: vLLM's multimodal processor cache for the Omni rollout: off (see ``_preprocess_engine_kwargs``).
 MM_PROCESSOR_CACHE_GB = 0
 SERVER_PREFIX = f"{ROLLOUT_NAME}_"
@@ -121,6 +126,7 @@ class OmniVLLMHttpServer(vLLMHttpServer):
     async def run_server(self, args):
         self._apply_engine_overrides(args)
         await super().run_server(args)
+        self._engine_watch = asyncio.get_running_loop().create_task(self._watch_engine())
         # verl bans <|image_pad|>/<|video_pad|> only; Omni's audio placeholder and media delimiters
         # are just as meaningless when sampled (and TMRoPE counts media blocks by them).
         await self.engine.collective_rpc(
@@ -130,6 +136,32 @@ class OmniVLLMHttpServer(vLLMHttpServer):
                 "banned_token_ids": sorted(set(astuple(self._omni_token_ids()))),
             },
         )
+
+    async def _watch_engine(self) -> None:
+        """End this server when its vLLM engine dies, so the run fails in bounded time instead of waiting.
+
+        verl 0.9.1 keeps calling a server whose engine core or worker died: requests fail one by one (a sync
+        trainer then stops on "terminal groups with no materializable trajectories", if it gets that far) and a
+        weight sync into a dead worker waits on its ZMQ socket forever. vLLM's own health check
+        (``AsyncLLM.check_health``, ``EngineDeadError``) notices within ``ENGINE_CHECK_S``; the server logs one
+        line that says which engine died and why, and exits, so every pending and later call from verl's
+        workers raises Ray's ``ActorDiedError`` and ``main_ppo`` stops.
+        """
+        while True:
+            await asyncio.sleep(ENGINE_CHECK_S)
+            try:
+                await self.engine.check_health()
+            except Exception as error:  # EngineDeadError, or the engine client itself broken
+                logger.error(
+                    "vllm_omni: the vLLM engine of rollout replica %s died (%s: %s); stopping its server so "
+                    "the run fails now instead of waiting on it",
+                    self.replica_rank,
+                    type(error).__name__,
+                    error or "engine core or worker process exited",
+                )
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(ENGINE_DEAD_EXIT_CODE)
 
     async def run_headless(self, args):
         self._apply_engine_overrides(args)
