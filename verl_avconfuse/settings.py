@@ -19,6 +19,8 @@ def _default_cache_dir() -> str:
 
 #: Where the reference audio LM runs (see docs/deployment.md).
 REFERENCE_PLACEMENTS = ("separate", "colocated", "none")
+#: When the trainer asks the reference for a batch's prompts (see docs/deployment.md).
+REFERENCE_PREFETCH = ("none", "batch", "next")
 #: Where the Step-RR embedder runs.
 SIMILARITY_PLACEMENTS = ("auto", "reference", "colocated", "cpu")
 
@@ -45,6 +47,10 @@ class ReferenceSettings:
     batch_size: int = 8
     #: Requests arriving within this window are generated together.
     batch_window_s: float = 0.05
+    #: "batch": when the trainer draws a batch it sends the batch's reference requests (unique prompts) to the
+    #: reference workers before the rollout starts, so references (and their embeddings) are ready when the
+    #: rewards ask; "next": the next batch's too (drawn one batch ahead); "none": a reward asks when it scores.
+    prefetch: str = "batch"
     #: A reward that waits longer than this gets arr = 0 (counted in reference/errors).
     timeout_s: float = 600.0
     #: A worker that has not loaded its model within this many seconds stops the run, naming it.
@@ -149,6 +155,10 @@ def avconfuse_settings(config) -> AvconfuseSettings:
     if reference.placement not in REFERENCE_PLACEMENTS:
         raise ValueError(
             f"avconfuse.reference.placement: expected one of {REFERENCE_PLACEMENTS}, got {reference.placement!r}"
+        )
+    if reference.prefetch not in REFERENCE_PREFETCH:
+        raise ValueError(
+            f"avconfuse.reference.prefetch: expected one of {REFERENCE_PREFETCH}, got {reference.prefetch!r}"
         )
     if settings.similarity.placement not in SIMILARITY_PLACEMENTS:
         raise ValueError(
