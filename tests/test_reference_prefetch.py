@@ -327,3 +327,10 @@ def test_prefetch_next_draws_one_batch_ahead_and_a_checkpoint_resumes_at_the_bat
 
     trainer.global_steps = 3  # the last step draws nothing ahead
     assert _drawn(trainer._next_train_batch()) == [4, 5] and len(sent) == 3 and trainer._lookahead is None
+
+
+def test_prefetch_setting_is_one_of_none_batch_next():
+    base = {"model_path": "stand-in"}
+    assert avconfuse_settings({"avconfuse": {"reference": base}}).reference.prefetch == "batch"
+    with pytest.raises(ValueError, match=r"avconfuse.reference.prefetch: expected one of \('none', 'batch', 'next'\)"):
+        avconfuse_settings({"avconfuse": {"reference": {**base, "prefetch": "later"}}})
