@@ -127,7 +127,12 @@ def paper_scale_estimate(p: dict = PAPER) -> dict:
     }
 
 
-def run(overrides: list[str], cwd: str) -> tuple[dict[int, dict[str, float]], float, str]:
+#: A run whose torch.distributed rendezvous port was taken by another job on the machine is started again.
+PORT_TAKEN = "EADDRINUSE"
+RETRIES = 2
+
+
+def run(overrides: list[str], cwd: str, retries: int = RETRIES) -> tuple[dict[int, dict[str, float]], float, str]:
     """One ``main_ppo`` run in its own Ray instance: ({step: metrics}, wall seconds, the run summary)."""
     ray_tmp = tempfile.mkdtemp(prefix="avc-bench-ray-", dir="/tmp")
     env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
@@ -145,6 +150,9 @@ def run(overrides: list[str], cwd: str) -> tuple[dict[int, dict[str, float]], fl
         shutil.rmtree(ray_tmp, ignore_errors=True)
     wall = time.perf_counter() - start
     output = result.stdout + result.stderr
+    if result.returncode != 0 and PORT_TAKEN in output and retries > 0:
+        print(" [port taken by another job: run again]", end="", flush=True)
+        return run(overrides, cwd, retries - 1)
     if result.returncode != 0:
         sys.stderr.write(output[-4000:])
         raise SystemExit(f"main_ppo failed ({result.returncode})")

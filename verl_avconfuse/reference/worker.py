@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from verl_avconfuse.batching import BusyClock, MicroBatcher
@@ -33,6 +34,8 @@ from verl_avconfuse.settings import ReferenceSettings, SimilaritySettings
 logger = logging.getLogger(__name__)
 
 REFERENCE_ROLE = "reference_audio_lm"
+#: Prefetched references kept in the worker's memory for the rewards (a few steps' prompts).
+PREFETCHED_KEPT = 4096
 SIMILARITY_ROLE = "step_rr_similarity"
 
 
@@ -66,6 +69,8 @@ class ReferenceWorker:
         self.batcher = MicroBatcher(self.service.get_many, window_s=settings.batch_window_s)
         #: Requests being looked up or generated: a second asker of one waits for the same result.
         self._in_flight: dict[ReferenceRequest, asyncio.Future] = {}
+        #: Prefetched references, answered to the rewards at once (no batching window, no cache read).
+        self._prefetched: OrderedDict[ReferenceRequest, Any] = OrderedDict()
         #: The rewards' wait on this replica (the union of their get_many calls, in seconds).
         self._reward_wait = BusyClock()
         self.reward_requests = 0
@@ -78,13 +83,24 @@ class ReferenceWorker:
         """The references a reward worker asks for (served from a prefetch when there was one)."""
         self.reward_requests += len(requests)
         with self._reward_wait:
-            results = await self._serve(requests)
+            ready = {request: self._prefetched[request] for request in requests if request in self._prefetched}
+            rest = [request for request in requests if request not in ready]
+            served = dict(zip(rest, await self._serve(rest), strict=True)) if rest else {}
+        # A prefetched reference was read or generated before the reward asked: to the reward, a cache hit.
+        results = [dataclasses.replace(ready[r], cached=True) if r in ready else served[r] for r in requests]
         return [dataclasses.asdict(result) for result in results]
 
     async def prefetch(self, requests: list[ReferenceRequest]) -> list[dict[str, Any]]:
         """Look up or generate references ahead of the rewards (the trainer calls this when it draws a batch)."""
         self.prefetched += len(requests)
         results = await self._serve(requests)
+        for request, result in zip(requests, results, strict=True):
+            # Failures are not kept: the reward asks the service again, which knows a bad file already.
+            if result.error is None:
+                self._prefetched[request] = result
+                self._prefetched.move_to_end(request)
+        while len(self._prefetched) > PREFETCHED_KEPT:
+            self._prefetched.popitem(last=False)
         return [dataclasses.asdict(result) for result in results]
 
     async def _serve(self, requests: list[ReferenceRequest]) -> list:
