@@ -48,6 +48,8 @@ BATCH = 2  # prompts per step (cpu_tiny's data.train_batch_size)
 ROLLOUTS = 4  # rollouts per prompt (cpu_tiny's rollout.n)
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "rl_comm_runs.json"
 PREFETCH_NAMES = {"none": "off", "batch": "on", "next": "next"}
+#: verl's replay buffer poll (avconfuse.sampler_poll_interval_s) for these runs, instead of its 2 s.
+POLL_INTERVAL_S = 0.05
 
 TOPOLOGIES = {
     # 2 actor ranks + the reference on its own logical GPU, as tests/test_e2e_placement.py places them.
@@ -274,6 +276,9 @@ def main() -> None:
     )
     common = [
         "+machine=cpu_tiny",
+        # verl's replay buffer polls for finished rollouts every 2 s: at tiny sizes that quantum, not the work,
+        # would set every step's rollout phase (2.01 or 4.02 s whatever ran in it).
+        f"avconfuse.sampler_poll_interval_s={POLL_INTERVAL_S}",
         f"data.train_max_samples={args.prompts}",
         "trainer.total_training_steps=null",
         "trainer.total_epochs=2",

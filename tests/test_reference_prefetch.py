@@ -335,3 +335,22 @@ def test_prefetch_setting_is_one_of_none_batch_next():
     assert avconfuse_settings({"avconfuse": {"reference": base}}).reference.prefetch == "batch"
     with pytest.raises(ValueError, match=r"avconfuse.reference.prefetch: expected one of \('none', 'batch', 'next'\)"):
         avconfuse_settings({"avconfuse": {"reference": {**base, "prefetch": "later"}}})
+
+
+def test_the_replay_buffer_polls_at_the_configured_interval_else_at_verls(monkeypatch):
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from verl_avconfuse.trainer import AvconfuseTrainer
+
+    class Buffer:
+        poll_interval = 2.0  # verl 0.9.1's ReplayBuffer default
+
+    monkeypatch.setattr(PPOTrainerSync, "_build_replay_buffer", lambda self: Buffer())
+    trainer = AvconfuseTrainer.__new__(AvconfuseTrainer)
+    trainer.config = OmegaConf.create({"avconfuse": {"reference": {"enable": False}}})
+    assert trainer._build_replay_buffer().poll_interval == 2.0
+    trainer.config = OmegaConf.create({"avconfuse": {"reference": {"enable": False}, "sampler_poll_interval_s": 0.05}})
+    assert trainer._build_replay_buffer().poll_interval == 0.05
+    with pytest.raises(ValueError, match="sampler_poll_interval_s"):
+        avconfuse_settings({"avconfuse": {"reference": {"enable": False}, "sampler_poll_interval_s": 0}})

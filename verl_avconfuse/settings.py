@@ -124,6 +124,10 @@ class AvconfuseSettings:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     step_rr: StepRRSettings = field(default_factory=StepRRSettings)
     ans_co: AnsCoSettings = field(default_factory=AnsCoSettings)
+    #: How often verl's sync replay buffer looks for finished rollouts, in seconds (``ReplayBuffer.poll_interval``,
+    #: 2 s in verl 0.9.1, no config key there): a step's rollout phase (``timing_s/gen``) lasts a whole number
+    #: of polls. null keeps verl's; the step-time benchmark sets 0.05 so tiny steps time their work.
+    sampler_poll_interval_s: float | None = None
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -181,6 +185,9 @@ def avconfuse_settings(config) -> AvconfuseSettings:
             "avconfuse.reference.model_path: required when a reference worker is placed "
             "(or set avconfuse.reference.placement=none and precompute the references)"
         )
+    poll = settings.sampler_poll_interval_s
+    if poll is not None and not poll > 0:
+        raise ValueError(f"avconfuse.sampler_poll_interval_s: expected seconds > 0 or null, got {poll!r}")
     ans_co = settings.ans_co
     for name, value, allowed in (
         ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),

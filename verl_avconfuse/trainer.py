@@ -224,6 +224,15 @@ class AvconfuseTrainer(PPOTrainerSync):
         if value not in (TRAINER_MODE, _VERL_SYNC_MODE):
             raise ValueError(f"AvconfuseTrainer runs in verl's sync mode; trainer.v1.trainer_mode={value!r}")
 
+    def _build_replay_buffer(self):
+        from verl_avconfuse.settings import avconfuse_settings
+
+        buffer = super()._build_replay_buffer()
+        poll = avconfuse_settings(self.config).sampler_poll_interval_s
+        if poll is not None:
+            buffer.poll_interval = float(poll)
+        return buffer
+
     def _uses_step_rr(self) -> bool:
         return self.config.reward.reward_manager.get("name") == "step_rr"
 
