@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from conftest import REPO, run_python
 
 #: Run the device check with these packages unimportable, as on the GPU machine (torch + transformers only).
@@ -34,6 +36,15 @@ def test_device_check_smoke_runs_without_verl_and_writes_every_section(tmp_path)
     assert set(rollout) == {"2", "4"} and all(row["tokens_per_s"] > 0 for row in rollout.values())
     assert all(0 < row["of_bandwidth_limit"] < 1 for row in rollout.values())
     assert results["similarity"]["texts_per_s"] > 0 and 0 < results["similarity"]["of_matmul_limit"] < 1
+    # RL-CoMM's reference for the R prompts whose 6 R / 7 rollouts fill each rollout batch (2 -> 2, 4 -> 5).
+    reference = results["rl-comm"]["prompts"]
+    assert set(reference) == {"2", "5"}
+    for prompts, row in reference.items():
+        assert row["responses_per_policy_gpu"] == {"2": 2, "5": 4}[prompts]
+        assert row["reference_s"] > 0 and row["rollout_s"] > 0
+        assert row["reference_over_rollout"] == pytest.approx(row["reference_s"] / row["rollout_s"])
+        assert row["wait_off_s"] == row["reference_s"]
+        assert row["wait_on_s"] == pytest.approx(max(0.0, row["reference_s"] - row["rollout_s"]))
 
 
 def test_device_check_refuses_to_run_on_a_cpu_without_the_smoke_flag(tmp_path):

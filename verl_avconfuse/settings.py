@@ -19,6 +19,8 @@ def _default_cache_dir() -> str:
 
 #: Where the reference audio LM runs (see docs/deployment.md).
 REFERENCE_PLACEMENTS = ("separate", "colocated", "none")
+#: When the trainer asks the reference for a batch's prompts (see docs/deployment.md).
+REFERENCE_PREFETCH = ("none", "batch", "next")
 #: Where the Step-RR embedder runs.
 SIMILARITY_PLACEMENTS = ("auto", "reference", "colocated", "cpu")
 
@@ -45,6 +47,10 @@ class ReferenceSettings:
     batch_size: int = 8
     #: Requests arriving within this window are generated together.
     batch_window_s: float = 0.05
+    #: "batch": when the trainer draws a batch it sends the batch's reference requests (unique prompts) to the
+    #: reference workers before the rollout starts, so references (and their embeddings) are ready when the
+    #: rewards ask; "next": the next batch's too (drawn one batch ahead); "none": a reward asks when it scores.
+    prefetch: str = "batch"
     #: A reward that waits longer than this gets arr = 0 (counted in reference/errors).
     timeout_s: float = 600.0
     #: A worker that has not loaded its model within this many seconds stops the run, naming it.
@@ -118,6 +124,10 @@ class AvconfuseSettings:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     step_rr: StepRRSettings = field(default_factory=StepRRSettings)
     ans_co: AnsCoSettings = field(default_factory=AnsCoSettings)
+    #: How often verl's sync replay buffer looks for finished rollouts, in seconds (``ReplayBuffer.poll_interval``,
+    #: 2 s in verl 0.9.1, no config key there): a step's rollout phase (``timing_s/gen``) lasts a whole number
+    #: of polls. null keeps verl's; the step-time benchmark sets 0.05 so tiny steps time their work.
+    sampler_poll_interval_s: float | None = None
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -150,6 +160,10 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         raise ValueError(
             f"avconfuse.reference.placement: expected one of {REFERENCE_PLACEMENTS}, got {reference.placement!r}"
         )
+    if reference.prefetch not in REFERENCE_PREFETCH:
+        raise ValueError(
+            f"avconfuse.reference.prefetch: expected one of {REFERENCE_PREFETCH}, got {reference.prefetch!r}"
+        )
     if settings.similarity.placement not in SIMILARITY_PLACEMENTS:
         raise ValueError(
             f"avconfuse.similarity.placement: expected one of {SIMILARITY_PLACEMENTS}, "
@@ -171,6 +185,9 @@ def avconfuse_settings(config) -> AvconfuseSettings:
             "avconfuse.reference.model_path: required when a reference worker is placed "
             "(or set avconfuse.reference.placement=none and precompute the references)"
         )
+    poll = settings.sampler_poll_interval_s
+    if poll is not None and not poll > 0:
+        raise ValueError(f"avconfuse.sampler_poll_interval_s: expected seconds > 0 or null, got {poll!r}")
     ans_co = settings.ans_co
     for name, value, allowed in (
         ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),
