@@ -14,6 +14,13 @@ import sys
 import _common  # noqa: F401  (the checkout on sys.path)
 import numpy as np
 import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    Qwen2_5OmniThinkerForConditionalGeneration,
+    Qwen2AudioForConditionalGeneration,
+)
 
 from verl_avconfuse.provenance import result_record, write_result
 from verl_avconfuse.tiny import models as tiny
@@ -39,13 +46,6 @@ def frames(n, seed=0):
 
 
 out = {}
-from transformers import (
-    AutoModelForCausalLM,
-    AutoProcessor,
-    AutoTokenizer,
-    Qwen2_5OmniThinkerForConditionalGeneration,
-    Qwen2AudioForConditionalGeneration,
-)
 
 path = tiny_asset("models/qwen2")
 tok = AutoTokenizer.from_pretrained(path)
