@@ -222,6 +222,118 @@ FIGURES = [
         "ablation_replica.json",
         lambda d: [v for arm in ("grpo", "step_rr", "step_rr_ansco") for v in d["summary"][arm]["says_yes_on_muted"]],
     ),  # fmt: skip
+    Figure(
+        "ablation: benchmarks/README.md",
+        "benchmarks/README.md",
+        r"\| 100 / "
+        + NUMBER
+        + " ± "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + " ± "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + " ± "
+        + NUMBER
+        + " %; balanced accuracy 50 / "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + r" \(± "
+        + NUMBER
+        + r"\)",
+        "ablation_replica.json",
+        lambda d: [
+            *(v for arm in ("grpo", "step_rr", "step_rr_ansco") for v in d["summary"][arm]["says_yes_on_muted"]),
+            *(d["summary"][arm]["balanced_accuracy"][0] for arm in ("grpo", "step_rr", "step_rr_ansco")),
+            max(d["summary"][arm]["balanced_accuracy"][1] for arm in ("grpo", "step_rr", "step_rr_ansco")),
+        ],
+    ),  # fmt: skip
+    # ---------------------------------------------------------------- the Ans-CO actor update
+    Figure(
+        "Ans-CO update: answer-only vs vanilla",
+        "benchmarks/README.md",
+        r"allocations \*\*" + NUMBER + " / " + NUMBER + r" GiB\*\* \(\+" + NUMBER + r" %\); CPU time, median of 5 "
+        r"per-round ratios, \*\*" + NUMBER + r"\*\*; wall time " + NUMBER,
+        "bench_ans_co.json",
+        lambda d: [
+            d["variants"]["ansco_answer"]["allocated_gib"],
+            d["variants"]["vanilla"]["allocated_gib"],
+            100 * (d["variants"]["ansco_answer"]["allocated_gib"] / d["variants"]["vanilla"]["allocated_gib"] - 1),
+            d["variants"]["ansco_answer"]["cpu_ratio"],
+            d["variants"]["ansco_answer"]["ratio"],
+        ],
+    ),  # fmt: skip
+    *(
+        Figure(
+            f"Ans-CO update: {variant}",
+            "benchmarks/README.md",
+            prefix + r"[^|]*\| allocations " + NUMBER + r" GiB \(\+" + NUMBER + r"[^)]*\); CPU time " + NUMBER,
+            "bench_ans_co.json",
+            lambda d, v=variant: [
+                d["variants"][v]["allocated_gib"],
+                d["variants"][v]["allocated_gib"] - d["variants"]["vanilla"]["allocated_gib"],
+                d["variants"][v]["cpu_ratio"],
+            ],
+        )
+        for variant, prefix in (
+            ("ansco_answer_dense", r"\| the same, plain-indexed answer rows"),
+            ("ansco_answer_hidden", r"\| the same, answer logits recomputed"),
+        )
+    ),
+    Figure(
+        "Ans-CO update: all-position entropy",
+        "benchmarks/README.md",
+        r"all-position entropy\) / vanilla PG \| allocations " + NUMBER + " GiB; CPU time " + NUMBER,
+        "bench_ans_co.json",
+        lambda d: [d["variants"]["ansco_all"]["allocated_gib"], d["variants"]["ansco_all"]["cpu_ratio"]],
+    ),
+    Figure(
+        "Ans-CO update: when, load, round times",
+        "benchmarks/README.md",
+        r"2026-12-07 (\d\d):(\d\d)-(\d\d):(\d\d), load "
+        + NUMBER
+        + " → "
+        + NUMBER
+        + r": update rounds took "
+        + NUMBER
+        + "-"
+        + NUMBER
+        + " s",
+        "bench_ans_co.json",
+        lambda d: [
+            *(float(x) for x in d["started"][11:16].split(":")),
+            *(float(x) for x in d["finished"][11:16].split(":")),
+            d["load_1min_at_start"],
+            d["load_1min_at_end"],
+            min(t for v in d["variants"].values() for t in v["rounds_s"]),
+            max(t for v in d["variants"].values() for t in v["rounds_s"]),
+        ],
+    ),  # fmt: skip
+    Figure(
+        "Ans-CO dense gradient (docs/ans_co.md)",
+        "docs/ans_co.md",
+        r"\(0.43 GiB at 768 tokens in fp32: " + NUMBER + " against " + NUMBER + " GiB allocated",
+        "bench_ans_co.json",
+        lambda d: [
+            d["variants"]["ansco_answer_dense"]["allocated_gib"],
+            d["variants"]["ansco_answer"]["allocated_gib"],
+        ],
+    ),
+    # ---------------------------------------------------------------- RL-CoMM / GRPO step time (issue 28)
+    Figure(
+        "RL-CoMM / GRPO step time",
+        "benchmarks/README.md",
+        r"RL-CoMM step time / GRPO-baseline step time[^|]*\| \*\*" + NUMBER + r"\*\*",
+        "rl_comm_runs.json",
+        # the file's layout is bench_rl_comm_runs.py's (issue 28): when it lands, this reader must name the
+        # ratio the row quotes, or the figure fails
+        lambda d: [d["step_ratio"]["all"]],
+    ),
     _ablation_row("warm-up SFT (start of every run)", "warm_start"),
     _ablation_row("GRPO", "grpo"),
     _ablation_row("Step-RR", "step_rr"),
