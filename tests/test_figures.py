@@ -253,6 +253,59 @@ FIGURES = [
             max(d["summary"][arm]["balanced_accuracy"][1] for arm in ("grpo", "step_rr", "step_rr_ansco")),
         ],
     ),  # fmt: skip
+    # ---------------------------------------------------------------- Step-RR scoring
+    Figure(
+        "Step-RR scoring: instructions off, and when",
+        "benchmarks/README.md",
+        r"instructions off \(cpu_tiny\) \| \*\*" + NUMBER + r"\*\* \(16 prompts x 6, median of 3 per-round ratios\)"
+        r"[^|]*\|[^|]*\|[^|]*\| 2-core Xeon, no GPU, 2026-12-07 (\d\d):(\d\d)-(\d\d):(\d\d), load "
+        + NUMBER
+        + "-"
+        + NUMBER
+        + ": one round took "
+        + NUMBER
+        + "-"
+        + NUMBER
+        + " s",
+        "bench_step_rr.json",
+        lambda d: [
+            d["modes"]["off"]["ratio"],
+            *(float(x) for x in d["started"][11:16].split(":")),
+            *(float(x) for x in d["finished"][11:16].split(":")),
+            d["load_1min_at_start"],
+            d["load_1min_at_end"],
+            min(t for m in d["modes"].values() for r in m["rounds_s"] for t in r.values()),
+            max(t for m in d["modes"].values() for r in m["rounds_s"] for t in r.values()),
+        ],
+    ),  # fmt: skip
+    Figure(
+        "Step-RR scoring: the previous pipeline's texts",
+        "benchmarks/README.md",
+        r"\(a-think for ARR and again for AVC\) \| " + NUMBER + r" \|",
+        "bench_step_rr.json",
+        lambda d: [d["modes"]["off"]["ratio_before"]],
+    ),
+    Figure(
+        "Step-RR scoring: texts per response",
+        "benchmarks/README.md",
+        r"embedded per response: instructions off / on \| " + NUMBER + " / " + NUMBER + r" \|",
+        "bench_step_rr.json",
+        lambda d: [d["modes"][m]["texts_embedded"] / d["modes"][m]["responses"] for m in ("off", "on")],
+    ),
+    Figure(
+        "Step-RR scoring: instructions on",
+        "benchmarks/README.md",
+        r"instructions on \(the paper's setting\) \| \*\*" + NUMBER + r"\*\*",
+        "bench_step_rr.json",
+        lambda d: [d["modes"]["on"]["ratio"]],
+    ),
+    Figure(
+        "Step-RR scoring: one call per response",
+        "benchmarks/README.md",
+        r"/ encoding \| " + NUMBER + r" \(off\); " + NUMBER + r" \(on\)",
+        "bench_step_rr.json",
+        lambda d: [d["modes"][m]["per_response_call_ratio"] for m in ("off", "on")],
+    ),
     # ---------------------------------------------------------------- the Ans-CO actor update
     Figure(
         "Ans-CO update: answer-only vs vanilla",
