@@ -14,7 +14,12 @@ the same seed, prompts and sampling settings:
   which must fall.
 
 ``--machine NAME`` replaces the stage's machine for both runs (``cpu_learning_ci``: the short version
-the slow test runs). It prints the first-k and last-k step means of the metrics for both, writes the learning
+the slow test runs); ``--arm LABEL:OVERRIDES`` adds a further run, compared with the same control (the
+paper's stage-3 objective: ``lop_only:avconfuse.ans_co.pg_coef=0``); ``--result FILE`` also writes
+``learning.json`` with the command, commit, machine, dates and load average (:mod:`verl_avconfuse.provenance`;
+the committed ones are ``benchmarks/results/learning_stage{2,3}.json``). verl's step lines of every run are
+echoed as they come, prefixed with the run's name; the whole console logs are ``OUT_DIR/<name>.log``.
+It prints the first-k and last-k step means of the metrics for both, writes the learning
 curves (``curves.png``, when matplotlib is installed) and ``learning.json``, and ends with one line::
 
     LEARNING gain=G control_gain=C noise=S          (stage 2)
