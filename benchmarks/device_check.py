@@ -186,7 +186,7 @@ def section_rollout(args, device: str, dtype) -> dict:
         f"{prompt_len}-token text prompts, {new_tokens} new tokens, temperature 0.9"
     )
     print(f"  copy bandwidth measured here: {bandwidth / 1e9:.0f} GB/s -> at most {bandwidth / lm_bytes:.0f} steps/s")
-    out = {"params_b": total / 1e9, "bandwidth_gbs": bandwidth / 1e9, "batches": {}}
+    out = {"params_b": total / 1e9, "bandwidth_gbs": bandwidth / 1e9, "lm_bytes": lm_bytes, "batches": {}}
     g = torch.Generator().manual_seed(0)
     print(f"  {'batch':>5s} {'tokens/s':>9s} {'steps/s':>8s} {'/ limit':>8s} {'prefill s':>9s} {'peak GiB':>8s}")
     for batch in (2, 4) if args.cpu_smoke else (6, 24):

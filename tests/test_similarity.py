@@ -109,13 +109,25 @@ class _EncodeSpy:
         self.model.model.encode = self.real
 
 
+#: The paper's query instructions in Qwen3-Embedding's format, written out (the release's wording).
+PAPER_QUERY_PROMPTS = {
+    "arr": "Instruct: Given a reference answer, retrieve semantically similar content\nQuery:",
+    "avc": "Instruct: Given an audio description, retrieve semantically coherent visual content\nQuery:",
+}
+
+
 def _per_pair_scores(model, pairs) -> np.ndarray:
-    """The undeduplicated path: each pair's two texts embedded on their own, straight from the encoder."""
+    """The undeduplicated path, independent of the plugin: a SentenceTransformer of its own loaded from the same
+    directory embeds each pair's two texts on their own, the paper's instruction (written above) on the query
+    when the model uses instructions, and the score is the dot product of the unit embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model.model_name, device="cpu")
     out = []
     for pair in pairs:
-        prompt = model._query_prompt(pair.kind)
-        query = model.model.encode([pair.query], prompt=prompt, normalize_embeddings=True)[0]
-        document = model.model.encode([pair.document], normalize_embeddings=True)[0]
+        prompt = PAPER_QUERY_PROMPTS[pair.kind] if model.use_instructions else None
+        query = encoder.encode([pair.query], prompt=prompt, normalize_embeddings=True)[0]
+        document = encoder.encode([pair.document], normalize_embeddings=True)[0]
         out.append(float(np.dot(query, document)))
     return np.array(out)
 

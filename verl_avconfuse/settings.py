@@ -110,8 +110,14 @@ class AnsCoSettings:
     answer_span: str = "through_end"
     #: "right": NLL on responses whose answer is right (default); "all": on every response.
     nll_on: str = "right"
+    #: Weight of verl's policy-gradient term. 1.0 (ours): Step-RR's reward keeps being optimised in stage 3;
+    #: 0.0: the paper's stage-3 objective, L_OP alone (docs/paper_deviations.md).
     pg_coef: float = 1.0
     ansco_coef: float = 1.0
+    #: What L_OP's two sums are divided by. "batch" (ours): the mini-batch's sample count, as verl's
+    #: seq-mean PG term (a sample outside the NLL or answer set counts as a zero); "sets": the sizes of
+    #: those sets, |S_nll| and |S_ans| (the per-set means of the paper's per-sample loss).
+    normalize_by: str = "batch"
     #: Where the actor's forward computes the entropy: "answer": at the answer tokens only, the one place
     #: L_OP reads it (needs actor.entropy_coeff == 0; otherwise verl's entropy bonus needs every position);
     #: "all": verl's own full-sequence entropy.
@@ -194,6 +200,7 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         ("answer_span", ans_co.answer_span, ("through_end", "content")),
         ("nll_on", ans_co.nll_on, ("right", "all")),
         ("entropy_positions", ans_co.entropy_positions, ("answer", "all")),
+        ("normalize_by", ans_co.normalize_by, ("batch", "sets")),
     ):
         if value not in allowed:
             raise ValueError(f"avconfuse.ans_co.{name}: expected one of {allowed}, got {value!r}")
