@@ -38,7 +38,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from _common import machine_line
 
@@ -290,13 +292,16 @@ def _measure(args, dims, device, dtype, verl) -> dict[str, dict[str, float]]:
     for variant in VARIANTS:
         times = [r[variant] for r in rounds]
         ratio = statistics.median(r[variant] / r["vanilla"] for r in rounds)
-        out[variant] = {"best_s": min(times), "median_s": statistics.median(times), "ratio": ratio}
+        out[variant] = {"best_s": min(times), "median_s": statistics.median(times), "ratio": ratio, "rounds_s": times}
         cpu = ""
         if on_cpu:
             cpu_times = [r[variant] for r in cpu_rounds]
             cpu_ratio = statistics.median(r[variant] / r["vanilla"] for r in cpu_rounds)
             out[variant].update(
-                cpu_best_s=min(cpu_times), cpu_median_s=statistics.median(cpu_times), cpu_ratio=cpu_ratio
+                cpu_best_s=min(cpu_times),
+                cpu_median_s=statistics.median(cpu_times),
+                cpu_ratio=cpu_ratio,
+                cpu_rounds_s=cpu_times,
             )
             cpu = f" {min(cpu_times) * 1e3:9.0f} {statistics.median(cpu_times) * 1e3:9.0f} {cpu_ratio:9.3f}"
         memory = f"  {peak[variant]:8.2f}" if peak else ""
@@ -321,6 +326,7 @@ def _measure(args, dims, device, dtype, verl) -> dict[str, dict[str, float]]:
             ]
             out[variant]["allocated_gib"] = runs[0][0]
             out[variant]["op_s"] = min(op for _, op in runs)
+            out[variant]["op_runs_s"] = [op for _, op in runs]
         for variant in VARIANTS:
             row = out[variant]
             row["op_ratio"] = row["op_s"] / out["vanilla"]["op_s"]
@@ -355,14 +361,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="on a CPU, also each update's allocations and op time (torch.profiler)",
     )
+    parser.add_argument(
+        "--result",
+        type=Path,
+        default=None,
+        help="write the figures, every round's timings, the command, commit, machine and load to this JSON "
+        "(the committed one: benchmarks/results/bench_ans_co.json)",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
+    from verl_avconfuse.provenance import result_record, write_result  # the checkout's (on sys.path via _common)
+
+    record = result_record(["python", "benchmarks/bench_ans_co.py", *(sys.argv[1:] if argv is None else argv)])
     print(machine_line())
-    return run(args)
+    out = run(args)
+    if args.result is not None:
+        settings = {k: v for k, v in vars(args).items() if k != "result"}
+        print(f"result: {write_result(args.result, record, {'settings': settings, 'variants': out})}")
+    return out
 
 
 if __name__ == "__main__":

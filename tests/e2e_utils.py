@@ -141,3 +141,16 @@ def assert_media(steps):
     for step, metrics in steps.items():
         assert metrics["rollout/media/with_audio_frac"] == 1.0 and metrics["rollout/media/audio_tokens/mean"] > 0, step
         assert metrics["rollout/media/with_video_frac"] == 1.0 and metrics["rollout/media/video_tokens/mean"] > 0, step
+
+
+def assert_l_op_bounds(metrics: dict[str, float], *, lam: float = 0.5) -> None:
+    """One step's ``ansco/loss`` against what L_OP can be, its step being one mini-batch of n responses.
+
+    With ``normalize_by: batch`` L_OP is (the right answers' NLL sum + lam * the ungated answers' entropy sum)
+    / n. The right answers are ``reward/acc/mean * n`` (``nll_on: right``) and at most n responses have an
+    answer, gated ones adding 0, so  acc * nll <= ansco/loss <= acc * nll + lam * answer_entropy, with nll and
+    answer_entropy the logged means over their sets. Dividing by the set sizes instead breaks the bounds
+    whenever an answer is wrong.
+    """
+    acc, nll, entropy = metrics["reward/acc/mean"], metrics["ansco/nll"], metrics["ansco/answer_entropy"]
+    assert acc * nll - 1e-5 <= metrics["ansco/loss"] <= acc * nll + lam * entropy + 1e-5, (acc, nll, entropy, metrics)

@@ -130,8 +130,10 @@ def _loss_fields(rows, tokenizer, prompts, responses, answer_masks, global_batch
 
 
 def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
-    """L_OP written plainly: per-sample token means, lam gated on u (content tokens), averaged over the samples."""
-    total = 0.0
+    """L_OP written plainly: per-sample token means, lam gated on u (content tokens); the NLL and entropy sums
+    divided by the number of samples (``normalize_by: batch``) or by the sizes of their own sets (``sets``:
+    the samples with NLL on, the samples with answer tokens)."""
+    nll_total, entropy_total, n_nll, n_answer = 0.0, 0.0, 0, 0
     for i in rows:
         prompt = torch.tensor(tokenizer(f"question {i}?")["input_ids"])
         response = torch.tensor(tokenizer(RESPONSES[i])["input_ids"])
@@ -142,14 +144,17 @@ def _reference_loss(tokenizer, model, rows, settings, temperature=0.9):
         nll = -token_lp.mean()
         answer = answer_token_mask(response[None], tokenizer)[0]
         content = answer_token_mask(response[None], tokenizer, span="content")[0]
-        term = NLL[i] * nll
+        nll_total = nll_total + NLL[i] * nll
+        n_nll += int(NLL[i])
         if answer.any():
+            n_answer += 1
             entropy = -(log_softmax.exp() * log_softmax).sum(-1)[answer].mean()
             u = 1 - torch.exp(token_lp[content].mean().detach())
             lam = settings.lam if content.any() and u <= settings.u_max else 0.0
-            term = term + lam * entropy
-        total = total + term
-    return total / len(rows)
+            entropy_total = entropy_total + lam * entropy
+    if settings.normalize_by == "sets":
+        return nll_total / n_nll + entropy_total / n_answer
+    return (nll_total + entropy_total) / len(rows)
 
 
 def _grads(model, loss):
@@ -194,6 +199,33 @@ def test_micro_batches_add_up_to_the_mini_batch(setup):
         grads = _grads(model, loss)
         accumulated = grads if accumulated is None else [a + g for a, g in zip(accumulated, grads, strict=True)]
     assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(full, accumulated, strict=True))
+
+
+def test_sets_normalisation_divides_each_sum_by_its_own_set_size(setup):
+    # rows 0, 1, 2: NLL on 0 and 2 (|S_nll| = 2), answers in all three (|S_ans| = 3), 3 samples
+    actor_config, tokenizer, model = setup
+    rows = [0, 1, 2]
+    sets = AnsCoSettings(enable=True, pg_coef=0.0, normalize_by="sets")
+    batch = AnsCoSettings(enable=True, pg_coef=0.0)
+    output, data, _, _ = _micro_batch(tokenizer, model, rows, global_batch_size=3)
+    loss, _ = ans_co_ppo_loss(copy.deepcopy(actor_config), output, data, settings=sets, vocab_size=len(tokenizer))
+    reference = _reference_loss(tokenizer, model, rows, sets)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-10)
+    theirs = _grads(model, reference)
+    ours = _grads(model, loss)
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(ours, theirs, strict=True))
+    # the two settings differ here: NLL over 2 instead of 3 (the entropy's 3 is the batch's 3)
+    assert abs(loss.item() - _reference_loss(tokenizer, model, rows, batch).item()) > 1e-3
+    # micro-batches [0, 1] + [2] of the mini-batch [0, 1, 2] add up to it: the set sizes are the mini-batch's
+    accumulated = None
+    for part in ([0, 1], [2]):
+        output, data, _, _ = _micro_batch(tokenizer, model, part, global_batch_size=3, mini_batch=rows)
+        part_loss, _ = ans_co_ppo_loss(
+            copy.deepcopy(actor_config), output, data, settings=sets, vocab_size=len(tokenizer)
+        )
+        grads = _grads(model, part_loss)
+        accumulated = grads if accumulated is None else [a + g for a, g in zip(accumulated, grads, strict=True)]
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(theirs, accumulated, strict=True))
 
 
 def test_policy_gradient_term_is_verls_own_plus_ans_co(setup):

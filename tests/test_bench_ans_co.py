@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import pytest
@@ -64,14 +66,34 @@ def test_every_answer_only_variant_gives_the_all_position_gradient(verl):
             torch.testing.assert_close(ours, full, rtol=1e-6, atol=1e-6)
 
 
-def test_the_cpu_run_prints_each_variant_beside_vanilla(capsys):
-    out = bench_ans_co.main(["--dims", "smoke", "--prompt-len", "8", "--response-len", "16", "--repeats", "2"])
+def test_the_cpu_run_prints_each_variant_beside_vanilla_and_writes_its_raw_rounds(capsys, tmp_path):
+    result = tmp_path / "bench_ans_co.json"
+    out = bench_ans_co.main(
+        ["--dims", "smoke", "--prompt-len", "8", "--response-len", "16", "--repeats", "3", "--result", str(result)]
+    )
     printed = capsys.readouterr().out
     assert "vocab 2048" in printed and "machine:" in printed and "load" in printed
-    assert f"answer-only Ans-CO / vanilla PG (wall time): {out['ansco_answer']['ratio']:.3f}, limit 1.05" in printed
-    assert f"(CPU time): {out['ansco_answer']['cpu_ratio']:.3f}, limit 1.05" in printed
-    assert set(out) == set(bench_ans_co.VARIANTS) and out["vanilla"]["ratio"] == 1.0
-    assert all(row["best_s"] > 0 and row["ratio"] > 0 for row in out.values())
+    assert set(out) == set(bench_ans_co.VARIANTS)
+    # every figure follows from the raw rounds: best = min, median = median, ratio = median of the
+    # per-round ratios to vanilla (3 rounds: the middle one), wall and CPU time alike
+    vanilla, vanilla_cpu = out["vanilla"]["rounds_s"], out["vanilla"]["cpu_rounds_s"]
+    for variant, row in out.items():
+        rounds, cpu_rounds = row["rounds_s"], row["cpu_rounds_s"]
+        assert len(rounds) == len(cpu_rounds) == 3
+        assert row["best_s"] == min(rounds) and row["median_s"] == sorted(rounds)[1]
+        assert row["ratio"] == pytest.approx(sorted(t / v for t, v in zip(rounds, vanilla, strict=True))[1], rel=1e-12)
+        cpu = sorted(t / v for t, v in zip(cpu_rounds, vanilla_cpu, strict=True))[1]
+        assert row["cpu_ratio"] == pytest.approx(cpu, rel=1e-12), variant
+    assert out["vanilla"]["ratio"] == 1.0
+    answer = out["ansco_answer"]
+    assert f"answer-only Ans-CO / vanilla PG (wall time): {answer['ratio']:.3f}, limit 1.05" in printed
+    assert f"(CPU time): {answer['cpu_ratio']:.3f}, limit 1.05" in printed
+    # the result file: the same figures with where and when they were measured
+    written = json.loads(result.read_text())
+    assert written["variants"] == out and written["settings"]["dims"] == "smoke"
+    assert written["command"].startswith("python benchmarks/bench_ans_co.py --dims smoke")
+    assert len(written["commit"]) == 40 and written["machine"]["cpu_count"] == os.cpu_count()
+    assert {"started", "finished", "load_1min_at_start", "load_1min_at_end"} <= set(written)
 
 
 def test_allocations_count_the_dense_gradient_the_engine_avoids():

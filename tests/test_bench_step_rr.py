@@ -35,4 +35,15 @@ def test_smoke_run_counts_distinct_texts_and_reports_each_rate_beside_the_limit(
     assert "distinct (prompt, text) embedded      26  (2.17 a response)" in off
     assert "previous pipeline embedded            38  (3.17 a response)" in off
     assert "distinct (prompt, text) embedded      38  (3.17 a response)" in on
-    assert set(out) == {"off", "on"} and all(0 < mode["ratio"] < 2 for mode in out.values())
+    assert set(out) == {"off", "on"}
+    for mode in out.values():
+        # one round: the ratios are that round's timings divided
+        (times,) = mode["rounds_s"]
+        assert mode["ratio"] == pytest.approx(times["limit"] / times["pipeline"], rel=1e-12)
+        assert mode["ratio_before"] == pytest.approx(times["limit"] / times["before"], rel=1e-12)
+        assert mode["responses"] == 12
+    assert (out["off"]["texts_embedded"], out["off"]["texts_embedded_before"], out["on"]["texts_embedded"]) == (
+        26,
+        38,
+        38,
+    )

@@ -45,3 +45,21 @@ def test_summary_names_absolute_checkpoint_log_and_rollout_folders(tmp_path, mon
         f"tensorboard {tmp_path}/tb; wandb (project avconfuse, experiment cpu_tiny)"
     )
     assert lines[3] == f"  rollouts: {tmp_path}/dumps"
+
+
+def test_summary_adds_up_the_reference_costs_over_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    totals = {
+        "timing_s/reference_generate": 12.34,
+        "timing_s/reference_wait": 0.5,
+        "timing_s/similarity": 3.21,
+        "timing_s/step": 50.0,
+        "reference/prefetched": 16.0,
+    }
+    lines = run_summary(_trainer(), 8, {"reward/arr/mean": 0.25}, 60.0, totals).splitlines()
+    assert lines[2] == (
+        "  reference over the run: generated 12.3 s, the rewards waited 0.5 s (1% of the steps' time), "
+        "embedder 3.2 s; 16 prompts prefetched"
+    )
+    # Without a reference worker (precomputed references, other rewards) there is nothing to add up.
+    assert not any("reference over the run" in line for line in run_summary(_trainer(), 8, {}, 60.0, {}).splitlines())

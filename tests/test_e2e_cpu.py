@@ -13,9 +13,31 @@ from pathlib import Path
 import pytest
 
 from conftest import run_python
-from e2e_utils import assert_media, assert_trained, run_example, run_main_ppo
+from e2e_utils import assert_l_op_bounds, assert_media, assert_trained, run_example, run_main_ppo
 
 pytestmark = pytest.mark.slow
+
+#: cpu_tiny: data.train_batch_size 2 prompts x actor_rollout_ref.rollout.n 4 rollouts.
+RESPONSES_PER_STEP = 2 * 4
+
+
+def _is_count_over(value: float, n: int) -> bool:
+    """Whether ``value`` is a mean of ``n`` values that are each 0 or 1 (k / n for an integer k in 0..n)."""
+    return 0 <= round(value * n) <= n and abs(value * n - round(value * n)) < 1e-6
+
+
+def assert_step_rr_means(metrics: dict[str, float], n: int) -> None:
+    """One step's Step-RR means over its ``n`` responses, against what the formula allows (docs/step_rr.md).
+
+    r_format, r_arr and the grade are 0 or 1 per response: their means are k / n. r_arr needs a right
+    answer (arr <= acc). r_avc is 1 + s on a right answer, s in [0, 1] on a wrong one, 0 without one:
+    acc <= avc <= 1 + acc. The score is their sum, r_format + r_arr + r_avc, so its mean is the sum of means.
+    """
+    fmt, arr, avc, acc = (metrics[f"reward/{key}/mean"] for key in ("format", "arr", "avc", "acc"))
+    for key, value in (("format", fmt), ("arr", arr), ("acc", acc)):
+        assert _is_count_over(value, n), (key, value)
+    assert arr <= acc + 1e-9 and acc - 1e-9 <= avc <= 1 + acc + 1e-9, (arr, acc, avc)
+    assert metrics["critic/score/mean"] == pytest.approx(fmt + arr + avc, abs=1e-5)
 
 
 def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
@@ -29,11 +51,9 @@ def test_readme_main_command_runs_rl_comm_stage_2_on_cpu(tmp_path):
     elapsed = time.monotonic() - start
     assert_trained(result, steps)
     assert_media(steps)
-    for step, metrics in steps.items():
-        for key in ("reward/format/mean", "reward/arr/mean", "reward/avc/mean", "reward/acc/mean"):
-            assert 0.0 <= metrics[key] <= 2.0, (step, key)
+    for metrics in steps.values():
+        assert_step_rr_means(metrics, RESPONSES_PER_STEP)
         assert metrics["reference/errors"] == 0.0
-        assert 0.0 <= metrics["reference/cache_hit_rate"] <= 1.0
     # one reference generation per prompt: 2 prompts a step, cached for the group's other rollouts
     assert steps[2]["reference/generated"] == 4.0
     # wall time depends on what else the machine runs: reported, not asserted (~2 min on 2 idle cores)
@@ -58,7 +78,10 @@ def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
     result, steps = run_main_ppo(tmp_path, "+recipe=grpo_baseline", "+machine=cpu_tiny")
     assert_trained(result, steps)
     for metrics in steps.values():
-        assert "reward/format/mean" in metrics and "reward/acc/mean" in metrics
+        # the reward is r_format + accuracy, each 0 or 1 per response; no ARR/AVC, no reference LM
+        fmt, acc = metrics["reward/format/mean"], metrics["reward/acc/mean"]
+        assert _is_count_over(fmt, RESPONSES_PER_STEP) and _is_count_over(acc, RESPONSES_PER_STEP), (fmt, acc)
+        assert metrics["critic/score/mean"] == pytest.approx(fmt + acc, abs=1e-5)
         assert "reward/arr/mean" not in metrics and "reference/generated" not in metrics
 
 
@@ -92,9 +115,7 @@ def test_ans_co_stage_trains_resumes_and_exports_a_model_that_speaks(tmp_path, t
         # NLL on right answers only (nll_on: right): present exactly when the step had a right answer
         assert (metrics["ansco/nll"] > 0) == (metrics["reward/acc/mean"] > 0), step
         assert metrics["ansco/answer_entropy"] > 0, step
-        assert 0.0 <= metrics["ansco/u_mean"] <= 1.0 and 0.0 <= metrics["ansco/gated_fraction"] <= 1.0, step
-        # L_OP's batch mean holds the NLL of every right answer
-        assert metrics["ansco/loss"] > 0 or metrics["ansco/nll"] == 0, step
+        assert_l_op_bounds(metrics)
         assert metrics["actor/grad_norm"] > 0, step
         # entropy_positions: answer: the actor's forward computed the entropy at the answer tokens only, so
         # verl's PPO term had none to report (it does for entropy_positions: all)
@@ -112,7 +133,7 @@ def test_ans_co_stage_trains_resumes_and_exports_a_model_that_speaks(tmp_path, t
     (reply,) = HFOmniBackend(str(thinker), device="cpu", max_frames=4).generate(
         [EvalRequest("x", "Is there a violin sound?", str(clip), str(clip), 8)]
     )
-    assert isinstance(reply, str)
+    assert isinstance(reply, str) and reply.strip(), repr(reply)  # it generates text
 
     full = tmp_path / "omni_full"
     export = run_python(

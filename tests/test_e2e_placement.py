@@ -68,9 +68,16 @@ def test_two_fsdp_ranks_and_the_reference_on_its_own_logical_gpu(tmp_path):
     assert "node 0" in output and "<- global_pool, avconfuse_reference_pool" in output
     for metrics in steps.values():
         assert metrics["reference/errors"] == 0.0 and metrics["reference/failed_prompts"] == 0.0
+        # The step's two prompts were asked for when the trainer drew the batch (prefetch=batch, the default) ...
+        assert metrics["reference/prefetched"] == 2.0 and metrics["reference/prefetch_errors"] == 0.0
+        # ... and each step's reference costs are logged in verl's timing names.
+        assert metrics["timing_s/reference_generate"] > 0 and metrics["timing_s/similarity"] > 0
+        assert 0 <= metrics["timing_s/reference_wait"] < metrics["timing_s/step"]
     assert steps[1]["reference/generated"] > 0
-    # Two prompts a step, one generation each: the group's other rollouts hit the worker's cache.
+    # Two prompts a step, one generation each: the prefetch and all the group's rollouts share it (a request
+    # the prefetch built differently from the rewards' would be generated twice).
     assert steps[2]["reference/generated"] == 4.0
+    assert "reference over the run: generated" in output
 
 
 def test_two_nodes_reward_workers_on_both_get_live_references_from_the_worker(tmp_path):

@@ -55,3 +55,21 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_l_op_bounds_hold_for_batch_normalisation_and_catch_per_set_means():
+    """8 responses, 2 right (NLL 0.4, 0.6), 6 with an answer (entropies 0.3 x 3 ungated, 0.9 x 3 gated), lam 0.5.
+
+    Batch normalisation: L_OP = (0.4 + 0.6) / 8 + 0.5 * (3 * 0.3) / 8 = 0.125 + 0.05625 = 0.18125; the logged
+    means are nll 0.5 (over 2), answer_entropy 0.6 (over 6), acc 2 / 8. Per-set means would log
+    1.0 / 2 + 0.5 * 0.9 / 6 = 0.575, above acc * nll + lam * answer_entropy = 0.125 + 0.3 = 0.425."""
+    import pytest
+
+    from e2e_utils import assert_l_op_bounds
+
+    logged = {"reward/acc/mean": 0.25, "ansco/nll": 0.5, "ansco/answer_entropy": 0.6}
+    assert_l_op_bounds({**logged, "ansco/loss": 0.18125})
+    with pytest.raises(AssertionError):
+        assert_l_op_bounds({**logged, "ansco/loss": 0.575})
+    with pytest.raises(AssertionError):  # below the right answers' NLL: a term went missing
+        assert_l_op_bounds({**logged, "ansco/loss": 0.1})

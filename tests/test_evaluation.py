@@ -255,7 +255,8 @@ def test_next_token_logprobs_chain_rule_and_greedy_choice(omni, clips):
     yes = omni.next_token_logprobs(request, "<answer>", ["yes"])["yes"]
     then_no = omni.next_token_logprobs(request, "<answer>yes", [" no"])[" no"]
     assert both["yes no"] == pytest.approx(yes + then_no, abs=1e-4)
-    assert 0.0 < log_prob_ratio(single, "yes", "no") < 1.0
+    p_yes, p_no = math.exp(single["yes"]), math.exp(single["no"])
+    assert log_prob_ratio(single, "yes", "no") == pytest.approx(p_yes / (p_yes + p_no), rel=1e-9)
 
 
 # --------------------------------------------------------------------------- the OpenAI backend

@@ -7,11 +7,9 @@ import re
 
 import pytest
 
-from verl_avconfuse.learning import ANSWER_ENTROPY, SCORE, STAGES, first_last, series, table, verdict
+from verl_avconfuse.learning import ANSWER_ENTROPY, SCORE, STAGES, first_last, table, verdict
 
 from conftest import REPO
-
-ARR_OF_RIGHT = "reward/arr_of_right/mean"
 
 
 def _steps(scores, **other):
@@ -80,44 +78,64 @@ def test_the_control_differs_from_the_run_only_in_what_it_trains():
     assert STAGES[2].machine in machine.defaults
 
 
+def test_a_further_arm_is_a_label_and_its_overrides():
+    import argparse
+
+    from verl_avconfuse.learning import parse_arm
+
+    assert parse_arm("lop_only:avconfuse.ans_co.pg_coef=0") == ("lop_only", ["avconfuse.ans_co.pg_coef=0"])
+    assert parse_arm(" sets : a=1  b=2") == ("sets", ["a=1", "b=2"])
+    for bad in ("no_colon", ":a=1", "label:"):
+        with pytest.raises(argparse.ArgumentTypeError, match="LABEL:OVERRIDE"):
+            parse_arm(bad)
+
+
 # ------------------------------------------------------------------------------- the short run (slow)
 
 FINAL_LINE = re.compile(r"LEARNING gain=(-?\d+\.\d{4}) control_gain=(-?\d+\.\d{4}) noise=(\d+\.\d{4})")
 
 
 @pytest.mark.slow
-def test_the_short_learning_run_trains_where_its_control_does_not(tmp_path):
+def test_the_short_learning_run_shows_its_steps_trains_only_the_run_and_reports_its_verdict(tmp_path):
     """examples/run_cpu_learning.sh on the cpu_learning_ci machine: 6 steps of Step-RR vs lr = 0.
 
-    Six steps do not reliably separate the reward from sampling noise (README, "Does it learn?"): in five
-    runs of this overlay (Dec 2026, 2 shared cores) ``LEARNING`` passed three times, and Step-RR's own signal,
-    ARR's share of the right answers, rose more than in the control four times out of five (run #5: -0.10
-    against -0.09). Both are printed, not asserted; the evidence that training learns is the 16-step
-    run_cpu_learning.sh and the sign tests through verl's update (test_update_signs.py). This test asserts
-    the plumbing: the control's policy never moves, the run's does, and the exit status follows the printed
-    line.
+    What it asserts is the tool's plumbing, not that Step-RR learns: six steps do not separate the reward
+    from sampling noise (README, "Does it learn?"), so the verdict itself is not asserted. The learning
+    claim is the 16-step run's, committed in benchmarks/results/learning_stage2.json and quoted from there.
+    Asserted: verl's step lines of both runs are on screen, the control's policy never moves while the run's
+    does, and the verdict in learning.json, the final line and the exit status are the gate applied to the
+    logged step metrics (computed here by hand from them).
     """
     from e2e_utils import run_example
 
     result, _ = run_example(tmp_path, "run_cpu_learning.sh", "--machine=cpu_learning_ci", "--k=2", timeout=1500)
     output = result.stdout + result.stderr
-    assert result.returncode in (0, 1), output[-6000:]  # 2: a run failed or a metric was missing
-    last = result.stdout.strip().splitlines()[-1]
-    match = FINAL_LINE.fullmatch(last)
-    assert match, last
-    gain, control_gain, noise = map(float, match.groups())
-    assert (result.returncode == 0) == (gain > control_gain + 2 * noise)
+    assert result.returncode != 2, output[-6000:]  # 2: a run failed or a metric was missing
+    # verl's step lines, as they came, for both runs
+    for name in ("run", "control"):
+        shown = [line for line in result.stdout.splitlines() if line.startswith(f"[{name}]") and "step:" in line]
+        assert len(shown) == 6, (name, shown[-2:])
     summary = json.loads((tmp_path / "outputs" / "cpu_learning" / "learning.json").read_text())
-    run, control = summary["run"], summary["control"]
-    assert len(run) == len(control) == 6
+    run = {int(k): v for k, v in summary["run"].items()}
+    control = {int(k): v for k, v in summary["control"].items()}
+    assert sorted(run) == sorted(control) == [1, 2, 3, 4, 5, 6]
     assert summary["recipes"] == ["+recipe=avconfuse", "+machine=cpu_learning_ci"] and summary["k"] == 2
     # lr = 0: the control's policy never moves, so every PPO ratio is exactly 1; the run's does move
     assert all(step["actor/pg_clipfrac"] == 0.0 for step in control.values())
     assert any(step["actor/pg_clipfrac"] > 0.0 for step in run.values())
-    print(last)
-    # JSON keys are strings; order the steps as numbers
-    arr_run = first_last(series({int(k): v for k, v in run.items()}, ARR_OF_RIGHT), 2)
-    arr_control = first_last(series({int(k): v for k, v in control.items()}, ARR_OF_RIGHT), 2)
-    print(
-        f"ARR of right answers: run {arr_run[0]:.3f} -> {arr_run[1]:.3f}, control {arr_control[0]:.3f} -> {arr_control[1]:.3f}"
+    # the gate by hand on the logged rewards: mean of the last 2 minus mean of the first 2, the control's
+    # sample standard deviation over its 6 steps
+    scores = [run[i]["critic/score/mean"] for i in range(1, 7)]
+    control_scores = [control[i]["critic/score/mean"] for i in range(1, 7)]
+    gain = (scores[4] + scores[5]) / 2 - (scores[0] + scores[1]) / 2
+    control_gain = (control_scores[4] + control_scores[5]) / 2 - (control_scores[0] + control_scores[1]) / 2
+    mean = sum(control_scores) / 6
+    noise = (sum((x - mean) ** 2 for x in control_scores) / 5) ** 0.5
+    assert (summary["gain"], summary["control_gain"], summary["noise"]) == pytest.approx((gain, control_gain, noise))
+    learned = gain > control_gain + 2 * noise
+    assert summary["learned"] is learned and result.returncode == (0 if learned else 1)
+    assert FINAL_LINE.fullmatch(result.stdout.strip().splitlines()[-1])
+    assert (
+        result.stdout.strip().splitlines()[-1]
+        == f"LEARNING gain={gain:.4f} control_gain={control_gain:.4f} noise={noise:.4f}"
     )

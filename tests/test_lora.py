@@ -148,7 +148,21 @@ def test_merge_reads_the_adapted_modules_from_the_tensors_not_from_verls_adapter
 
     from verl_avconfuse.omni.lora import merge_lora_thinker
 
-    model = _verl_lora(_thinker(tiny_asset, "models/omni_thinker"), rank=2, alpha=4)
+    rank, alpha = 2, 4
+    model = _verl_lora(_thinker(tiny_asset, "models/omni_thinker"), rank=rank, alpha=alpha)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "lora_B"):
+                module.lora_B["default"].weight.normal_()  # PEFT starts B at zero: make the update non-zero
+    expected = {}  # W + (alpha / r) * B @ A of the modules whose verl leaf name is "0" or "2"
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and name.endswith(("visual.merger.mlp.0", "visual.merger.mlp.2")):
+            delta = module.lora_B["default"].weight @ module.lora_A["default"].weight
+            expected[name.removeprefix("base_model.model.") + ".weight"] = (
+                module.base_layer.weight + alpha / rank * delta
+            )
+    assert len(expected) == 2
     model.save_pretrained(str(tmp_path / "adapter"))
     keys = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     leaves = sorted({key.split(".")[-3] for key in keys})
@@ -158,4 +172,6 @@ def test_merge_reads_the_adapted_modules_from_the_tensors_not_from_verls_adapter
     config["target_modules"] = leaves
     config_file.write_text(json.dumps(config))
     out = merge_lora_thinker(tiny_asset("models/omni_thinker"), tmp_path / "adapter", tmp_path / "merged")
-    assert (out / "model.safetensors").is_file()
+    merged = load_file(str(out / "model.safetensors"))
+    for name, weight in expected.items():
+        assert torch.allclose(merged[name].float(), weight, atol=1e-6), name

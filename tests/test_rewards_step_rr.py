@@ -36,7 +36,11 @@ def scores(parsed=FULL, truth="one", sim_a_ref=0.9, sim_a_v=0.6, **kw):
     return step_rr_scores(parsed, truth, sim_a_ref, sim_a_v, **kw)
 
 
-def test_default_omega_is_the_papers():
+def test_default_omega_is_the_papers_and_arr_needs_more_than_it():
+    # the paper's omega = 0.8, strict: a similarity of exactly 0.8 earns no ARR, one just above it does
+    assert scores(sim_a_ref=0.8)["arr"] == 0.0
+    assert scores(sim_a_ref=0.8 + 1e-9)["arr"] == 1.0
+    assert scores(sim_a_ref=0.79)["arr"] == 0.0 and scores(sim_a_ref=0.85, omega=0.9)["arr"] == 0.0
     assert DEFAULT_OMEGA == 0.8
 
 

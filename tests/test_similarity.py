@@ -109,13 +109,25 @@ class _EncodeSpy:
         self.model.model.encode = self.real
 
 
+#: The paper's query instructions in Qwen3-Embedding's format, written out (the release's wording).
+PAPER_QUERY_PROMPTS = {
+    "arr": "Instruct: Given a reference answer, retrieve semantically similar content\nQuery:",
+    "avc": "Instruct: Given an audio description, retrieve semantically coherent visual content\nQuery:",
+}
+
+
 def _per_pair_scores(model, pairs) -> np.ndarray:
-    """The undeduplicated path: each pair's two texts embedded on their own, straight from the encoder."""
+    """The undeduplicated path, independent of the plugin: a SentenceTransformer of its own loaded from the same
+    directory embeds each pair's two texts on their own, the paper's instruction (written above) on the query
+    when the model uses instructions, and the score is the dot product of the unit embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model.model_name, device="cpu")
     out = []
     for pair in pairs:
-        prompt = model._query_prompt(pair.kind)
-        query = model.model.encode([pair.query], prompt=prompt, normalize_embeddings=True)[0]
-        document = model.model.encode([pair.document], normalize_embeddings=True)[0]
+        prompt = PAPER_QUERY_PROMPTS[pair.kind] if model.use_instructions else None
+        query = encoder.encode([pair.query], prompt=prompt, normalize_embeddings=True)[0]
+        document = encoder.encode([pair.document], normalize_embeddings=True)[0]
         out.append(float(np.dot(query, document)))
     return np.array(out)
 
@@ -160,3 +172,34 @@ def test_no_requests_no_encode(minilm):
     with _EncodeSpy(minilm) as spy:
         assert minilm.score([]).shape == (0,)
     assert spy.calls == []
+
+
+def test_a_reference_is_embedded_once_when_it_arrives_and_scores_as_if_embedded_with_its_pairs(tiny_asset):
+    model = SimilarityModel(tiny_asset("models/embedder"))  # its own kept embeddings, none yet
+    pairs = _rollouts(prompts=2, group=6, seed=3)
+    references = sorted({pair.query for pair in pairs if pair.kind == "arr"})
+    arr_prompt = model.model.prompts["arr"]
+    with _EncodeSpy(model) as spy:
+        assert model.remember_queries("arr", references) == 2  # the prefetched references return
+        assert model.remember_queries("arr", references) == 0  # already kept
+        step = model.score(pairs)  # the group's rollouts are scored
+        epoch_2 = model.score(pairs)  # the same prompts again
+    assert [call for call in spy.calls if call[0] == arr_prompt] == [(arr_prompt, 2)]
+    assert np.allclose(step, _per_pair_scores(model, pairs), atol=1e-6, rtol=0)
+    assert np.array_equal(step, epoch_2)
+    with pytest.raises(ValueError, match="only"):
+        model.remember_queries("avc", ["a policy a-think: one per rollout, never reused"])
+
+
+def test_without_a_prefetch_a_reference_is_embedded_by_its_first_group_only(tiny_asset):
+    model = SimilarityModel(tiny_asset("models/embedder"))
+    pairs = _rollouts(prompts=2, group=6, seed=4)
+    arr_prompt = model.model.prompts["arr"]
+    per_prompt = len(pairs) // 2  # 6 rollouts x (arr, avc)
+    first = pairs[: per_prompt // 2] + pairs[per_prompt : per_prompt + per_prompt // 2]
+    rest = pairs[per_prompt // 2 : per_prompt] + pairs[per_prompt + per_prompt // 2 :]
+    with _EncodeSpy(model) as spy:
+        model.score(first)  # 3 rollouts of each prompt finish
+        model.score(rest)  # the other 3 of each, in a later batch
+    arr_texts = sum(n for prompt, n in spy.calls if prompt == arr_prompt)
+    assert arr_texts == len({pair.query for pair in pairs if pair.kind == "arr"}) == 2

@@ -34,6 +34,20 @@ SR = tiny.AUDIO_SAMPLING_RATE
 TAGS = ("<a-think>", "</a-think>", "<v-think>", "</v-think>", "<answer>", "</answer>")
 HELD_OUT_SEED = 12345  # prompts the warm start never saw
 
+# How often each warm-started model writes the format at temperature 1 on these tests' prompts and media,
+# measured over 8 sampling seeds (qwen2_audio: 16) by benchmarks/tiny_format_rates.py
+# (benchmarks/results/tiny_format_rates.json): 309 of 512, 128 of 256 and 212 of 256 samples.
+FORMAT_RATE = {"qwen2": 0.604, "omni_thinker": 0.500, "qwen2_audio": 0.828}
+RATE_SAMPLES = {"qwen2": 512, "omni_thinker": 256, "qwen2_audio": 256}
+
+
+def _format_rate_bounds(model: str, n: int) -> tuple[float, float]:
+    """p +- 3 sigma for a fraction of ``n`` samples, sigma from the binomial of the test's n and of the
+    estimate of p (normal approximation: a sound model lands inside > 99 % of the time)."""
+    p = FORMAT_RATE[model]
+    sigma = (p * (1 - p) / n + p * (1 - p) / RATE_SAMPLES[model]) ** 0.5
+    return p - 3 * sigma, p + 3 * sigma
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
@@ -183,8 +197,8 @@ def test_warm_started_policy_samples_the_format_some_of_the_time(built, tmp_path
     tokenizer = AutoTokenizer.from_pretrained(built["qwen2"])
     responses, sampled = _sample_responses(AutoModelForCausalLM.from_pretrained(built["qwen2"]), tokenizer, users)
     fraction = sum(bool(WELL_FORMED_RESPONSE.match(r)) for r in responses) / len(responses)
-    print(f"\nwell-formed at temperature 1: {fraction:.2f}")
-    assert 0.05 <= fraction <= 0.95, (fraction, responses[:8])
+    low, high = _format_rate_bounds("qwen2", len(responses))  # 0.41 .. 0.80 for 64
+    assert low <= fraction <= high, (fraction, responses[:8])
     assert len(set(responses)) >= 48, "samples should vary"
     # Media placeholders in a response would break a multimodal forward; the warm start makes them unlikely.
     media_ids = [tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[k]) for k in ("audio", "image", "video")]
@@ -268,8 +282,8 @@ def test_omni_thinker_keeps_the_format_with_media(built):
         out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=64)
     responses = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     fraction = sum(bool(WELL_FORMED_RESPONSE.match(r)) for r in responses) / len(responses)
-    print(f"\nthinker with audio + video, well-formed at temperature 1: {fraction:.2f}")
-    assert 0.05 <= fraction <= 0.95, (fraction, responses[:8])
+    low, high = _format_rate_bounds("omni_thinker", len(responses))  # 0.22 .. 0.78 for 32
+    assert low <= fraction <= high, (fraction, responses[:8])
 
 
 def test_full_omni_loads_and_holds_a_thinker_shaped_like_the_tiny_thinker(built):
@@ -327,8 +341,8 @@ def test_qwen2_audio_generates_from_an_audio_chat(built):
         out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48)
     responses = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     fraction = sum(bool(WELL_FORMED_REFERENCE.match(r)) for r in responses) / len(responses)
-    print(f"\nqwen2-audio <a-think> well-formed at temperature 1: {fraction:.2f}")
-    assert fraction >= 0.25, responses
+    low, _ = _format_rate_bounds("qwen2_audio", len(responses))  # 0.54 for 16 (the upper bound is above 1)
+    assert fraction >= low, (fraction, responses)
 
     # Longer audio is cut to the encoder's window (QWEN2_AUDIO_SECONDS).
     long = processor(

@@ -9,6 +9,7 @@ and runs ``fn`` once on the concatenation in a worker thread, so the actor's eve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,3 +63,31 @@ class MicroBatcher:
                 if not future.done():
                     future.set_result(results[start : start + len(items)])
                 start += len(items)
+
+
+class BusyClock:
+    """Seconds during which at least one call was in progress: the union of the calls' intervals.
+
+    A step's rewards wait concurrently (a GRPO group's rollouts ask for the same reference together); the
+    time the reward loop was held up is the union of those waits, not their sum.
+    """
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._since = 0.0
+        self._total = 0.0
+
+    def __enter__(self) -> BusyClock:
+        if self._active == 0:
+            self._since = time.perf_counter()
+        self._active += 1
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._total += time.perf_counter() - self._since
+
+    @property
+    def seconds(self) -> float:
+        return self._total + (time.perf_counter() - self._since if self._active else 0.0)

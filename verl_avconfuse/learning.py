@@ -14,7 +14,12 @@ the same seed, prompts and sampling settings:
   which must fall.
 
 ``--machine NAME`` replaces the stage's machine for both runs (``cpu_learning_ci``: the short version
-the slow test runs). It prints the first-k and last-k step means of the metrics for both, writes the learning
+the slow test runs); ``--arm LABEL:OVERRIDES`` adds a further run, compared with the same control (the
+paper's stage-3 objective: ``lop_only:avconfuse.ans_co.pg_coef=0``); ``--result FILE`` also writes
+``learning.json`` with the command, commit, machine, dates and load average (:mod:`verl_avconfuse.provenance`;
+the committed ones are ``benchmarks/results/learning_stage{2,3}.json``). verl's step lines of every run are
+echoed as they come, prefixed with the run's name; the whole console logs are ``OUT_DIR/<name>.log``.
+It prints the first-k and last-k step means of the metrics for both, writes the learning
 curves (``curves.png``, when matplotlib is installed) and ``learning.json``, and ends with one line::
 
     LEARNING gain=G control_gain=C noise=S          (stage 2)
@@ -29,7 +34,8 @@ only when ``G > C + 2 S``.
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +43,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from verl_avconfuse.io import atomic_write_figure
+from verl_avconfuse.io import atomic_write_figure, atomic_write_json
+from verl_avconfuse.provenance import result_record, write_result
+
+#: verl's console step line (verl_avconfuse.console_metrics reads the same lines).
+STEP_LINE = re.compile(r"step:\d+ - ")
 
 #: The stage-2 learning signal.
 SCORE = "critic/score/mean"
@@ -183,23 +193,47 @@ def write_curves(run: dict, control: dict, path: Path, experiment: Experiment = 
 
 def run_main_ppo(
     out_dir: Path, name: str, overrides: list[str], recipes: tuple[str, ...]
-) -> dict[int, dict[str, float]]:
-    """One ``main_ppo`` run; its console log kept as ``<name>.log``; its per-step metrics."""
+) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
+    """One ``main_ppo`` run: its per-step metrics, and its wall time and load.
+
+    The console log is kept whole as ``<name>.log``; verl's step lines (``step:N - metric:value ...``)
+    are echoed as they come, prefixed with ``[name]``, so the steps behind the final line are on screen.
+    """
     from verl_avconfuse.console_metrics import parse_console_metrics
 
     log_path = out_dir / f"{name}.log"
     command = [sys.executable, "-m", "verl.trainer.main_ppo", *recipes, *overrides]
     print(f"[{name}] {' '.join(command[1:])}  (log: {log_path})", flush=True)
     start = time.monotonic()
+    load_start = os.getloadavg()[0]
     with log_path.open("w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=out_dir)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=out_dir, bufsize=1
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if STEP_LINE.search(line):
+                print(f"[{name}] {line.strip()}", flush=True)
+        returncode = process.wait()
     text = log_path.read_text()
-    if result.returncode != 0:
+    if returncode != 0:
         tail = "\n".join(text.strip().splitlines()[-15:])
-        raise RuntimeError(f"[{name}] main_ppo exited {result.returncode}; last lines of {log_path}:\n{tail}")
+        raise RuntimeError(f"[{name}] main_ppo exited {returncode}; last lines of {log_path}:\n{tail}")
     steps = parse_console_metrics(text)
-    print(f"[{name}] {len(steps)} steps in {time.monotonic() - start:.0f} s", flush=True)
-    return steps
+    seconds = time.monotonic() - start
+    print(f"[{name}] {len(steps)} steps in {seconds:.0f} s", flush=True)
+    timing = {"wall_s": round(seconds, 1), "load_1min_at_start": round(load_start, 2)}
+    timing["load_1min_at_end"] = round(os.getloadavg()[0], 2)
+    return steps, timing
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    """``LABEL:OVERRIDE [OVERRIDE ...]`` -> ``(LABEL, [OVERRIDE, ...])``."""
+    label, sep, overrides = text.partition(":")
+    if not sep or not label.strip() or not overrides.split():
+        raise argparse.ArgumentTypeError(f"--arm: expected LABEL:OVERRIDE [OVERRIDE ...], got {text!r}")
+    return label.strip(), overrides.split()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,35 +251,69 @@ def main(argv: list[str] | None = None) -> int:
         "--machine", metavar="NAME", default=None, help="machine config for both runs (default: the stage's own)"
     )
     parser.add_argument(
+        "--arm",
+        type=parse_arm,
+        action="append",
+        default=[],
+        metavar="LABEL:OVERRIDES",
+        help="a further run compared with the control, e.g. 'lop_only:avconfuse.ans_co.pg_coef=0' (repeatable)",
+    )
+    parser.add_argument(
+        "--result",
+        type=Path,
+        default=None,
+        help="also write learning.json, with the command, commit, machine, dates and load, to this file "
+        "(the committed figures: benchmarks/results/learning_stage{2,3}.json)",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides for both runs (e.g. trainer.total_training_steps=8)"
     )
     args = parser.parse_intermixed_args(argv)
+    record = result_record(["python", "-m", "verl_avconfuse.learning", *(sys.argv[1:] if argv is None else argv)])
     experiment = STAGES[args.stage]
     recipes = config_groups(experiment, args.machine)
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, dict[str, float]] = {}
+    arms: dict[str, dict] = {}
     try:
-        run = run_main_ppo(out_dir, "run", list(args.overrides), recipes)
-        control = run_main_ppo(out_dir, "control", [*args.overrides, *experiment.control_overrides], recipes)
+        run, timings["run"] = run_main_ppo(out_dir, "run", list(args.overrides), recipes)
+        control, timings["control"] = run_main_ppo(
+            out_dir, "control", [*args.overrides, *experiment.control_overrides], recipes
+        )
         result = verdict(run, control, args.k, experiment)
+        for label, overrides in args.arm:
+            steps, timings[label] = run_main_ppo(out_dir, label, [*args.overrides, *overrides], recipes)
+            arm_verdict = verdict(steps, control, args.k, experiment)
+            arms[label] = {"overrides": overrides, "gain": arm_verdict.gain, "steps": steps}
     except (RuntimeError, ValueError) as error:
         print(f"learning: error: {error}", file=sys.stderr)
         return 2
     print()
     print(table(run, control, args.k, experiment.table_metrics))
+    for label, arm in arms.items():
+        print(f"\n{label} ({' '.join(arm['overrides'])}) against the control:")
+        print(table(arm["steps"], control, args.k, experiment.table_metrics))
     print(write_curves(run, control, out_dir / "curves.png", experiment))
     summary = {
         **asdict(result),
         "stage": args.stage,
         "signal": experiment.signal,
         "recipes": list(recipes),
+        "control_overrides": list(experiment.control_overrides),
+        "overrides": list(args.overrides),
         "learned": result.learned,
+        "line": result.line(),
         "run": run,
         "control": control,
+        "arms": arms,
+        "timings": timings,
     }
-    tmp = out_dir / "learning.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, sort_keys=True))
-    tmp.replace(out_dir / "learning.json")
+    atomic_write_json(out_dir / "learning.json", summary, indent=1, sort_keys=True)
+    if args.result is not None:
+        print(f"result: {write_result(args.result, record, summary)}")
+    for label, arm in arms.items():
+        print(f"ARM {label} gain={arm['gain']:.4f}  (the same measure as the final line's first value)")
     print(result.line())
     return 0 if result.learned else 1
 

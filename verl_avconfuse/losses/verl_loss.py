@@ -11,10 +11,12 @@ Per-sample inputs arrive with the micro-batch from verl's transfer queue, writte
 before the update (:data:`ANSWER_MASK_FIELD`: response-aligned answer tokens N, the entropy set;
 :data:`UNCERTAINTY_MASK_FIELD`: the answer's content tokens U, where ``u`` is measured;
 :data:`NLL_MASK_FIELD`: 1 where the NLL term applies). The terms are summed over the micro-batch and
-divided by the mini-batch's global sample count per data-parallel rank, as verl's ``agg_loss`` does for
-its ``seq-mean`` modes, so micro-batching, gradient accumulation, dynamic batch sizes and data
-parallelism all give the gradient of one mean over the mini-batch (samples outside the NLL or answer
-sets count as zeros), whatever ``loss_agg_mode`` the policy-gradient term uses.
+divided, with ``avconfuse.ans_co.normalize_by: batch`` (the default), by the mini-batch's global sample
+count per data-parallel rank, as verl's ``agg_loss`` does for its ``seq-mean`` modes (samples outside the
+NLL or answer sets count as zeros); with ``sets``, by the sizes of those sets in the mini-batch per rank
+(the paper's per-set means: docs/paper_deviations.md). Either way micro-batching, gradient accumulation,
+dynamic batch sizes and data parallelism all give the gradient of one mean over the mini-batch, whatever
+``loss_agg_mode`` the policy-gradient term uses.
 
 Metrics. verl reduces a loss function's metrics per mini-batch as: the mean over data-parallel ranks of
 the *sum* (``AggregationType.SUM``) or *mean* (``MEAN``) over micro-batches (``Metric.aggregate_dp`` in
@@ -134,7 +136,11 @@ def ans_co_ppo_loss(
     uncertainty_mask = fields[UNCERTAINTY_MASK_FIELD].to(device=log_prob.device, dtype=torch.bool)
     nll_mask = data[NLL_MASK_FIELD].to(device=log_prob.device).reshape(-1).bool()
     dp_size = int(data["dp_size"])
-    per_rank = float(global_batch_size) / dp_size
+    # Per rank: the ranks' gradients are averaged, so a denominator D / dp_size makes the mean over D.
+    if settings.normalize_by == "sets":
+        nll_denominator, entropy_denominator = set_sizes.nll / dp_size, set_sizes.answer / dp_size
+    else:
+        nll_denominator = entropy_denominator = float(global_batch_size) / dp_size
     ans_loss, ans_metrics = ans_co_loss_from_stats(
         log_prob,
         entropy,
@@ -145,8 +151,8 @@ def ans_co_ppo_loss(
         u_max=settings.u_max,
         uncertainty=settings.uncertainty,
         vocab_size=vocab_size,
-        nll_denominator=per_rank,
-        entropy_denominator=per_rank,
+        nll_denominator=nll_denominator,
+        entropy_denominator=entropy_denominator,
         uncertainty_mask=uncertainty_mask,
     )
     for key, (total, over) in METRICS.items():

@@ -56,7 +56,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _row_request(row: dict, media_root: str | None):
-    from verl_avconfuse.rewards.manager import reference_request_for
+    from verl_avconfuse.reference.requests import reference_request_for
 
     messages = [{"role": "user", "content": []}]
     for key, kind in (("audios", "audio"), ("videos", "video")):

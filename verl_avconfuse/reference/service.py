@@ -8,6 +8,7 @@ batch that fails as a whole is retried one request at a time, so one bad file co
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from verl_avconfuse.reference.backends import AudioLM
@@ -23,6 +24,8 @@ class ReferenceStats:
     cache_hits: int = 0
     generated: int = 0
     errors: int = 0
+    #: Seconds spent in the audio LM's ``generate`` (the reference's compute, whoever asked).
+    generate_s: float = 0.0
     error_reasons: list[str] = field(default_factory=list)
 
     def as_metrics(self) -> dict[str, float]:
@@ -31,6 +34,7 @@ class ReferenceStats:
             "reference/cache_hit_rate": self.cache_hits / self.requests if self.requests else 0.0,
             "reference/generated": float(self.generated),
             "reference/errors": float(self.errors),
+            "reference/generate_s": self.generate_s,
         }
 
 
@@ -95,14 +99,17 @@ class ReferenceService:
 
     def _generate(self, requests: list[ReferenceRequest]) -> list[tuple[str | None, str | None, str | None]]:
         """(a_think, raw, error) per request; a failing batch is retried request by request."""
+        started = time.perf_counter()
         try:
             raw = self.audio_lm.generate(requests)
         except Exception as error:  # noqa: BLE001 -- isolate the failing request(s)
+            self.stats.generate_s += time.perf_counter() - started
             if len(requests) == 1:
                 reason = str(error) if requests[0].audio_path in str(error) else f"{requests[0].audio_path}: {error}"
                 logger.warning("reference generation failed: %s", reason)
                 return [(None, None, reason)]
             return [item for request in requests for item in self._generate([request])]
+        self.stats.generate_s += time.perf_counter() - started
         results = []
         for request, text in zip(requests, raw, strict=True):
             # The one extractor the reward uses too (the a-think block, else the whole text, tags removed).

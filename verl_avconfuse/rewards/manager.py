@@ -6,7 +6,8 @@ combines them with :func:`verl_avconfuse.rewards.step_rr_scores`:
 
 - reference a-think: ``extra_info.reference_a_think`` when precomputed
   (``avconfuse reference precompute``); else the reference worker that owns the prompt
-  (:func:`verl_avconfuse.placement.reference_replica_for`), which serves its cache or generates.
+  (:func:`verl_avconfuse.placement.reference_replica_for`), which serves its cache, the prefetch the
+  trainer started when it drew the batch (:mod:`verl_avconfuse.reference.prefetch`), or generates.
   A failure or timeout gives ``arr = 0`` and is counted (``ref_error``), and training goes on
   until the step's error budget is spent (the trainer checks it);
 - similarities: the shared similarity worker when the trainer started one, else an embedder loaded
@@ -27,50 +28,13 @@ from typing import Any
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from verl_avconfuse.reference.requests import reference_request_for
 from verl_avconfuse.rewards import parse_response, similarity_requests, step_rr_scores
 from verl_avconfuse.settings import avconfuse_settings
 
 logger = logging.getLogger(__name__)
 
 REWARD_MANAGER_NAME = "step_rr"
-
-
-def _user_text(messages) -> str:
-    parts = []
-    for message in messages or []:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(
-                item.get("text", "") for item in content if isinstance(item, dict) and item.get("type") == "text"
-            )
-    return " ".join(part.strip() for part in parts if part.strip())
-
-
-def reference_request_for(non_tensor: dict, media_root: str | None):
-    """The reference audio LM's request for one sample: its soundtrack, question and answer."""
-    from verl_avconfuse.omni.dataset import media_path
-    from verl_avconfuse.prompts import OUTPUT_FORMAT_INSTRUCTION
-    from verl_avconfuse.reference.cache import ReferenceRequest
-
-    messages = list(non_tensor.get("raw_prompt") or [])
-    audio = video = None
-    for message in messages:
-        for item in message.get("content") or [] if isinstance(message.get("content"), list) else []:
-            if isinstance(item, dict) and item.get("type") == "audio" and audio is None:
-                audio = media_path(item, media_root, "audio")
-            elif isinstance(item, dict) and item.get("type") == "video" and video is None:
-                video = media_path(item, media_root, "video")
-    source = audio or video
-    if source is None:
-        return None
-    extra_info = non_tensor.get("extra_info") or {}
-    question = extra_info.get("question") or _user_text(messages).replace(OUTPUT_FORMAT_INSTRUCTION, "").strip()
-    answer = str((non_tensor.get("reward_model") or {}).get("ground_truth", ""))
-    return ReferenceRequest(str(source), str(question), answer)
 
 
 @register(REWARD_MANAGER_NAME)
