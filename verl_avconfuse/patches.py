@@ -375,7 +375,7 @@ _EMBED_REASON = (
     "vLLM 0.24.0 merges audio-in-video embeddings in their interleaved order only when one span of the whole "
     "engine step is video/audio (check_interleaved_audio_video); with two such requests in a step (a GRPO group "
     "prefilled together) it scatters video embeddings onto audio tokens and back: prompt log-probs off by "
-    "~1 nat per token (tests/test_vllm_engine_*.py). The step's chunks are re-cut into position order "
+    "more than 0.1 nats per token (tests/test_vllm_engine_*.py). The step's chunks are re-cut into position order "
     "(vllm_contract.interleaved_merge_order, position_ordered_slices) and vLLM's plain merge does the rest; "
     "its interleaving test is then off in that module (check_interleaved_audio_video, patched together). "
     "Steps without both video and audio tokens are unchanged."

@@ -907,8 +907,8 @@ def interleaved_merge_order(
     0.24.0's Qwen2.5-Omni thinker merges them by its interleaving test (``check_interleaved_audio_video``),
     which looks at one span for the whole step: with two such regions in a step (two requests prefilled
     together: a GRPO group) the test fails and the chunks are scattered in plain position order, so video
-    embeddings land on audio tokens and the other way round (prompt log-probs off by ~1 nat per token,
-    measured; upstream fixed it in vLLM PR #46213, not in 0.24.0).
+    embeddings land on audio tokens and the other way round (prompt log-probs off per token:
+    the lane's tests assert more than 0.1 nats on average; upstream fixed it in vLLM PR #46213, not in 0.24.0).
 
     Here each chunk takes the next positions of its own kind. ``kinds[i]`` is the kind of the i-th
     multimodal position of the step (:data:`VIDEO_POSITION`, :data:`AUDIO_POSITION`, :data:`OTHER_POSITION`),
@@ -992,7 +992,7 @@ def qwen2_5_omni_mrope_positions(
     (same arguments). With audio inside the video, vLLM gives ``<|vision_bos|>`` and ``<|audio_bos|>`` one
     position each and ``<|audio_eos|>``, ``<|vision_eos|>`` one each, where transformers' ``get_rope_index``
     (``modeling_qwen2_5_omni.py``) gives each pair a shared position: the interleaved body sits one position
-    higher in vLLM and everything after it two (99 of 103 positions of the tiny clip; docs/vllm_omni.md).
+    higher in vLLM and everything after it two (most positions of the tiny clip; docs/vllm_omni.md).
     Separate audio and video items agree. Rather than re-deriving transformers' layout, this calls
     transformers' own ``get_rope_index`` (the one the actor's processor calls, through
     :class:`~verl_avconfuse.omni.processor._ThinkerRopeIndex`) with the grids, audio lengths, seconds per
