@@ -119,6 +119,14 @@ def _ablation_row(label: str, arm: str) -> Figure:
 
 
 FIGURES = [
+    # ---------------------------------------------------------------- README: the main job
+    Figure(
+        "main job wall time",
+        "README.md",
+        r"\*\*" + NUMBER + r" s\*\* with the tiny models and data cached, at a load average of " + NUMBER,
+        "main_job_time.json",
+        lambda d: [d["wall_s"] if d["tiny_assets_cached"] else float("nan"), d["load_1min_at_start"]],
+    ),
     # ---------------------------------------------------------------- README: stage 2
     *(Figure(f"stage 2 table: {m}", "README.md", _row(m, 4), STAGE2, _learning_row(m, 4)) for m in STAGE2_METRICS),
     Figure(
