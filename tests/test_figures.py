@@ -119,6 +119,14 @@ def _ablation_row(label: str, arm: str) -> Figure:
 
 
 FIGURES = [
+    # ---------------------------------------------------------------- README: the main job
+    Figure(
+        "main job wall time",
+        "README.md",
+        r"\*\*" + NUMBER + r" s\*\* with the tiny models and data cached, at a load average of " + NUMBER,
+        "main_job_time.json",
+        lambda d: [d["wall_s"] if d["tiny_assets_cached"] else float("nan"), d["load_1min_at_start"]],
+    ),
     # ---------------------------------------------------------------- README: stage 2
     *(Figure(f"stage 2 table: {m}", "README.md", _row(m, 4), STAGE2, _learning_row(m, 4)) for m in STAGE2_METRICS),
     Figure(
@@ -148,6 +156,46 @@ FIGURES = [
             d["load_1min_at_end"],
         ],
     ),  # fmt: skip
+    Figure(
+        "stage 2, second seed",
+        "README.md",
+        r"run "
+        + NUMBER
+        + r" s \+ control "
+        + NUMBER
+        + r" s\) met the gate: `LEARNING gain="
+        + NUMBER
+        + " control_gain="
+        + NUMBER
+        + " noise="
+        + NUMBER
+        + "`, with ARR's share of the right answers rising from "
+        + NUMBER
+        + " to "
+        + NUMBER
+        + " in the run and falling from "
+        + NUMBER
+        + " to "
+        + NUMBER
+        + " in the control",
+        "learning_stage2_seed1.json",
+        lambda d: [
+            d["timings"]["run"]["wall_s"],
+            d["timings"]["control"]["wall_s"],
+            d["gain"],
+            d["control_gain"],
+            d["noise"],
+            *_ends(d["run"], "reward/arr_of_right/mean", 4),
+            *_ends(d["control"], "reward/arr_of_right/mean", 4),
+        ],
+    ),  # fmt: skip
+    Figure(
+        "stage 2, both seeds' reward rise",
+        "README.md",
+        r"The reward rose by " + NUMBER + " in both seeds",
+        "learning_stage2_seed1.json",
+        lambda d: [d["gain"]],
+    ),
     # ---------------------------------------------------------------- README: stage 3
     *(
         Figure(f"stage 3 table: {m}", "README.md", _row(m, 4), STAGE3, _learning_row(m, 4), after="**Stage 3**")
