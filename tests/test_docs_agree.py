@@ -29,7 +29,7 @@ NOT_IN_THE_RUNS = {
 
 
 def _logged() -> dict[str, set[str]]:
-    """Every metric name each committed learning run logged, per stage."""
+    """Every metric name each committed learning run logged, per stage, and the prefetch runs'."""
     out = {}
     for stage in (2, 3):
         summary = json.loads((REPO / "benchmarks" / "results" / f"learning_stage{stage}.json").read_text())
@@ -38,6 +38,9 @@ def _logged() -> dict[str, set[str]]:
             for metrics in steps.values():
                 names |= set(metrics)
         out[f"stage {stage}"] = names
+    # the reference prefetch's metrics are logged by the runs of benchmarks/bench_rl_comm_runs.py
+    runs = json.loads((REPO / "benchmarks" / "results" / "rl_comm_runs.json").read_text())["runs"]
+    out["rl_comm_runs"] = {name for run in runs.values() for metrics in run["steps"].values() for name in metrics}
     return out
 
 

@@ -6,8 +6,6 @@ captures is compared with the value computed from the result file, to the digits
 longer finds it fails too: edit the number and its entry here together. Result files are written by the
 command that measured them (``--result``), with the command, commit, machine, dates and load average.
 
-``rl_comm_runs.json`` (RL-CoMM / GRPO step time) is being re-measured elsewhere; until it is committed the
-one figure read from it is skipped, with that reason.
 """
 
 from __future__ import annotations
@@ -24,9 +22,10 @@ from conftest import REPO
 
 RESULTS = REPO / "benchmarks" / "results"
 #: Result files that may be absent for now, and why (the figure is skipped, not passed, while it is).
-PENDING = {
-    "rl_comm_runs.json": "benchmarks/results/rl_comm_runs.json is being re-measured (issue 28); not committed yet"
-}
+PENDING: dict[str, str] = {}
+#: Result files written before the provenance module, with a header of their own: command, commit, machine (a
+#: line of text) and date.
+OWN_HEADER = {"rl_comm_runs.json", "rl_comm_runs_2s_poll.json", "layer_entropy_replica.json"}
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
 
@@ -427,13 +426,80 @@ FIGURES = [
     ),
     # ---------------------------------------------------------------- RL-CoMM / GRPO step time (issue 28)
     Figure(
-        "RL-CoMM / GRPO step time",
+        "RL-CoMM / GRPO step time, prefetch off / on / next",
         "benchmarks/README.md",
-        r"RL-CoMM step time / GRPO-baseline step time[^|]*\| \*\*" + NUMBER + r"\*\*",
+        r"RL-CoMM step time / GRPO-baseline step time: prefetch off / on / next \| epoch 1 \*\*"
+        + " / ".join([NUMBER] * 3)
+        + r"\*\*",
         "rl_comm_runs.json",
-        # the file's layout is bench_rl_comm_runs.py's (issue 28): when it lands, this reader must name the
-        # ratio the row quotes, or the figure fails
-        lambda d: [d["step_ratio"]["all"]],
+        lambda d: [d["prefetch"][k]["step_ratio"]["epoch1"] for k in ("off", "on", "next")],
+    ),
+    Figure(
+        "reference wait fraction, prefetch off / on / next",
+        "benchmarks/README.md",
+        r"`reference_wait_fraction`: mean wait[^|]*\| \*\*" + " / ".join([NUMBER] * 3) + r"\*\*",
+        "rl_comm_runs.json",
+        lambda d: [d["prefetch"][k]["reference_wait_fraction"] for k in ("off", "on", "next")],
+    ),
+    # ---------------------------------------------------------------- layer entropy (issue 29)
+    Figure(
+        "layer entropy on the replica's muted set, last layer",
+        "benchmarks/README.md",
+        r"\| entropy "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + ", "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + "; "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + ", "
+        + NUMBER
+        + " / "
+        + NUMBER
+        + " nats",
+        "layer_entropy_replica.json",
+        lambda d: [
+            d["runs"][reading][model]["groups"][group]["entropy"][-1]["mean"]
+            for reading in ("skip", "generate")
+            for model in ("tiny_thinker", "warm_start")
+            for group in ("muted", "control")
+        ],
+    ),  # fmt: skip
+    # ---------------------------------------------------------------- the vLLM rollout (issue 24)
+    Figure(
+        "vLLM / HF rollout, steps 2-5",
+        "docs/vllm_omni.md",
+        r"generation vLLM / HF \*\*"
+        + NUMBER
+        + r"\*\*, weight sync \*\*"
+        + NUMBER
+        + r"\*\* \("
+        + NUMBER
+        + " s against "
+        + NUMBER
+        + r" s: the layerwise reload\), step \*\*"
+        + NUMBER
+        + r"\*\*",
+        "vllm_rollout.json",
+        lambda d: [
+            d["rollout"]["steps_2_to_n"]["timing_s/gen"]["vllm_over_hf"],
+            d["rollout"]["steps_2_to_n"]["timing_s/update_weights"]["vllm_over_hf"],
+            d["rollout"]["steps_2_to_n"]["timing_s/update_weights"]["vllm_median_s"],
+            d["rollout"]["steps_2_to_n"]["timing_s/update_weights"]["hf_median_s"],
+            d["rollout"]["steps_2_to_n"]["timing_s/step"]["vllm_over_hf"],
+        ],
+    ),  # fmt: skip
+    Figure(
+        "vLLM processor cache, off / on time",
+        "docs/vllm_omni.md",
+        r"4 clips x 4 identical requests \*\*" + NUMBER + r"\*\* times faster",
+        "vllm_rollout.json",
+        lambda d: [d["processor_cache"]["cache_off_over_on_time"]],
     ),
     _ablation_row("warm-up SFT (start of every run)", "warm_start"),
     _ablation_row("GRPO", "grpo"),
@@ -483,7 +549,8 @@ def test_every_result_file_says_where_and_when_it_was_measured():
         if path.name == "ablation_replica.json":  # written before the provenance header: machine, date and
             assert "UTC" in data["command"] and "load" in data["command"]  # load are in its command line
             continue
-        if path.name in PENDING:  # its own format (issue 28)
+        if path.name in OWN_HEADER:
+            assert len(data["commit"]) == 40 and "UTC" in data["date"] and data["machine"], path.name
             continue
         assert len(data["commit"]) == 40 and data["machine"]["cpu_count"] >= 1, path.name
         assert {"started", "finished", "load_1min_at_start", "load_1min_at_end"} <= set(data), path.name
@@ -493,4 +560,6 @@ def test_every_result_file_is_quoted_somewhere():
     """A result file nothing quotes is a figure nobody can find: each is named by a figure here or a test."""
     used = {figure.result for figure in FIGURES} | {"tiny_format_rates.json"}  # tests/test_tiny_models.py
     used |= {"bench_ans_co.json", "bench_step_rr.json", *PENDING}
+    # the first prefetch comparison, at verl's 2 s poll: benchmarks/README.md's prose row says what it showed
+    used |= {"rl_comm_runs_2s_poll.json"}
     assert {path.name for path in RESULTS.glob("*.json")} <= used

@@ -18,8 +18,8 @@ All share one byte-level BPE tokenizer (:mod:`verl_avconfuse.tiny.tokenizer`). W
 from a fixed seed; the three generative models are then *warm-started*: ``WARM_START_STEPS`` AdamW steps
 on synthetic chats (:mod:`verl_avconfuse.tiny.corpus`) with the loss on the assistant turn only, so that
 sampling at temperature 1 yields RL-CoMM's three-part format part of the time and rewards vary
-(measured at seed 0: ~45% for ``qwen2`` and for ``omni_thinker`` with audio + video, ~85% ``<a-think>``
-paragraphs for ``qwen2_audio``). ``warm_start_steps=0`` keeps the random model; ``omni_full`` is random.
+(the rates, over several sampling seeds, are in ``benchmarks/results/tiny_format_rates.json``, written by
+``benchmarks/tiny_format_rates.py``; ``tests/test_tiny_models.py`` derives its bounds from them). ``warm_start_steps=0`` keeps the random model; ``omni_full`` is random.
 Builds are deterministic on one machine (same seed, same bytes, also across processes) and atomic (built
 in a temporary sibling directory, then renamed into place).
 

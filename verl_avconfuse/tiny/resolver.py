@@ -21,7 +21,7 @@ from pathlib import Path
 
 RESOLVER_NAME = "avconfuse_tiny"
 #: Bump when a builder changes what it writes, so stale caches are not reused.
-TINY_ASSETS_VERSION = "3"
+TINY_ASSETS_VERSION = "4"
 
 
 def tiny_cache_dir() -> Path:
