@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-import pytest
-
 from conftest import REPO, run_python
 
 #: Run the device check with these packages unimportable, as on the GPU machine (torch + transformers only).
