@@ -36,8 +36,8 @@ HELD_OUT_SEED = 12345  # prompts the warm start never saw
 
 # How often each warm-started model writes the format at temperature 1 on these tests' prompts and media,
 # measured over 8 sampling seeds (qwen2_audio: 16) by benchmarks/tiny_format_rates.py
-# (benchmarks/results/tiny_format_rates.json): 309 of 512, 128 of 256 and 212 of 256 samples.
-FORMAT_RATE = {"qwen2": 0.604, "omni_thinker": 0.500, "qwen2_audio": 0.828}
+# (benchmarks/results/tiny_format_rates.json): 309 of 512, 128 of 256 and 192 of 256 samples.
+FORMAT_RATE = {"qwen2": 0.604, "omni_thinker": 0.500, "qwen2_audio": 0.750}
 RATE_SAMPLES = {"qwen2": 512, "omni_thinker": 256, "qwen2_audio": 256}
 
 
@@ -341,7 +341,7 @@ def test_qwen2_audio_generates_from_an_audio_chat(built):
         out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=48)
     responses = processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     fraction = sum(bool(WELL_FORMED_REFERENCE.match(r)) for r in responses) / len(responses)
-    low, _ = _format_rate_bounds("qwen2_audio", len(responses))  # 0.54 for 16 (the upper bound is above 1)
+    low, _ = _format_rate_bounds("qwen2_audio", len(responses))  # 0.42 for 16 (the upper bound is above 1)
     assert fraction >= low, (fraction, responses)
 
     # Longer audio is cut to the encoder's window (QWEN2_AUDIO_SECONDS).
