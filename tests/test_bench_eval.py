@@ -520,7 +520,7 @@ def test_cli_eval_modified_offline_and_muted_over_http(
     assert API_KEY not in _all_text(tmp_path / "muted")
 
     assert cli.main([*args[:-4], "--limit", "3", "--yes-prob"]) == 2
-    assert "--yes-prob needs the hf: backend" in capsys.readouterr().err
+    assert "--yes-prob needs the hf: or vllm: backend" in capsys.readouterr().err
     assert sent[-1]["text"].endswith("Your answer can only be 'yes' or 'no'")  # --prompt paper: verbatim
 
 
