@@ -216,7 +216,9 @@ def evaluate_docs(
     if yes_prob and not task.yes_prob:
         raise InputError(f"{task.name}: --yes-prob applies to the muted setting only")
     if yes_prob and not hasattr(backend, "next_token_logprobs"):
-        raise InputError(f"yes_prob needs a backend with next_token_logprobs (an hf: or vllm: backend), not {backend.name}")
+        raise InputError(
+            f"yes_prob needs a backend with next_token_logprobs (an hf: or vllm: backend), not {backend.name}"
+        )
     ids = [d.id for d in docs]
     if len(set(ids)) != len(ids):  # a task bug: ids are made unique when docs are loaded
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
