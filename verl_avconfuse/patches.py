@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -285,13 +286,23 @@ def _vllm_version_ok(target: PatchTarget) -> bool:
     return True
 
 
+def _unpatched_class_attribute(module: ModuleType, target: PatchTarget) -> tuple[type, str, Any] | None:
+    """``(class, name, current value)`` of a ``Class.name`` target, or ``None`` when it is patched already or the
+    installed vLLM is not the one the patch was written for (:func:`_vllm_version_ok` says so)."""
+    cls_name, name = target.attribute.split(".")
+    cls = getattr(module, cls_name)
+    current = getattr(cls, name)
+    if getattr(current, "_avconfuse_patched", False) or not _vllm_version_ok(target):
+        return None
+    return cls, name, current
+
+
 def _patch_mrope(target: PatchTarget, positions: Callable) -> Callable[[ModuleType], None]:
     def patch(module: ModuleType) -> None:
-        cls_name, method = target.attribute.split(".")
-        cls = getattr(module, cls_name)
-        original = getattr(cls, method)
-        if getattr(original, "_avconfuse_patched", False) or not _vllm_version_ok(target):
+        found = _unpatched_class_attribute(module, target)
+        if found is None:
             return
+        cls, method, original = found
 
         @functools.wraps(original)
         def get_mrope_input_positions(self, input_tokens, mm_features):
@@ -352,11 +363,10 @@ BARE_THINKER_PREFIXES = {"model.": "language_model.model.", "lm_head.": "languag
 
 def _patch_thinker_names(target: PatchTarget) -> Callable[[ModuleType], None]:
     def patch(module: ModuleType) -> None:
-        cls_name, attribute = target.attribute.split(".")
-        cls = getattr(module, cls_name)
-        mapper = getattr(cls, attribute)
-        if getattr(mapper, "_avconfuse_patched", False) or not _vllm_version_ok(target):
+        found = _unpatched_class_attribute(module, target)
+        if found is None:
             return
+        cls, attribute, mapper = found
         prefixes = dict(mapper.orig_to_new_prefix)
         for old, new in BARE_THINKER_PREFIXES.items():
             prefixes.setdefault(old, new)
@@ -406,11 +416,10 @@ def _never_interleaved(check: Callable) -> Callable:
 
 def _patch_embed(target: PatchTarget, video_id: str, audio_id: str) -> Callable[[ModuleType], None]:
     def patch(module: ModuleType) -> None:
-        cls_name, method = target.attribute.split(".")
-        cls = getattr(module, cls_name)
-        original = getattr(cls, method)
-        if getattr(original, "_avconfuse_patched", False) or not _vllm_version_ok(target):
+        found = _unpatched_class_attribute(module, target)
+        if found is None:
             return
+        cls, method, original = found
 
         @functools.wraps(original)
         def embed_input_ids(self, input_ids, multimodal_embeddings=None, *, is_multimodal=None):
