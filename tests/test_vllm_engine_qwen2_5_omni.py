@@ -15,14 +15,15 @@ import pytest
 import torch
 from vllm_engine import (
     actor_inputs,
+    batch_log_prob_gaps,
     engine_request,
     feature,
     hf_prompt_log_probs,
     hf_rope_positions,
     make_llm,
+    media_case,
     tone,
     unpatched_embedding_merge,
-    video_item,
     vllm_model,
     vllm_prompt_log_probs,
 )
@@ -69,28 +70,13 @@ def llm(thinker_dir):
     del engine
 
 
-def _case(processor, prompt, n_frames, fps, seconds, in_video, seed=0, freq=440.0):
-    video, audio = video_item(n_frames, fps, seed), tone(seconds, freq)
-    kwargs = {"use_audio_in_video": True, "fps": fps} if in_video else {"fps": fps}
-    actor = actor_inputs(processor, prompt, videos=[video], audios=[audio], kwargs=kwargs)
-    request = build_omni_prompt(
-        actor["input_ids"][0].tolist(),
-        token_ids=OmniTokenIds.from_tokenizer(processor),
-        audio_data=[audio],
-        video_data=[video],
-        use_audio_in_video=in_video,
-        extra_mm_processor_kwargs=kwargs,
-    )
-    return actor, request
-
-
 @pytest.mark.parametrize(
     ("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=[s[0] for s in SHAPES]
 )
 def test_vllm_expands_our_request_into_the_actors_prompt_and_features(
     llm, processor, name, prompt, n_frames, fps, seconds, in_video
 ):
-    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    actor, request = media_case(processor, prompt, n_frames, fps, seconds, in_video)
     core = engine_request(llm, request)
     assert core.prompt_token_ids == actor["input_ids"][0].tolist()
     assert torch.equal(feature(core, "video", "pixel_values_videos"), actor["pixel_values_videos"])
@@ -133,7 +119,7 @@ def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, pr
     """The installed patch gives transformers' positions; vLLM 0.24.0's own method does not with audio in video."""
     from vllm.model_executor.models.qwen2_5_omni_thinker import Qwen2_5OmniThinkerForConditionalGeneration as Thinker
 
-    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    actor, request = media_case(processor, prompt, n_frames, fps, seconds, in_video)
     core = engine_request(llm, request)
     model = vllm_model(llm)
     expected = hf_rope_positions(processor, actor)
@@ -151,16 +137,6 @@ def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, pr
         assert differing == 0
 
 
-def _batch_log_prob_gaps(llm, hf_thinker, cases) -> list[np.ndarray]:
-    from vllm import SamplingParams
-
-    outputs = llm.generate([request for _, request in cases], SamplingParams(max_tokens=1, prompt_logprobs=0))
-    return [
-        np.abs(vllm_prompt_log_probs(output) - hf_prompt_log_probs(hf_thinker, actor))
-        for (actor, _), output in zip(cases, outputs, strict=True)
-    ]
-
-
 def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, processor, hf_thinker):
     """Train-rollout parity as a number: vLLM's prompt log-probs vs the actor's forward, two clips in one step.
 
@@ -168,14 +144,14 @@ def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, pro
     audio tokens (its interleaving test sees one span for the whole step): the gap is then ~1 nat per token.
     """
     cases = [
-        _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
-        _case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
+        media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
+        media_case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
     ]
-    for gap in _batch_log_prob_gaps(llm, hf_thinker, cases):
+    for gap in batch_log_prob_gaps(llm, hf_thinker, cases):
         assert gap.mean() < 1e-4 and gap.max() < 1e-3, (gap.mean(), gap.max())
 
     with unpatched_embedding_merge("qwen2_5_omni_thinker", "Qwen2_5OmniThinkerForConditionalGeneration"):
-        unpatched = _batch_log_prob_gaps(llm, hf_thinker, cases)
+        unpatched = batch_log_prob_gaps(llm, hf_thinker, cases)
     assert all(gap.mean() > 0.1 for gap in unpatched), [gap.mean() for gap in unpatched]
 
 
@@ -196,7 +172,7 @@ def test_every_vllm_parameter_receives_the_actors_weights_once(llm, processor, h
         name: tensor + 0.05 * torch.randn(tensor.shape, generator=generator)
         for name, tensor in hf_thinker.state_dict().items()
     }
-    actor, request = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=4)
+    actor, request = media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=4)
     before = vllm_prompt_log_probs(llm.generate([request], SamplingParams(max_tokens=1, prompt_logprobs=0))[0])
 
     def sync(model):
@@ -228,8 +204,8 @@ def test_processor_cache_reuses_a_shared_soundtrack_and_fails_the_next_clip(thin
     it. vLLM's own input processor is enough to show it (no second model load).
     """
     llm_cached = make_llm(thinker_dir, mm_processor_cache_gb=1, load_format="dummy")
-    first = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=5)[1]
-    second = _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=6)[1]
+    first = media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=5)[1]
+    second = media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=6)[1]
     engine_request(llm_cached, first, "a")
     with pytest.raises(ValueError, match="Failed to apply Qwen2_5OmniProcessor"):
         engine_request(llm_cached, second, "b")

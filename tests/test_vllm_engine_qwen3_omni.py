@@ -12,20 +12,17 @@ import numpy as np
 import pytest
 import torch
 from vllm_engine import (
-    actor_inputs,
+    batch_log_prob_gaps,
     engine_request,
     feature,
     hf_prompt_log_probs,
     hf_rope_positions,
     make_llm,
-    tone,
+    media_case,
     unpatched_embedding_merge,
-    video_item,
     vllm_model,
     vllm_prompt_log_probs,
 )
-
-from verl_avconfuse.omni.vllm_contract import QWEN3_OMNI, build_omni_prompt, omni_token_ids
 
 pytestmark = pytest.mark.vllm
 
@@ -67,27 +64,11 @@ def llm(thinker_dir):
     del engine
 
 
-def _case(processor, prompt, n_frames, fps, seconds, in_video, seed=0, freq=440.0):
-    video, audio = video_item(n_frames, fps, seed), tone(seconds, freq)
-    kwargs = {"use_audio_in_video": True, "fps": fps} if in_video else {"fps": fps}
-    actor = actor_inputs(processor, prompt, videos=[video], audios=[audio], kwargs=kwargs)
-    request = build_omni_prompt(
-        actor["input_ids"][0].tolist(),
-        token_ids=omni_token_ids(processor),
-        audio_data=[audio],
-        video_data=[video],
-        use_audio_in_video=in_video,
-        extra_mm_processor_kwargs=kwargs,
-        family=QWEN3_OMNI,
-    )
-    return actor, request
-
-
 @pytest.mark.parametrize(("name", "prompt", "n_frames", "fps", "seconds", "in_video"), SHAPES, ids=IDS)
 def test_vllm_expands_our_request_into_the_actors_prompt_and_features(
     llm, processor, name, prompt, n_frames, fps, seconds, in_video
 ):
-    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    actor, request = media_case(processor, prompt, n_frames, fps, seconds, in_video)
     core = engine_request(llm, request)
     assert core.prompt_token_ids == actor["input_ids"][0].tolist()
     assert torch.equal(feature(core, "video", "pixel_values_videos"), actor["pixel_values_videos"])
@@ -106,7 +87,7 @@ def test_patched_vllm_positions_are_transformers_tmrope(llm, processor, name, pr
         Qwen3OmniMoeThinkerForConditionalGeneration as Thinker,
     )
 
-    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video)
+    actor, request = media_case(processor, prompt, n_frames, fps, seconds, in_video)
     core = engine_request(llm, request)
     model = vllm_model(llm)
     expected = hf_rope_positions(processor, actor)
@@ -123,7 +104,7 @@ def test_one_request_gets_the_actors_log_probs(
 ):
     from vllm import SamplingParams
 
-    actor, request = _case(processor, prompt, n_frames, fps, seconds, in_video, seed=1)
+    actor, request = media_case(processor, prompt, n_frames, fps, seconds, in_video, seed=1)
     output = llm.generate([request], SamplingParams(max_tokens=1, prompt_logprobs=0))[0]
     gap = np.abs(vllm_prompt_log_probs(output) - hf_prompt_log_probs(hf_thinker, actor))
     assert gap.mean() < 1e-4 and gap.max() < 1e-3, (gap.mean(), gap.max())
@@ -131,24 +112,15 @@ def test_one_request_gets_the_actors_log_probs(
 
 def test_two_audio_in_video_clips_in_one_batch_get_the_actors_log_probs(llm, processor, hf_thinker):
     """As for Qwen2.5-Omni: vLLM 0.24.0's merge breaks with two in-video regions in a step (DeepStack too)."""
-    from vllm import SamplingParams
-
     cases = [
-        _case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
-        _case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
+        media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=1, freq=330.0),
+        media_case(processor, IN_VIDEO, 8, 1.0, 9.0, True, seed=2, freq=660.0),
     ]
 
-    def gaps():
-        outputs = llm.generate([r for _, r in cases], SamplingParams(max_tokens=1, prompt_logprobs=0))
-        return [
-            np.abs(vllm_prompt_log_probs(output) - hf_prompt_log_probs(hf_thinker, actor))
-            for (actor, _), output in zip(cases, outputs, strict=True)
-        ]
-
-    for gap in gaps():
+    for gap in batch_log_prob_gaps(llm, hf_thinker, cases):
         assert gap.mean() < 1e-4 and gap.max() < 1e-3, (gap.mean(), gap.max())
     with unpatched_embedding_merge("qwen3_omni_moe_thinker", "Qwen3OmniMoeThinkerForConditionalGeneration"):
-        unpatched = gaps()
+        unpatched = batch_log_prob_gaps(llm, hf_thinker, cases)
     assert all(gap.mean() > 0.1 for gap in unpatched), [gap.mean() for gap in unpatched]
 
 

@@ -96,6 +96,27 @@ def actor_inputs(processor, text: str, *, videos=None, audios=None, images=None,
     )
 
 
+def media_case(processor, prompt: str, n_frames: int, fps: float, seconds: float, in_video: bool, seed=0, freq=440.0):
+    """One clip (``n_frames`` random frames at ``fps``, a ``seconds`` tone): the actor's processor inputs and
+    the request the ``vllm_omni`` rollout builds from them (``build_omni_prompt``), for either Omni family
+    (read from the processor's thinker config)."""
+    from verl_avconfuse.omni.vllm_contract import build_omni_prompt, omni_family, omni_token_ids
+
+    video, audio = video_item(n_frames, fps, seed), tone(seconds, freq)
+    kwargs = {"use_audio_in_video": True, "fps": fps} if in_video else {"fps": fps}
+    actor = actor_inputs(processor, prompt, videos=[video], audios=[audio], kwargs=kwargs)
+    request = build_omni_prompt(
+        actor["input_ids"][0].tolist(),
+        token_ids=omni_token_ids(processor),
+        audio_data=[audio],
+        video_data=[video],
+        use_audio_in_video=in_video,
+        extra_mm_processor_kwargs=kwargs,
+        family=omni_family(processor.config.model_type),
+    )
+    return actor, request
+
+
 def hf_rope_positions(processor, actor) -> torch.Tensor:
     """The actor's TMRoPE positions ``(3, L)``: transformers' ``get_rope_index`` as verl calls it."""
     kwargs = processor.get_rope_index_kwargs(dict(actor))
@@ -135,3 +156,14 @@ def unpatched_embedding_merge(module_name: str, class_name: str):
         yield
     finally:
         cls.embed_input_ids, module.check_interleaved_audio_video = patched_embed, patched_check
+
+
+def batch_log_prob_gaps(llm, hf_thinker, cases) -> list[np.ndarray]:
+    """|vLLM - actor| prompt log-probs per token, for (actor inputs, request) ``cases`` generated in one call."""
+    from vllm import SamplingParams
+
+    outputs = llm.generate([request for _, request in cases], SamplingParams(max_tokens=1, prompt_logprobs=0))
+    return [
+        np.abs(vllm_prompt_log_probs(output) - hf_prompt_log_probs(hf_thinker, actor))
+        for (actor, _), output in zip(cases, outputs, strict=True)
+    ]
