@@ -383,9 +383,9 @@ class VLLMOmniBackend(HFOmniBackend):
         **engine_kwargs: Any,
     ) -> None:
         from vllm import LLM
-        from vllm.platforms import current_platform
 
         from verl_avconfuse.omni.vllm_contract import omni_family, omni_token_ids, wrap_thinker_config
+        from verl_avconfuse.platform.cpu import prepare_offline_vllm
 
         self._init_inputs(
             model_path, "vllm", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
@@ -403,13 +403,8 @@ class VLLMOmniBackend(HFOmniBackend):
             # see verl_avconfuse/omni/vllm_server.py: vLLM's processor cache mixes up shared soundtracks
             "mm_processor_cache_gb": 0,
         }
-        if current_platform.is_cpu():
-            from verl_avconfuse.platform.cpu import vllm_cpu_env
-
-            for name, value in vllm_cpu_env().items():
-                os.environ.setdefault(name, value)
-            options["enforce_eager"] = True
         options.update(engine_kwargs)
+        prepare_offline_vllm(options)
         self.llm = LLM(**options)
         eos = self.tokenizer.eos_token_id
         self.stop_token_ids = sorted({int(t) for t in (eos, self.pad_token_id) if t is not None})

@@ -200,6 +200,20 @@ def vllm_cpu_env() -> dict[str, str]:
     }
 
 
+def prepare_offline_vllm(engine_kwargs: dict[str, Any]) -> bool:
+    """For a ``vllm.LLM`` this process is about to build: on vLLM's CPU build, the environment of
+    :func:`vllm_cpu_env` and ``enforce_eager`` (no inductor compile), each unless already set. Returns whether
+    vLLM runs on the CPU (the reference and evaluation backends skip GPU-only options then)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return False
+    for name, value in vllm_cpu_env().items():
+        os.environ.setdefault(name, value)
+    engine_kwargs.setdefault("enforce_eager", True)
+    return True
+
+
 def activate_cpu_platform() -> PlatformCPU:
     """Make this process (and the Ray workers it starts afterwards) use the CPU platform.
 

@@ -112,7 +112,7 @@ class VLLMAudioLM:
     """vLLM's offline engine: ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``.
 
     On vLLM's CPU build the engine runs eager (no inductor compile) with the KV cache and thread binding
-    of :func:`verl_avconfuse.platform.cpu.vllm_cpu_env`, unless the caller set them.
+    of :func:`verl_avconfuse.platform.cpu.prepare_offline_vllm`, unless the caller set them.
     """
 
     def __init__(
@@ -123,22 +123,15 @@ class VLLMAudioLM:
         gpu_memory_fraction: float | None = None,
         **engine_kwargs,
     ):
-        import os
-
         from transformers import AutoProcessor
         from vllm import LLM
-        from vllm.platforms import current_platform
+
+        from verl_avconfuse.platform.cpu import prepare_offline_vllm
 
         self.model_id = str(model_path)
         self.sampling = sampling
         self.generation_settings = {"backend": "vllm", **dataclasses.asdict(sampling)}
-        if current_platform.is_cpu():
-            from verl_avconfuse.platform.cpu import vllm_cpu_env
-
-            for name, value in vllm_cpu_env().items():
-                os.environ.setdefault(name, value)
-            engine_kwargs.setdefault("enforce_eager", True)
-        elif gpu_memory_fraction is not None:
+        if not prepare_offline_vllm(engine_kwargs) and gpu_memory_fraction is not None:
             engine_kwargs.setdefault("gpu_memory_utilization", gpu_memory_fraction)
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
