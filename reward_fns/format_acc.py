@@ -8,6 +8,7 @@ Same parsing and answer matching as Step-RR, so the two recipes differ only in A
 from __future__ import annotations
 
 from verl_avconfuse.rewards import answers_match, parse_response
+from verl_avconfuse.rewards.rows import data_index
 
 
 def compute_score(
@@ -17,4 +18,4 @@ def compute_score(
     options = (extra_info or {}).get("options")
     fmt = 1.0 if parsed.well_formed else 0.0
     acc = 1.0 if answers_match(parsed.answer, ground_truth, list(options) if options is not None else None) else 0.0
-    return {"score": fmt + acc, "format": fmt, "acc": acc}
+    return {"score": fmt + acc, "format": fmt, "acc": acc, **data_index(extra_info)}

@@ -13,6 +13,7 @@ version of the same function.
 from __future__ import annotations
 
 from verl_avconfuse.rewards import DEFAULT_OMEGA, parse_response, similarity_requests, step_rr_scores
+from verl_avconfuse.rewards.rows import data_index
 from verl_avconfuse.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
 
 
@@ -33,6 +34,7 @@ def compute_score(
     sim_a_ref = next(sims) if arr_pair is not None else None
     sim_a_v = next(sims) if avc_pair is not None else None
     options = extra_info.get("options")
-    return step_rr_scores(
+    scores = step_rr_scores(
         parsed, ground_truth, sim_a_ref, sim_a_v, omega=omega, options=list(options) if options is not None else None
     )
+    return {**scores, **data_index(extra_info)}

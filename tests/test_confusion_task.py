@@ -37,32 +37,47 @@ def test_each_instrument_is_drawn_in_its_own_colour_in_its_own_half():
     assert len({colour for colour, _ in GLYPHS.values()}) == len(GLYPHS)
 
 
-def test_pieces_rest_exactly_the_asked_share_and_hear_only_what_is_seen():
-    pieces = confusion.sample_pieces(16, seed=3, rest_fraction=0.5)
-    resting = [p for p in pieces if len(p.heard) == 1]
-    assert len(resting) == 8
-    for piece in pieces:
-        assert len(set(piece.seen)) == 2 and set(piece.heard) <= set(piece.seen)
-    assert confusion.sample_pieces(16, seed=3, rest_fraction=0.5) == pieces
-    assert all(p.heard == p.seen for p in confusion.sample_pieces(5, seed=3))
+def test_sync_pieces_are_heard_as_seen_and_swap_pieces_silence_one_and_play_one_off_screen():
+    sync = confusion.sample_pieces(16, seed=3)
+    assert all(p.heard == p.seen and len(set(p.seen)) == 2 for p in sync)
+    swap = confusion.sample_pieces(16, seed=3, kind="swap")
+    for piece in swap:
+        assert len(set(piece.seen)) == 2 and len(piece.heard) == 2
+        assert piece.heard[0] == piece.seen[0] and piece.heard[1] not in piece.seen
+        assert [piece.cell(i) for i in (*piece.seen, piece.heard[1])] == ["control", "muted", "offscreen_heard"]
+    assert confusion.sample_pieces(16, seed=3, kind="swap") == swap
+    with pytest.raises(ValueError, match="kind: expected 'sync' or 'swap', got 'rest'"):
+        confusion.sample_pieces(2, seed=0, kind="rest")
 
 
-def test_questions_are_answered_by_what_is_heard_not_what_is_seen():
-    piece = Piece("p", ("violin", "piano"), ("piano",))
-    asked = confusion.questions(piece, random.Random(0), absent=True)
-    assert asked[:2] == [("Is there a violin sound?", "no"), ("Is there a piano sound?", "yes")]
-    question, answer = asked[2]
-    assert answer == "no" and not any(i in question for i in piece.seen)
+def test_questions_are_answered_by_what_is_heard_and_fall_in_their_cell():
+    piece = Piece("p", ("violin", "piano"), ("piano", "flute"))
+    assert confusion.questions(piece, ["violin", "piano", "flute", "cello"]) == [
+        ("Is there a violin sound?", "no", "muted"),
+        ("Is there a piano sound?", "yes", "control"),
+        ("Is there a flute sound?", "yes", "offscreen_heard"),
+        ("Is there a cello sound?", "no", "offscreen_silent"),
+    ]
+    # a swap piece asks about the silent player and the one off screen, then alternately the one heard on
+    # screen (even index) or an instrument neither seen nor heard (odd index)
+    assert confusion.asked_instruments(piece, random.Random(0), 0) == ["violin", "flute", "piano"]
+    third = confusion.asked_instruments(piece, random.Random(0), 1)[2]
+    assert third in ("cello", "trumpet")
     rows = confusion.rl_rows([piece], {"p": "/clips/p.mp4"}, seed=0, split="train")
-    assert [r["reward_model"]["ground_truth"] for r in rows] == ["no", "yes", "no"]
+    assert [r["reward_model"]["ground_truth"] for r in rows] == ["no", "yes", "yes"]
+    assert [r["extra_info"]["cell"] for r in rows] == ["muted", "offscreen_heard", "control"]
     assert rows[0]["prompt"][0]["content"].startswith("<video><audio>\nIs there a violin sound? First think")
     assert rows[0]["videos"] == rows[0]["audios"] == ["/clips/p.mp4"]
-    assert rows[0]["extra_info"]["heard"] == "piano"
+    assert rows[0]["extra_info"]["heard"] == "piano, flute"
+    only = confusion.rl_rows([piece], {"p": "/clips/p.mp4"}, 0, "test", only=("offscreen_heard", "offscreen_silent"))
+    assert [(r["extra_info"]["cell"], r["reward_model"]["ground_truth"]) for r in only] == [
+        ("offscreen_heard", "yes"),
+        ("offscreen_silent", "no"),
+    ]
     # a kept clip is only reused for the same picture and sound
-    assert confusion.clip_name(piece, audio=True) == "p-violin+piano-piano.mp4"
-    assert (
-        confusion.clip_name(Piece("p", ("violin", "piano"), ("violin", "piano")), audio=True)
-        != "p-violin+piano-piano.mp4"
+    assert confusion.clip_name(piece, audio=True) == "p-violin+piano-piano+flute.mp4"
+    assert confusion.clip_name(Piece("p", ("violin", "piano"), ("violin", "piano")), audio=True) != (
+        "p-violin+piano-piano+flute.mp4"
     )
     assert confusion.clip_name(piece, audio=False) == "p-violin+piano-video-only.mp4"
 
@@ -75,7 +90,9 @@ def _power_at(samples: np.ndarray, sr: int, hz: float) -> float:
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    return confusion.build_confusion_task(tmp_path_factory.mktemp("confusion"), n_sft=2, n_rl=2, n_test=2, seed=0)
+    return confusion.build_confusion_task(
+        tmp_path_factory.mktemp("confusion"), n_sft=2, n_rl=2, n_gate=2, n_test=2, seed=0
+    )
 
 
 def test_the_task_files_follow_the_warmup_rl_and_muted_formats(task):
@@ -87,13 +104,30 @@ def test_the_task_files_follow_the_warmup_rl_and_muted_formats(task):
     reply = sft.iloc[0]["messages"][1]["content"]
     assert reply.startswith("<a-think> ") and reply.endswith(("<answer> yes </answer>", "<answer> no </answer>"))
     rl = pd.read_parquet(task.rl_train)
+    # 2 swap pieces x (silent player, off-screen one, third): two conflicts in three
     assert len(rl) == 6 and set(rl["data_source"]) == {confusion.DATA_SOURCE}
+    cells = [info["cell"] for info in rl["extra_info"]]
+    assert cells == ["muted", "offscreen_heard", "control", "muted", "offscreen_heard", "offscreen_silent"]
     references = [json.loads(line) for line in task.reference_examples.read_text().splitlines()]
     assert [r["answer"] for r in references] == [r["ground_truth"] for r in rl["reward_model"]]
     muted = json.loads(task.muted_json.read_text())
     # 2 test pieces x 2 instruments muted in turn, each with its control (the other instrument, still heard)
     assert [item["answer"] for item in muted] == ["no", "yes"] * 4
     assert all(item["question"] == f"Is there a {item['question'].split()[3]} sound?" for item in muted)
+    val = pd.read_parquet(task.val_parquet)
+    sets = [
+        (info["set"], info["cell"], truth["ground_truth"])
+        for info, truth in zip(val["extra_info"], val["reward_model"], strict=True)
+    ]
+    # the gate: 2 held-out sync pieces asked as SFT asks; the test: the muted builder's 8 questions, then
+    # 4 held-out swap pieces asked about the off-screen instrument and an absent one
+    assert sets[:6] == [("gate", "control", "yes"), ("gate", "control", "yes"), ("gate", "offscreen_silent", "no")] * 2
+    assert sets[6:14] == [("test", "muted", "no"), ("test", "control", "yes")] * 4
+    assert sets[14:] == [("test", "offscreen_heard", "yes"), ("test", "offscreen_silent", "no")] * 4
+    assert [info["index"] for info in val["extra_info"]] == list(range(22))
+    # the muted rows keep the builder's prompt and clip
+    assert val.iloc[6]["prompt"][0]["content"].startswith("<video><audio>\n" + muted[0]["question"])
+    assert Path(val.iloc[6]["videos"][0]).name == f"{muted[0]['video_id']}.mp4"
 
 
 def test_a_muted_clip_keeps_the_picture_and_only_the_other_instruments_tone(task):
@@ -109,63 +143,140 @@ def test_a_muted_clip_keeps_the_picture_and_only_the_other_instruments_tone(task
     assert set(item["instruments"].split(", ")) == {silent, heard}
 
 
-def _dump(path, rows):
-    """verl's validation dump: the decoded prompt, the reply, the ground truth (and verl's other fields)."""
+def _val_rows():
+    """Validation rows of the task's shape: one per cell, and one gate question."""
+
+    def row(asked, truth, cell, kind="test"):
+        info = {"question": f"Is there a {asked} sound?", "set": kind, "cell": cell}
+        return {"extra_info": info, "reward_model": {"ground_truth": truth}}
+
+    rows = [
+        row("violin", "yes", "control", "gate"),
+        row("cello", "no", "offscreen_silent", "gate"),
+        row("violin", "no", "muted"),
+        row("violin", "no", "muted"),
+        row("violin", "no", "muted"),
+        row("violin", "no", "muted"),
+        row("piano", "yes", "control"),
+        row("piano", "yes", "control"),
+        row("flute", "yes", "offscreen_heard"),
+        row("trumpet", "no", "offscreen_silent"),
+    ]
+    for index, row in enumerate(rows):
+        row["extra_info"]["index"] = 100 + index
+    return rows
+
+
+def _dump(path, rows, outputs):
+    """verl's validation dump: the decoded prompt, the reply, the ground truth, the reward's extras (the
+    row's data_index among them) and the uid, sorted by uid (random in verl: here, reversed)."""
     lines = []
-    for i, (asked, truth, output) in enumerate(rows):
-        prompt = f"user\nIs there a {asked} sound? First think about what you hear ...\nassistant\n"
-        lines.append(
-            json.dumps({"input": prompt, "output": output, "gts": truth, "score": 0.0, "step": 12, "uid": f"u{i}"})
-        )
-    path.write_text("\n".join(lines) + "\n")
+    for i, (row, output) in enumerate(zip(rows, outputs, strict=True)):
+        prompt = f"user\n{row['extra_info']['question']} First think about what you hear ...\nassistant\n"
+        truth = row["reward_model"]["ground_truth"]
+        entry = {"input": prompt, "output": output, "gts": truth, "score": 0.0, "step": 36, "reward": 0.0}
+        entry |= {"format": 1.0, "acc": 0.0, "data_index": row["extra_info"]["index"], "uid": f"{99 - i}_0_0"}
+        lines.append(json.dumps(entry))
+    path.write_text("\n".join(reversed(lines)) + "\n")
     return path
 
 
-def test_scoring_grades_verls_validation_dump_by_the_strict_rule(tmp_path):
-    formatted = "<a-think> {a} </a-think> <v-think> I see a violin and a piano. </v-think>\n<answer> {answer} </answer>"
-    dump = _dump(
-        tmp_path / "12.jsonl",
-        [
-            ("violin", "no", formatted.format(a="I hear a piano.", answer="yes")),
-            ("violin", "no", formatted.format(a="I hear two instruments: a violin and a piano.", answer="no")),
-            ("violin", "no", "No."),
-            ("violin", "no", "I cannot tell"),
-            ("piano", "yes", formatted.format(a="I hear a piano.", answer="yes")),
-            ("piano", "yes", "<answer> no </answer>"),
-        ],
+FORMATTED = "<a-think> {a} </a-think> <v-think> I see a violin and a piano. </v-think>\n<answer> {answer} </answer>"
+
+
+def test_scoring_grades_every_cell_of_verls_validation_dump_by_the_strict_rule(tmp_path):
+    outputs = [
+        FORMATTED.format(a="I hear a violin.", answer="yes"),  # gate: right
+        "<answer> yes </answer>",  # gate: wrong
+        FORMATTED.format(a="I hear a piano.", answer="yes"),  # muted: wrong, "yes"
+        FORMATTED.format(a="I hear two instruments: a violin and a piano.", answer="no"),  # muted: right
+        "No.",  # muted: right
+        "I cannot tell",  # muted: neither
+        FORMATTED.format(a="I hear a piano.", answer="yes"),  # control: right
+        "<answer> no </answer>",  # control: wrong
+        FORMATTED.format(a="I hear a flute.", answer="yes"),  # off-screen heard: right
+        FORMATTED.format(a="I hear a flute.", answer="yes"),  # off-screen silent: wrong
+    ]
+    scores = ablation_replica.score_generations(_dump(tmp_path / "36.jsonl", _val_rows(), outputs), _val_rows())
+    assert scores["n"] == {"muted": 4, "control": 2, "offscreen_heard": 1, "offscreen_silent": 1, "sync": 2}
+    # muted: "no" and "No." right (2 of 4); "I cannot tell" is neither (the release's substring rule would
+    # count it right: "ca-n-no-t")
+    assert scores["muted_accuracy"] == 50.0 and scores["muted_yes_rate"] == 25.0
+    assert scores["control_accuracy"] == 50.0
+    assert scores["offscreen_heard_accuracy"] == 100.0 and scores["offscreen_silent_accuracy"] == 0.0
+    assert scores["sync_accuracy"] == 50.0
+    assert scores["listening_accuracy"] == (50 + 50 + 100 + 0) / 4
+    assert scores["conflict_accuracy"] == (50 + 100) / 2
+    # the a-think of one muted question in 4 names the muted violin
+    assert scores["a_think_hears_muted"] == 25.0
+    # well-formed: the six replies with all three blocks, of 10
+    assert scores["format_rate"] == 60.0
+
+
+def test_a_model_that_only_looks_and_one_that_always_says_yes_score_half_on_listening(tmp_path):
+    rows = _val_rows()
+    looks = ["yes" if row["extra_info"]["cell"] in ("control", "muted") else "no" for row in rows]
+    for replies in (looks, ["yes"] * len(rows)):
+        outputs = [FORMATTED.format(a="I hear a piano.", answer=r) for r in replies]
+        scores = ablation_replica.score_generations(_dump(tmp_path / "0.jsonl", rows, outputs), rows)
+        assert scores["listening_accuracy"] == 50.0
+    assert scores["conflict_accuracy"] == 50.0  # always "yes": right on off-screen heard only
+    outputs = [FORMATTED.format(a="I hear a piano.", answer=r) for r in looks]
+    assert (
+        ablation_replica.score_generations(_dump(tmp_path / "0.jsonl", rows, outputs), rows)["conflict_accuracy"] == 0
     )
-    scores = ablation_replica.score_generations(dump)
-    assert scores["n_muted"] == 4 and scores["n_controls"] == 2
-    # right on the muted items: "no" and "No." (2 of 4); "yes" once; "I cannot tell" is neither (the
-    # release's substring rule would count it right: "ca-n-no-t")
-    assert scores["muted_accuracy"] == 50.0 and scores["paper_yes_rate"] == 50.0
-    assert scores["says_yes_on_muted"] == 25.0
-    assert scores["control_accuracy"] == 50.0 and scores["balanced_accuracy"] == 50.0
-    # the a-think of one muted item of 4 names the muted violin; one control of 2 names the piano it hears
-    assert scores["a_think_hears_muted"] == 25.0 and scores["a_think_hears_control"] == 50.0
-    # well-formed: the three replies with all three blocks
-    assert scores["format_rate"] == 50.0
 
 
-def test_a_dump_without_the_tasks_question_is_refused(tmp_path):
-    dump = _dump(tmp_path / "0.jsonl", [("violin", "no", "no")])
-    dump.write_text(dump.read_text().replace("Is there a violin sound?", "What do you hear?"))
-    with pytest.raises(ValueError, match=r"0.jsonl: uid u0: expected a question"):
-        ablation_replica.score_generations(dump)
+def test_a_dump_of_another_set_is_refused(tmp_path):
+    rows = _val_rows()
+    dump = _dump(tmp_path / "0.jsonl", rows, ["no"] * len(rows))
+    with pytest.raises(ValueError, match=r"0.jsonl: 10 generations, expected one per validation row \(9\)"):
+        ablation_replica.score_generations(dump, rows[:-1])
+    swapped = [{**rows[0], "extra_info": {**rows[1]["extra_info"], "index": 100}}, *rows[1:]]
+    swapped[1] = {**rows[1], "extra_info": {**rows[0]["extra_info"], "index": 101}}
+    with pytest.raises(ValueError, match=r"generation 8: expected 'Is there a violin sound\?' answered 'no'"):
+        ablation_replica.score_generations(dump, swapped)
+    lines = dump.read_text().splitlines()
+    dump.write_text("\n".join(line.replace('"data_index": 100, ', "") for line in lines) + "\n")
+    with pytest.raises(ValueError, match=r"generation 9: data_index None: expected the index of a validation row"):
+        ablation_replica.score_generations(dump, rows)
 
 
-def test_the_summary_is_the_mean_and_spread_over_seeds():
-    def run(arm, seed, muted):
-        metrics = {m: 10.0 for m in ablation_replica.REPORTED}
-        return {"arm": arm, "seed": seed, "before": dict(metrics), "after": {**metrics, "muted_accuracy": muted}}
+def test_the_gate_names_what_the_warm_start_lacks():
+    assert ablation_replica.gate_failures({"sync_accuracy": 90.0, "muted_yes_rate": 80.0}) == []
+    problems = ablation_replica.gate_failures({"sync_accuracy": 88.9, "muted_yes_rate": 79.2})
+    assert problems[0].startswith("it answers 88.9% of held-out synchronized questions right (needs >= 90%")
+    assert problems[1].startswith("it says 'yes' to 79.2% of muted questions (needs >= 80%")
 
-    summary = ablation_replica.summarize([run("grpo", 0, 20.0), run("grpo", 1, 40.0), run("step_rr", 0, 50.0)])
-    assert summary["grpo"]["muted_accuracy"] == (30.0, pytest.approx(14.1421356))
-    assert summary["step_rr"]["muted_accuracy"] == (50.0, 0.0)
-    assert summary["warm_start"]["muted_accuracy"] == (10.0, 0.0)
-    assert "step_rr_ansco" not in summary
+
+def test_the_95_percent_interval_is_students_t():
+    # 5 values 1..5: mean 3, sample std sqrt(2.5) = 1.5811; t(0.975, 4) = 2.776 -> 2.776 * sqrt(1/2) = 1.96293
+    stat = ablation_replica.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert stat["mean"] == 3.0 and stat["std"] == pytest.approx(1.5811388)
+    assert stat["ci95"] == pytest.approx(1.962928, abs=1e-5)
+    assert ablation_replica.mean_ci([7.0])["ci95"] is None
+
+
+def test_the_summary_pairs_each_arm_with_grpo_seed_by_seed():
+    def run(arm, seed, listening):
+        figures = {m: 10.0 for m in ablation_replica.REPORTED}
+        figures["listening_accuracy"] = listening
+        signal = {"1": {"adv/nonzero_group_frac": 0.5, "adv/mass_frac/conflict": 0.6, "reward/acc/mean": 0.5}}
+        return {"arm": arm, "seed": seed, "before": {}, "after": figures, "signal": signal}
+
+    gate = {"figures": {m: 5.0 for m in ablation_replica.REPORTED}}
+    results = [run("grpo", 0, 50.0), run("grpo", 1, 60.0), run("step_rr", 0, 56.0), run("step_rr", 1, 62.0)]
+    summary = ablation_replica.summarize(results, gate)
+    assert summary["arms"]["grpo"]["listening_accuracy"]["mean"] == 55.0
+    # paired: 56 - 50 = 6 and 62 - 60 = 2: mean 4, std 2.828, t(0.975, 1) = 12.706 -> 12.706 * 2.828 / sqrt 2
+    diff = summary["paired"]["step_rr-grpo"]["listening_accuracy"]
+    assert diff["mean"] == 4.0 and diff["ci95"] == pytest.approx(25.412, abs=1e-3)
+    assert summary["warm_start"]["listening_accuracy"] == 5.0
+    assert "step_rr_ansco" not in summary["arms"]
     table = ablation_replica.markdown(summary)
-    assert "| GRPO (format + accuracy) | 2 | 30.0 ± 14.1 |" in table
+    assert "| GRPO (format + accuracy) | 2 | 55.0 ± 63.5 |" in table
+    assert "| step_rr-grpo | 4.0 ± 25.4 |" in table
+    assert "| Step-RR | 50.0 ± 0.0 | 60.0 ± 0.0 |" in table
 
 
 def test_the_reference_is_fitted_on_the_reference_workers_own_prompt(tiny_asset, task):
@@ -196,15 +307,25 @@ def test_the_reference_is_fitted_on_the_reference_workers_own_prompt(tiny_asset,
 @pytest.mark.parametrize("recipe", ["grpo_baseline", "avconfuse", "avconfuse_ansco"])
 def test_every_arm_trains_with_the_same_budget_and_is_validated_greedily(recipe):
     config = verl_trainer_config(f"+recipe={recipe}", "+machine=cpu_ablation")
-    assert config.actor_rollout_ref.actor.optim.lr == 2e-4
-    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (4, 6)
-    assert config.trainer.total_training_steps == config.trainer.test_freq == 12
-    assert config.trainer.val_before_train is True and config.data.shuffle is True
+    assert config.actor_rollout_ref.actor.optim.lr == 5e-4
+    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (8, 8)
+    assert config.trainer.total_training_steps == config.trainer.test_freq == 36
+    assert config.trainer.val_before_train is False and config.data.shuffle is True
     assert config.actor_rollout_ref.rollout.val_kwargs.do_sample is False
     assert config.actor_rollout_ref.rollout.val_kwargs.n == 1
     # the arms differ only in their recipe: reward and loss
     assert config.avconfuse.reference.enable is (recipe != "grpo_baseline")
     assert config.avconfuse.get("ans_co", {}).get("enable", False) is (recipe == "avconfuse_ansco")
+
+
+def test_the_hyperparameters_recorded_are_those_verl_composes():
+    values = ablation_replica.composed(
+        "ppo_trainer", ["+recipe=avconfuse", "+machine=cpu_ablation", "data.seed=3"], ablation_replica.HYPERPARAMETERS
+    )
+    assert values["actor_rollout_ref.actor.optim.lr"] == 5e-4 and values["data.seed"] == 3
+    assert values["trainer.total_training_steps"] == 36 and values["actor_rollout_ref.rollout.n"] == 8
+    assert values["algorithm.adv_estimator"] == "grpo" and values["algorithm.use_kl_in_reward"] is False
+    assert values["avconfuse"]["reference"]["enable"] is True
 
 
 def test_the_warmup_sft_machine_composes_with_verls_sft_trainer():
@@ -216,7 +337,7 @@ def test_the_warmup_sft_machine_composes_with_verls_sft_trainer():
         config = compose(
             config_name="sft_trainer_engine", overrides=["+recipe=sft_warmup", "+machine=cpu_ablation_sft"]
         )
-    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 27
+    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 14
     assert (config.data.train_batch_size, config.optim.lr) == (8, 5e-3)
     assert config.engine.mixed_precision.param_dtype == "fp32" and config.engine.dtype == "float32"
     assert config.data.custom_cls.name == "OmniSFTDataset"

@@ -429,10 +429,25 @@ class AvconfuseTrainer(PPOTrainerSync):
         if self._uses_step_rr():
             self._check_step_rr_services(batch, metrics)
         batch = super()._compute_advantage(batch, metrics)
+        metrics.update(self._advantage_signal(batch))
         if self.avconfuse_settings.ans_co.enable:
             # Written with the advantages, outside the actor update (whose time is compared with plain GRPO).
             batch = self._write_ans_co_inputs(batch)
         return batch
+
+    def _advantage_signal(self, batch) -> dict[str, float]:
+        """Which groups carry advantage, and on which questions (:mod:`verl_avconfuse.rewards.signal`)."""
+        import transfer_queue as tq
+
+        from verl_avconfuse.rewards.signal import advantage_signal
+
+        fields = ["uid", "advantages", "response_mask", "extra_info"]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        mask = data["response_mask"].to_padded_tensor(padding=0).float()
+        advantages = (data["advantages"].to_padded_tensor(padding=0.0) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        uids = data["uid"].tolist() if hasattr(data["uid"], "tolist") else list(data["uid"])
+        cells = [(info or {}).get("cell") if hasattr(info, "get") else None for info in data["extra_info"]]
+        return advantage_signal(uids, advantages.tolist(), cells)
 
     def _update_actor(self, batch, metrics):
         if not self.avconfuse_settings.ans_co.enable:

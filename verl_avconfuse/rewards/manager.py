@@ -30,6 +30,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from verl_avconfuse.reference.requests import reference_request_for
 from verl_avconfuse.rewards import parse_response, similarity_requests, step_rr_scores
+from verl_avconfuse.rewards.rows import data_index
 from verl_avconfuse.settings import avconfuse_settings
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class StepRRRewardManager(RewardManagerBase):
             "sim_a_ref": sim_a_ref,
             "sim_a_v": sim_a_v,
             "reference_a_think": reference or "",
+            **data_index(non_tensor.get("extra_info")),
         }
         return {"reward_score": scores["score"], "reward_extra_info": extra}
 

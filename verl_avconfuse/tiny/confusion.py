@@ -1,22 +1,42 @@
 """A synthetic audio-visual confusion task for the CPU-scale ablation (``benchmarks/ablation_replica.py``).
 
 Instruments are *seen* as shapes (one colour and outline per instrument, two instruments side by side) and
-*heard* as tones (:data:`verl_avconfuse.tiny.data.INSTRUMENT_TONES_HZ`). Three kinds of clip, mirroring the
-paper's data:
+*heard* as tones (:data:`verl_avconfuse.tiny.data.INSTRUMENT_TONES_HZ`). A question "Is there a {instrument}
+sound?" falls in one of four **cells**, by whether the instrument is on screen and whether it is heard:
 
-- **sync** (the warm-up SFT set): every instrument on screen is heard. Audio and picture always agree, so
-  "is there a violin sound?" can be answered from the picture alone -- the shortcut the paper's baseline
-  takes (it says "yes" to 91.78% of muted questions).
-- **rest** (part of the RL set, as in Music-AVQA, where a visible player often pauses): one of the two
-  instruments on screen is silent. Only the audio tells which.
-- **muted** (the test set): built from sync pieces by :mod:`verl_avconfuse.bench.muted` -- the same builder
-  as AV-ConfuseBench's -- with one instrument's stem removed while it stays on screen, plus its controls
-  (the instrument still heard: "yes").
+============== ========= ======== ====== ==============================================================
+cell           on screen heard    answer what a model that only looks says
+============== ========= ======== ====== ==============================================================
+control        yes       yes      yes    yes (right)
+muted          yes       no       no     yes (wrong: the paper's confusion)
+offscreen_heard no       yes      yes    no (wrong)
+offscreen_silent no      no       no     no (right)
+============== ========= ======== ====== ==============================================================
 
-Questions are Music-AVQA's existential template, "Is there a {instrument} sound?". Reasoning texts come
-from the tiny corpus (:mod:`verl_avconfuse.tiny.corpus`), so they are in the tiny tokenizer's vocabulary.
-:func:`train_reference` fits the tiny Qwen2-Audio reference to describe what it hears, on the exact prompt
-the reference worker sends (:func:`verl_avconfuse.reference.backends.reference_messages`).
+Only listening answers the two **conflict** cells (muted, offscreen_heard); a model that only looks, and one
+that says "yes" to everything, both score 50% averaged over the four cells.
+
+Two kinds of clip:
+
+- **sync**: both instruments on screen are heard (the warm-up SFT set, the warm start's held-out gate).
+  Sight and sound always agree, so every question can be answered from the picture alone -- the shortcut the
+  paper's baseline takes (it says "yes" to 91.78% of muted questions).
+- **swap**: one player on screen is silent and an instrument off screen is heard (the RL set, as a visible
+  player pausing in Music-AVQA, and the off-screen test cells). Sight and sound disagree on two instruments.
+
+The sets (:func:`build_confusion_task`):
+
+- **SFT**: sync clips; each piece asks about both instruments on screen (control) and two absent ones.
+- **RL**: swap clips, each asking about the silent player (muted), the off-screen one (offscreen_heard) and
+  one of the other two cells in turn, so two questions in three are conflicts and half the answers "yes".
+- **validation** (one parquet, each row's ``extra_info.set`` and ``extra_info.cell``): ``gate``, held-out
+  sync clips asked as SFT asks; ``test``, the four cells -- muted and control from sync pieces through
+  AV-ConfuseBench's muted builder (:mod:`verl_avconfuse.bench.muted`, one instrument's stem removed while it
+  stays on screen, with its controls), offscreen_heard and offscreen_silent from held-out swap clips.
+
+Reasoning texts come from the tiny corpus (:mod:`verl_avconfuse.tiny.corpus`), so they are in the tiny
+tokenizer's vocabulary. :func:`train_reference` fits the tiny Qwen2-Audio reference to describe what it
+hears, on the exact prompt the reference worker sends (:func:`verl_avconfuse.reference.backends.reference_messages`).
 """
 
 from __future__ import annotations
@@ -50,11 +70,21 @@ QUESTION = "Is there a {instrument} sound?"
 #: The muted set's question template (bench/muted.py fills ``{source}``): the training question, so the
 #: test measures what the model hears, not whether it follows AV-ConfuseBench's longer preamble.
 MUTED_QUESTION_TEMPLATE = "Is there a {source} sound?"
+#: (on screen, heard) -> cell; the answer is "yes" exactly when the instrument is heard.
+CELL_OF: dict[tuple[bool, bool], str] = {
+    (True, True): "control",
+    (True, False): "muted",
+    (False, True): "offscreen_heard",
+    (False, False): "offscreen_silent",
+}
+CELLS: tuple[str, ...] = ("muted", "control", "offscreen_heard", "offscreen_silent")
+#: The cells where sight and sound disagree: only listening answers them.
+CONFLICT_CELLS: tuple[str, ...] = ("muted", "offscreen_heard")
 
 
 @dataclass(frozen=True)
 class Piece:
-    """Two instruments on screen (left, right) and the ones heard, in the same order."""
+    """Two instruments on screen (left, right) and the ones heard."""
 
     key: str
     seen: tuple[str, str]
@@ -64,15 +94,23 @@ class Piece:
     def scene(self) -> Scene:
         return Scene(heard=self.heard, seen=self.seen)
 
+    def cell(self, instrument: str) -> str:
+        return CELL_OF[(instrument in self.seen, instrument in self.heard)]
 
-def sample_pieces(n: int, *, seed: int, rest_fraction: float = 0.0, prefix: str = "piece") -> list[Piece]:
-    """``n`` pieces of two distinct instruments; ``round(n * rest_fraction)`` of them with one player silent."""
-    rng = random.Random(f"confusion-{prefix}-{seed}")
-    resting = set(rng.sample(range(n), round(n * rest_fraction)))
+
+def sample_pieces(n: int, *, seed: int, kind: str = "sync", prefix: str = "piece") -> list[Piece]:
+    """``n`` pieces of two distinct instruments on screen; ``sync``: both heard, ``swap``: the first heard,
+    the second silent and one instrument off screen heard."""
+    if kind not in ("sync", "swap"):
+        raise ValueError(f"kind: expected 'sync' or 'swap', got {kind!r}")
+    rng = random.Random(f"confusion-{prefix}-{kind}-{seed}")
     pieces = []
     for index in range(n):
         seen = tuple(rng.sample(INSTRUMENTS, 2))
-        heard = (seen[rng.randrange(2)],) if index in resting else seen
+        if kind == "sync":
+            heard = seen
+        else:
+            heard = (seen[0], rng.choice([i for i in INSTRUMENTS if i not in seen]))
         pieces.append(Piece(f"{prefix}_{index:03d}", seen, heard))
     return pieces
 
@@ -140,20 +178,34 @@ def write_clip(piece: Piece, path: Path, *, audio: bool = True) -> Path:
     return path
 
 
-def questions(piece: Piece, rng: random.Random, *, absent: bool) -> list[tuple[str, str]]:
-    """(question, answer) about both instruments on screen, and with ``absent`` one not in the piece."""
-    asked = list(piece.seen)
-    if absent:
-        asked.append(rng.choice([i for i in INSTRUMENTS if i not in piece.seen]))
-    return [(QUESTION.format(instrument=i), "yes" if i in piece.heard else "no") for i in asked]
+def absent_instrument(piece: Piece, rng: random.Random) -> str:
+    """An instrument neither on screen nor heard."""
+    return rng.choice([i for i in INSTRUMENTS if i not in piece.seen and i not in piece.heard])
+
+
+def asked_instruments(piece: Piece, rng: random.Random, index: int) -> list[str]:
+    """What a piece is asked about. Sync: both on screen and two absent ones (half "yes", half "no"). Swap:
+    the silent player, the off-screen one, then (alternating by ``index``) the one heard on screen or an
+    absent one."""
+    if set(piece.heard) == set(piece.seen):
+        return [*piece.seen, *rng.sample([i for i in INSTRUMENTS if i not in piece.seen], 2)]
+    silent = next(i for i in piece.seen if i not in piece.heard)
+    offscreen = next(i for i in piece.heard if i not in piece.seen)
+    third = next(i for i in piece.seen if i in piece.heard) if index % 2 == 0 else absent_instrument(piece, rng)
+    return [silent, offscreen, third]
+
+
+def questions(piece: Piece, instruments: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(question, answer, cell) for each instrument asked about: the answer is what is heard."""
+    return [(QUESTION.format(instrument=i), "yes" if i in piece.heard else "no", piece.cell(i)) for i in instruments]
 
 
 def sft_conversations(pieces: Sequence[Piece], clips: dict[str, Path], seed: int) -> list[dict]:
     """The warm-up SFT set as conversations in the release's JSONL shape (data_preprocess/warmup_sft.py)."""
     rng = random.Random(f"confusion-sft-{seed}")
     conversations = []
-    for piece in pieces:
-        for question, answer in questions(piece, rng, absent=True):
+    for index, piece in enumerate(pieces):
+        for question, answer, _ in questions(piece, asked_instruments(piece, rng, index)):
             response, _ = policy_response(
                 audio_reasoning(piece.scene, rng), visual_reasoning(piece.scene, rng), answer, rng, 0.0
             )
@@ -164,34 +216,56 @@ def sft_conversations(pieces: Sequence[Piece], clips: dict[str, Path], seed: int
     return conversations
 
 
-def rl_rows(pieces: Sequence[Piece], clips: dict[str, Path], seed: int, split: str) -> list[dict]:
-    """verl RL rows (the tiny dataset's schema), one per question; ``extra_info`` keeps the piece."""
+def verl_row(question: str, answer: str, clip: str, extra_info: dict) -> dict:
+    """One verl RL row (the tiny dataset's schema): the clip as video and as audio, the question in the
+    project's prompt format, ``extra_info`` as given (``index`` is set by the caller)."""
     from verl_avconfuse.prompts import format_question
 
+    return {
+        "data_source": DATA_SOURCE,
+        "prompt": [{"role": "user", "content": format_question(question, "<video><audio>")}],
+        "videos": [clip],
+        "audios": [clip],
+        "ability": "audio_visual_qa",
+        "reward_model": {"style": "rule", "ground_truth": answer},
+        "extra_info": {"question": question, "question_type": "Existential", **extra_info},
+    }
+
+
+def rl_rows(
+    pieces: Sequence[Piece],
+    clips: dict[str, Path],
+    seed: int,
+    split: str,
+    *,
+    only: Sequence[str] | None = None,
+) -> list[dict]:
+    """verl rows, one per question (:func:`asked_instruments`, or only the cells in ``only``);
+    ``extra_info`` keeps the piece, the cell and the set (``split``)."""
     rng = random.Random(f"confusion-rl-{seed}-{split}")
     rows = []
-    for piece in pieces:
-        for question, answer in questions(piece, rng, absent=True):
-            path = os.fspath(clips[piece.key])
-            rows.append(
+    for index, piece in enumerate(pieces):
+        asked = asked_instruments(piece, rng, index)
+        if only is not None:
+            wanted = {piece.cell(i): i for i in [*piece.seen, *piece.heard]}
+            wanted.setdefault("offscreen_silent", absent_instrument(piece, rng))
+            asked = [wanted[c] for c in only if c in wanted]
+        for question, answer, cell in questions(piece, asked):
+            row = verl_row(
+                question,
+                answer,
+                os.fspath(clips[piece.key]),
                 {
-                    "data_source": DATA_SOURCE,
-                    "prompt": [{"role": "user", "content": format_question(question, "<video><audio>")}],
-                    "videos": [path],
-                    "audios": [path],
-                    "ability": "audio_visual_qa",
-                    "reward_model": {"style": "rule", "ground_truth": answer},
-                    "extra_info": {
-                        "index": len(rows),
-                        "split": split,
-                        "question": question,
-                        "question_type": "Existential",
-                        "video_id": piece.key,
-                        "seen": ", ".join(piece.seen),
-                        "heard": ", ".join(piece.heard),
-                    },
-                }
+                    "index": len(rows),
+                    "split": split,
+                    "set": split,
+                    "cell": cell,
+                    "video_id": piece.key,
+                    "seen": ", ".join(piece.seen),
+                    "heard": ", ".join(piece.heard),
+                },
             )
+            rows.append(row)
     return rows
 
 
@@ -212,12 +286,46 @@ def muted_manifest(pieces: Sequence[Piece], clips: dict[str, Path], stems_dir: P
     return entries
 
 
+def muted_rows(muted_parquet: Path, question_template: str = MUTED_QUESTION_TEMPLATE) -> list[dict]:
+    """The muted builder's verl rows as test rows: the same prompt and clip, ``extra_info`` in this task's
+    shape (cell ``muted`` for a "no", ``control`` for a "yes")."""
+    import pandas as pd
+
+    rows = []
+    for record in pd.read_parquet(muted_parquet).to_dict("records"):
+        info = dict(record["extra_info"])
+        answer = record["reward_model"]["ground_truth"]
+        if answer not in ("yes", "no"):
+            raise ValueError(f"{muted_parquet}: reward_model.ground_truth: expected 'yes' or 'no', got {answer!r}")
+        clip = str(list(record["videos"])[0])
+        row = verl_row(
+            str(info["question"]),
+            answer,
+            clip,
+            {
+                "index": 0,
+                "split": "test",
+                "set": "test",
+                "cell": "control" if answer == "yes" else "muted",
+                "video_id": str(info.get("video_id", Path(clip).stem)),
+                "seen": "",
+                "heard": "",
+            },
+        )
+        # The builder's own prompt (its question template and media placeholders), not a rebuilt one.
+        row["prompt"] = [dict(m) for m in record["prompt"]]
+        row["audios"] = [str(a) for a in record["audios"]]
+        rows.append(row)
+    return rows
+
+
 @dataclass(frozen=True)
 class TaskFiles:
     sft_jsonl: Path
     sft_parquet: Path
     rl_train: Path
     reference_examples: Path
+    val_parquet: Path
     muted_json: Path
     muted_parquet: Path
     muted_videos: Path
@@ -226,17 +334,19 @@ class TaskFiles:
 def build_confusion_task(
     out_dir: str | os.PathLike,
     *,
-    n_sft: int = 24,
-    n_rl: int = 16,
+    n_sft: int = 96,
+    n_rl: int = 32,
+    n_gate: int = 12,
     n_test: int = 12,
-    rest_fraction: float = 0.5,
     seed: int = 0,
 ) -> TaskFiles:
     """Write the task's clips and files into ``out_dir`` (idempotent: existing clips are kept).
 
     ``sft/`` sync clips and ``conversations.jsonl`` -> ``train.parquet`` (the real warm-up converter);
-    ``rl/`` sync and rest clips, ``train.parquet`` and ``reference.jsonl`` (what the reference hears and
-    should say); ``test/`` the muted set built by AV-ConfuseBench's builder with controls.
+    ``rl/`` swap clips, ``train.parquet`` and ``reference.jsonl`` (what the reference hears and should say);
+    ``val.parquet``: the gate (``n_gate`` held-out sync pieces) and the test's four cells (``n_test`` sync
+    pieces through AV-ConfuseBench's muted builder with controls, ``2 * n_test`` held-out swap pieces asked
+    about the instrument off screen and an absent one: as many questions as the muted builder's).
     """
     from verl_avconfuse.bench.muted import build_muted, load_muted_manifest
     from verl_avconfuse.data_preprocess import warmup_sft
@@ -245,8 +355,10 @@ def build_confusion_task(
     out = Path(out_dir)
     sets = {
         "sft": sample_pieces(n_sft, seed=seed, prefix="sft"),
-        "rl": sample_pieces(n_rl, seed=seed, rest_fraction=rest_fraction, prefix="rl"),
+        "rl": sample_pieces(n_rl, seed=seed, kind="swap", prefix="rl"),
+        "gate": sample_pieces(n_gate, seed=seed, prefix="gate"),
         "test": sample_pieces(n_test, seed=seed, prefix="test"),
+        "offscreen": sample_pieces(2 * n_test, seed=seed, kind="swap", prefix="offscreen"),
     }
     clips: dict[str, Path] = {}
     for name, pieces in sets.items():
@@ -284,11 +396,21 @@ def build_confusion_task(
     build_muted(
         load_muted_manifest(manifest), muted_dir, controls=True, question_template=MUTED_QUESTION_TEMPLATE, seed=seed
     )
+    val = [
+        *rl_rows(sets["gate"], clips, seed, "gate"),
+        *muted_rows(muted_dir / "avconfusebench_muted.parquet"),
+        *rl_rows(sets["offscreen"], clips, seed, "test", only=("offscreen_heard", "offscreen_silent")),
+    ]
+    for index, row in enumerate(val):
+        row["extra_info"]["index"] = index
+    val_parquet = out / "val.parquet"
+    atomic_write_parquet(val_parquet, val)
     return TaskFiles(
         sft_jsonl,
         sft_parquet,
         rl_train,
         reference,
+        val_parquet,
         muted_dir / "avconfusebench_muted.json",
         muted_dir / "avconfusebench_muted.parquet",
         muted_dir / "videos",
