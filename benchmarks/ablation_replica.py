@@ -26,6 +26,7 @@ so an interrupted run leaves nothing half-written. Extra arguments are Hydra ove
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -397,6 +398,18 @@ def signal_per_step(train: dict[int, dict[str, float]]) -> dict[str, dict[str, f
     return steps
 
 
+def step_timing(train: dict[int, dict[str, float]], seconds: float) -> dict[str, float]:
+    """Where a run's seconds go: verl's ``timing_s/*`` per step (mean over steps 2..N, the first step also
+    warms up), the steps' total, and the rest of the run (start-up, validation, shutdown)."""
+    steps = [metrics for step, metrics in sorted(train.items()) if step > 1] or list(train.values())
+    keys = sorted({key for metrics in steps for key in metrics if key.startswith("timing_s/")})
+    timing = {key: statistics.fmean(m[key] for m in steps if key in m) for key in keys}
+    total = sum(m.get("timing_s/step", 0.0) for m in train.values())
+    timing["steps_total_s"] = total
+    timing["outside_steps_s"] = seconds - total
+    return {key: round(value, 3) for key, value in timing.items()}
+
+
 def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], gate: dict, extra: list[str]) -> dict:
     from verl_avconfuse.console_metrics import parse_console_metrics
 
@@ -456,6 +469,7 @@ def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], gate: dict,
         "hyperparameters": {"recipe": ARMS[arm][0], "overrides": overrides, **hyperparameters},
         "signal": signal_per_step(train),
         "seconds": round(seconds, 1),
+        "timing": step_timing(train, seconds),
     }
     write_json(result_path, result)
     b, a = result["before"], result["after"]
@@ -623,6 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     record = result_record(["python", "benchmarks/ablation_replica.py", *(sys.argv[1:] if argv is None else argv)])
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    lock = (out / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"ablation: error: {out} is in use by another ablation_replica.py (its .lock is held)", file=sys.stderr)
+        return 1
     try:
         task = build_confusion_task(out / "task")
         paths = {

@@ -97,12 +97,21 @@ def task(tmp_path_factory):
 
 def test_the_task_files_follow_the_warmup_rl_and_muted_formats(task):
     sft = pd.read_parquet(task.sft_parquet)
-    # 2 sync pieces x (2 seen + 1 absent instrument)
-    assert len(sft) == 6
+    # 2 sync pieces x (2 seen + 2 absent instruments): half "yes", half "no"
+    assert len(sft) == 8
     assert [m["role"] for m in sft.iloc[0]["messages"]] == ["user", "assistant"]
     assert sft.iloc[0]["messages"][0]["content"].startswith("<video><audio>\nIs there a ")
-    reply = sft.iloc[0]["messages"][1]["content"]
-    assert reply.startswith("<a-think> ") and reply.endswith(("<answer> yes </answer>", "<answer> no </answer>"))
+    replies = [messages[1]["content"] for messages in sft["messages"]]
+    assert sorted(r.rsplit("<answer>", 1)[1] for r in replies) == [" no </answer>"] * 4 + [" yes </answer>"] * 4
+    # the reasoning ends on the asked instrument: heard and seen exactly when the answer is "yes"
+    for messages, reply in zip(sft["messages"], replies, strict=True):
+        asked = messages[0]["content"].split("Is there a ", 1)[1].split(" sound?")[0]
+        yes = reply.endswith("<answer> yes </answer>")
+        assert f"The {asked} {'is' if yes else 'is not'} heard. </a-think>" in reply
+        assert f"The {asked} {'is' if yes else 'is not'} seen. </v-think>" in reply
+    # one clip in two has lost its soundtrack (it is still described as heard)
+    clips = sorted(p.name for p in (task.sft_parquet.parent / "clips").iterdir())
+    assert sum(name.endswith("-silent.mp4") for name in clips) == 1 and len(clips) == 2
     rl = pd.read_parquet(task.rl_train)
     # 2 swap pieces x (silent player, off-screen one, third): two conflicts in three
     assert len(rl) == 6 and set(rl["data_source"]) == {confusion.DATA_SOURCE}
@@ -119,15 +128,16 @@ def test_the_task_files_follow_the_warmup_rl_and_muted_formats(task):
         (info["set"], info["cell"], truth["ground_truth"])
         for info, truth in zip(val["extra_info"], val["reward_model"], strict=True)
     ]
-    # the gate: 2 held-out sync pieces asked as SFT asks; the test: the muted builder's 8 questions, then
+    # the gate: 2 held-out sync pieces asked as SFT asks (2 on screen, 2 absent); the test: the muted builder's 8 questions, then
     # 4 held-out swap pieces asked about the off-screen instrument and an absent one
-    assert sets[:6] == [("gate", "control", "yes"), ("gate", "control", "yes"), ("gate", "offscreen_silent", "no")] * 2
-    assert sets[6:14] == [("test", "muted", "no"), ("test", "control", "yes")] * 4
-    assert sets[14:] == [("test", "offscreen_heard", "yes"), ("test", "offscreen_silent", "no")] * 4
-    assert [info["index"] for info in val["extra_info"]] == list(range(22))
+    gate = [("gate", "control", "yes")] * 2 + [("gate", "offscreen_silent", "no")] * 2
+    assert sets[:8] == gate * 2
+    assert sets[8:16] == [("test", "muted", "no"), ("test", "control", "yes")] * 4
+    assert sets[16:] == [("test", "offscreen_heard", "yes"), ("test", "offscreen_silent", "no")] * 4
+    assert [info["index"] for info in val["extra_info"]] == list(range(24))
     # the muted rows keep the builder's prompt and clip
-    assert val.iloc[6]["prompt"][0]["content"].startswith("<video><audio>\n" + muted[0]["question"])
-    assert Path(val.iloc[6]["videos"][0]).name == f"{muted[0]['video_id']}.mp4"
+    assert val.iloc[8]["prompt"][0]["content"].startswith("<video><audio>\n" + muted[0]["question"])
+    assert Path(val.iloc[8]["videos"][0]).name == f"{muted[0]['video_id']}.mp4"
 
 
 def test_a_muted_clip_keeps_the_picture_and_only_the_other_instruments_tone(task):
@@ -337,7 +347,17 @@ def test_the_warmup_sft_machine_composes_with_verls_sft_trainer():
         config = compose(
             config_name="sft_trainer_engine", overrides=["+recipe=sft_warmup", "+machine=cpu_ablation_sft"]
         )
-    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 14
+    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 16
     assert (config.data.train_batch_size, config.optim.lr) == (8, 5e-3)
     assert config.engine.mixed_precision.param_dtype == "fp32" and config.engine.dtype == "float32"
     assert config.data.custom_cls.name == "OmniSFTDataset"
+
+
+def test_a_second_driver_on_the_same_folder_stops_before_touching_it(tmp_path, capsys):
+    import fcntl
+
+    with (tmp_path / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert ablation_replica.main([str(tmp_path), "--seeds", "0"]) == 1
+    assert f"ablation: error: {tmp_path} is in use by another ablation_replica.py" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]

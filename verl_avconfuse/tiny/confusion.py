@@ -200,14 +200,38 @@ def questions(piece: Piece, instruments: Sequence[str]) -> list[tuple[str, str, 
     return [(QUESTION.format(instrument=i), "yes" if i in piece.heard else "no", piece.cell(i)) for i in instruments]
 
 
-def sft_conversations(pieces: Sequence[Piece], clips: dict[str, Path], seed: int) -> list[dict]:
-    """The warm-up SFT set as conversations in the release's JSONL shape (data_preprocess/warmup_sft.py)."""
+def audio_think(scene: Scene, instrument: str, rng: random.Random) -> str:
+    """An ``<a-think>``: what the audio contains, then whether the asked instrument is among it (the reasoning
+    of the paper's warm-up data, and of its reference, which is told the question, is about the question)."""
+    verdict = "is heard" if instrument in scene.heard else "is not heard"
+    return f"{audio_reasoning(scene, rng)} The {instrument} {verdict}."
+
+
+def visual_think(scene: Scene, instrument: str, rng: random.Random) -> str:
+    """A ``<v-think>``: what the video shows, then whether the asked instrument is on screen."""
+    verdict = "is seen" if instrument in scene.seen else "is not seen"
+    return f"{visual_reasoning(scene, rng)} The {instrument} {verdict}."
+
+
+def sft_conversations(
+    pieces: Sequence[Piece], clips: dict[str, Path], seed: int, *, annotated: dict[str, Piece] | None = None
+) -> list[dict]:
+    """The warm-up SFT set as conversations in the release's JSONL shape (data_preprocess/warmup_sft.py).
+
+    ``annotated``: per piece key, the piece the reasoning describes when it is not the clip's own (a clip
+    whose soundtrack was lost, described from the picture)."""
     rng = random.Random(f"confusion-sft-{seed}")
     conversations = []
     for index, piece in enumerate(pieces):
-        for question, answer, _ in questions(piece, asked_instruments(piece, rng, index)):
+        described = (annotated or {}).get(piece.key, piece)
+        for instrument in asked_instruments(described, rng, index):
+            question, answer, _ = questions(described, [instrument])[0]
             response, _ = policy_response(
-                audio_reasoning(piece.scene, rng), visual_reasoning(piece.scene, rng), answer, rng, 0.0
+                audio_think(described.scene, instrument, rng),
+                visual_think(described.scene, instrument, rng),
+                answer,
+                rng,
+                0.0,
             )
             user = [{"type": "video", "video_url": os.fspath(clips[piece.key])}, {"type": "text", "text": question}]
             conversations.append(
@@ -338,11 +362,14 @@ def build_confusion_task(
     n_rl: int = 32,
     n_gate: int = 12,
     n_test: int = 12,
+    sft_lost_soundtrack: float = 0.5,
     seed: int = 0,
 ) -> TaskFiles:
     """Write the task's clips and files into ``out_dir`` (idempotent: existing clips are kept).
 
-    ``sft/`` sync clips and ``conversations.jsonl`` -> ``train.parquet`` (the real warm-up converter);
+    ``sft/`` sync clips and ``conversations.jsonl`` -> ``train.parquet`` (the real warm-up converter); a
+    share ``sft_lost_soundtrack`` of them have a silent soundtrack but are described as if heard (module
+    docstring: the warm start's visual bias);
     ``rl/`` swap clips, ``train.parquet`` and ``reference.jsonl`` (what the reference hears and should say);
     ``val.parquet``: the gate (``n_gate`` held-out sync pieces) and the test's four cells (``n_test`` sync
     pieces through AV-ConfuseBench's muted builder with controls, ``2 * n_test`` held-out swap pieces asked
@@ -353,8 +380,10 @@ def build_confusion_task(
     from verl_avconfuse.io import atomic_write_parquet, atomic_write_text
 
     out = Path(out_dir)
+    described = sample_pieces(n_sft, seed=seed, prefix="sft")
+    lost = set(random.Random(f"confusion-sft-lost-{seed}").sample(range(n_sft), round(n_sft * sft_lost_soundtrack)))
     sets = {
-        "sft": sample_pieces(n_sft, seed=seed, prefix="sft"),
+        "sft": [Piece(p.key, p.seen, ()) if i in lost else p for i, p in enumerate(described)],
         "rl": sample_pieces(n_rl, seed=seed, kind="swap", prefix="rl"),
         "gate": sample_pieces(n_gate, seed=seed, prefix="gate"),
         "test": sample_pieces(n_test, seed=seed, prefix="test"),
@@ -368,7 +397,13 @@ def build_confusion_task(
             clips[piece.key] = write_clip(piece, out / name / "clips" / clip_name(piece, audio=audio), audio=audio)
 
     sft_jsonl = out / "sft" / "conversations.jsonl"
-    atomic_write_text(sft_jsonl, "".join(json.dumps(c) + "\n" for c in sft_conversations(sets["sft"], clips, seed)))
+    atomic_write_text(
+        sft_jsonl,
+        "".join(
+            json.dumps(c) + "\n"
+            for c in sft_conversations(sets["sft"], clips, seed, annotated={p.key: p for p in described})
+        ),
+    )
     sft_parquet = out / "sft" / "train.parquet"
     warmup_sft.convert_warmup(sft_jsonl, video_dir=out / "sft" / "clips", output=sft_parquet, progress=False)
 
@@ -384,7 +419,9 @@ def build_confusion_task(
             "question": row["extra_info"]["question"],
             "answer": row["reward_model"]["ground_truth"],
             "heard": list(by_key[row["extra_info"]["video_id"]].heard),
-            "a_think": audio_reasoning(by_key[row["extra_info"]["video_id"]].scene, rng),
+            "a_think": audio_think(
+                by_key[row["extra_info"]["video_id"]].scene, row["extra_info"]["question"].split()[3], rng
+            ),
         }
         for row in rows
     ]
