@@ -214,6 +214,9 @@ def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
     # One process of torch.distributed, as torchrun would start it.
     env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
     env["MASTER_PORT"] = str(_free_port())
+    # One intra-op thread: a tiny model gains nothing from two, and two threads spinning on a core another
+    # process holds made a step ~20x slower on the 2-core machine (0.2 -> 4.5 s).
+    env.setdefault("OMP_NUM_THREADS", "1")
     log("sft: verl's SFT trainer on the synchronized clips")
     start = time.monotonic()
     text = run_logged(command, work / "sft.log", cwd=work, env=env)

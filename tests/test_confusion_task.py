@@ -317,9 +317,9 @@ def test_the_reference_is_fitted_on_the_reference_workers_own_prompt(tiny_asset,
 @pytest.mark.parametrize("recipe", ["grpo_baseline", "avconfuse", "avconfuse_ansco"])
 def test_every_arm_trains_with_the_same_budget_and_is_validated_greedily(recipe):
     config = verl_trainer_config(f"+recipe={recipe}", "+machine=cpu_ablation")
-    assert config.actor_rollout_ref.actor.optim.lr == 5e-4
-    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (8, 8)
-    assert config.trainer.total_training_steps == config.trainer.test_freq == 36
+    assert config.actor_rollout_ref.actor.optim.lr == 1e-3
+    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (8, 6)
+    assert config.trainer.total_training_steps == config.trainer.test_freq == 24
     assert config.trainer.val_before_train is False and config.data.shuffle is True
     assert config.actor_rollout_ref.rollout.val_kwargs.do_sample is False
     assert config.actor_rollout_ref.rollout.val_kwargs.n == 1
@@ -332,8 +332,8 @@ def test_the_hyperparameters_recorded_are_those_verl_composes():
     values = ablation_replica.composed(
         "ppo_trainer", ["+recipe=avconfuse", "+machine=cpu_ablation", "data.seed=3"], ablation_replica.HYPERPARAMETERS
     )
-    assert values["actor_rollout_ref.actor.optim.lr"] == 5e-4 and values["data.seed"] == 3
-    assert values["trainer.total_training_steps"] == 36 and values["actor_rollout_ref.rollout.n"] == 8
+    assert values["actor_rollout_ref.actor.optim.lr"] == 1e-3 and values["data.seed"] == 3
+    assert values["trainer.total_training_steps"] == 24 and values["actor_rollout_ref.rollout.n"] == 6
     assert values["algorithm.adv_estimator"] == "grpo" and values["algorithm.use_kl_in_reward"] is False
     assert values["avconfuse"]["reference"]["enable"] is True
 
