@@ -45,6 +45,7 @@ import functools
 import json
 import os
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -504,8 +505,10 @@ def _reference_inputs(processor, examples: Sequence[dict], with_target: bool) ->
 
 
 def names_heard(a_think: str) -> set[str]:
-    """The task's instruments an a-think names."""
-    return {i for i in INSTRUMENTS if i in a_think}
+    """The task's instruments an a-think says it hears: every one it names, except where it says
+    "The {instrument} is not heard"."""
+    said = re.sub(r"The \w+ is not heard\.?", "", a_think)
+    return {i for i in INSTRUMENTS if i in said}
 
 
 def train_reference(
