@@ -125,7 +125,14 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def run_logged(command: list[str], log_path: Path, *, cwd: Path, env: dict | None = None) -> str:
-    """Run ``command`` with its output in ``log_path``; its text, or an error naming the log's last lines."""
+    """Run ``command`` with its output in ``log_path``; its text, or an error naming the log's last lines.
+
+    verl's ``ray.init()`` joins the latest Ray instance started on the machine, if any (another replica's
+    run, a test's): every run here starts its own (``RAY_ADDRESS=local``, a session folder of its own)."""
+    import tempfile
+
+    env = {**(env if env is not None else os.environ), "RAY_ADDRESS": "local"}
+    env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     start = time.monotonic()
     with log_path.open("w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env, text=True)
