@@ -134,7 +134,7 @@ def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
     env["MASTER_PORT"] = str(_free_port())
     log("sft: verl's SFT trainer on the synchronized clips")
     text = run_logged(command, work / "sft.log", cwd=work, env=env)
-    from verl_avconfuse.console_metrics import parse_console_metrics
+    from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
     losses = {step: m["train/loss"] for step, m in parse_console_metrics(text).items() if "train/loss" in m}
     steps = sorted((work / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
@@ -161,7 +161,7 @@ def score_generations(path: Path) -> dict:
     share of controls whose ``<a-think>`` names the instrument still heard.
     """
     from verl_avconfuse.evaluation.tasks import EvalDoc, muted_cell, process_results
-    from verl_avconfuse.rewards import parse_response
+    from verl_avconfuse.method.parsing import parse_response
     from verl_avconfuse.tiny.confusion import names_heard
 
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -203,7 +203,7 @@ def _pct(flags: list[bool]) -> float | None:
 
 
 def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], overrides: list[str]) -> dict:
-    from verl_avconfuse.console_metrics import parse_console_metrics
+    from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
     run_dir = out / "runs" / f"{arm}-seed{seed}"
     result_path = run_dir / "result.json"

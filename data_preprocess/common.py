@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_avconfuse.io import atomic_path, atomic_write_json, atomic_write_parquet
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 __all__ = [
     "BadMedia",

@@ -12,8 +12,9 @@ version of the same function.
 
 from __future__ import annotations
 
-from verl_avconfuse.rewards import DEFAULT_OMEGA, parse_response, similarity_requests, step_rr_scores
-from verl_avconfuse.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
+from verl_avconfuse.method.parsing import parse_response
+from verl_avconfuse.method.step_rr import DEFAULT_OMEGA, similarity_requests, step_rr_scores
+from verl_avconfuse.reference.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
 
 
 def compute_score(

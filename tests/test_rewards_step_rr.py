@@ -15,12 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_avconfuse.bench.schemas import published_questions
-from verl_avconfuse.rewards import (
+from verl_avconfuse.method.parsing import ParsedResponse, parse_response
+from verl_avconfuse.method.step_rr import (
     DEFAULT_OMEGA,
     SCORE_KEYS,
-    ParsedResponse,
     SimilarityPair,
-    parse_response,
     similarity_requests,
     step_rr_batch,
     step_rr_scores,
@@ -196,8 +195,8 @@ def test_similarity_requests_refuses_a_non_text_reference():
 
 
 def test_similarity_pair_has_what_the_embedding_scorer_reads():
-    from verl_avconfuse import similarity
-    from verl_avconfuse.similarity import TextPair
+    from verl_avconfuse.reference import similarity
+    from verl_avconfuse.reference.similarity import TextPair
 
     assert set(TextPair.__annotations__) == {"kind", "query", "document"}  # what score() reads
     assert set(TextPair.__annotations__) <= set(SimilarityPair._fields)

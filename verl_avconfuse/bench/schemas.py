@@ -11,7 +11,7 @@ Published formats (``avconfusebench_test_m1.json`` / ``_m2.json``, a JSON list o
 Videos are looked up in a video directory as ``{video_id}.mp4`` (muted) and ``filename`` (modified).
 
 verl rows follow the project's converters (``verl_avconfuse.tiny.data``): ``data_source``, ``prompt`` (one
-user turn built by :func:`verl_avconfuse.prompts.format_question` with ``<video><audio>``), ``videos`` and
+user turn built by :func:`verl_avconfuse.method.prompts.format_question` with ``<video><audio>``), ``videos`` and
 ``audios`` (the clip's path in both: its soundtrack is the audio item), ``ability``, ``reward_model``
 ``{style, ground_truth}`` and ``extra_info`` ``{index, split, question, video_id, setting, ...}``.
 
@@ -290,7 +290,7 @@ def verl_row(item: dict, setting: str, index: int, video_path: str | os.PathLike
     annotation as ``ground_truth`` with style ``"model"`` (a judge grades them). ``extra`` adds keys to
     ``extra_info``; every row of one file must use the same keys (parquet structs are typed per column).
     """
-    from verl_avconfuse.prompts import format_question
+    from verl_avconfuse.method.prompts import format_question
 
     if setting not in SETTINGS:
         raise ValueError(f"setting={setting!r}: expected one of {SETTINGS}")

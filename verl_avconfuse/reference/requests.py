@@ -30,8 +30,8 @@ def reference_request_for(non_tensor: dict, media_root: str | None) -> Reference
 
     ``non_tensor``: the sample's ``raw_prompt`` (chat messages), ``extra_info`` and ``reward_model``.
     """
-    from verl_avconfuse.omni.dataset import media_path
-    from verl_avconfuse.prompts import OUTPUT_FORMAT_INSTRUCTION
+    from verl_avconfuse.media.probe import media_path
+    from verl_avconfuse.method.prompts import OUTPUT_FORMAT_INSTRUCTION
 
     raw_prompt = non_tensor.get("raw_prompt")
     messages = list(raw_prompt) if raw_prompt is not None else []

@@ -166,7 +166,7 @@ def sft_conversations(pieces: Sequence[Piece], clips: dict[str, Path], seed: int
 
 def rl_rows(pieces: Sequence[Piece], clips: dict[str, Path], seed: int, split: str) -> list[dict]:
     """verl RL rows (the tiny dataset's schema), one per question; ``extra_info`` keeps the piece."""
-    from verl_avconfuse.prompts import format_question
+    from verl_avconfuse.method.prompts import format_question
 
     rng = random.Random(f"confusion-rl-{seed}-{split}")
     rows = []

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from verl_avconfuse.io import atomic_write_parquet
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 INSTRUMENTS = ("violin", "piano", "acoustic_guitar", "cello", "flute", "drum", "trumpet", "erhu")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")

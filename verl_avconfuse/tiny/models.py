@@ -39,16 +39,15 @@ Importing this module is cheap: torch and transformers are imported inside the b
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verl_avconfuse.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
+from verl_avconfuse.io import atomic_directory
+from verl_avconfuse.method.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
 
 #: AdamW steps of the warm start (batch :data:`WARM_START_BATCH`).
 WARM_START_STEPS = 200
@@ -133,35 +132,6 @@ def deterministic_torch(seed: int, threads: int = BUILD_THREADS) -> Iterator[Non
         finally:
             torch.set_num_threads(old_threads)
             torch.use_deterministic_algorithms(old_deterministic, warn_only=old_warn_only)
-
-
-@contextlib.contextmanager
-def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``out_dir``; on success it replaces ``out_dir`` in one rename.
-
-    On an exception the temporary folder is removed; a killed process leaves at most a hidden
-    ``.NAME.tmp-*`` folder, never a half-written ``out_dir``. An existing ``out_dir`` is replaced (moved
-    aside first, then deleted).
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    # mkdtemp makes the folder private (0700); give the result a normal directory's mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _padded_vocab(tokenizer) -> int:
