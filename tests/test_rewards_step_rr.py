@@ -20,6 +20,7 @@ from verl_avconfuse.method.step_rr import (
     DEFAULT_OMEGA,
     SCORE_KEYS,
     SimilarityPair,
+    StepRRBatch,
     similarity_requests,
     step_rr_batch,
     step_rr_scores,
@@ -167,6 +168,20 @@ def test_step_rr_batch_length_mismatch_names_the_column(column):
     args[column] = args[column][:1]
     with pytest.raises(ValueError, match=f"{column} has 1 entries, parsed_list has 2"):
         step_rr_batch([FULL, FULL], **args)
+
+
+def test_step_rr_batch_embeds_only_the_pairs_that_exist_and_gives_each_response_its_own():
+    # FULL with a reference: arr + avc pairs; FULL without: avc only; no a-think: no pair at all
+    no_audio = dataclasses.replace(FULL, a_think=None)
+    batch = StepRRBatch((FULL, FULL, no_audio), ("The reference.", None, "The reference."))
+    assert [p.kind for p in batch.pairs] == ["arr", "avc", "avc"]
+    out = batch.scores(["one"] * 3, [0.9, 0.6, 0.5])
+    # 1 + 1 + (1 + 0.6); 1 + 0 + (1 + 0.5); 1 + 0 + (1 + 0): the second response's s is its own 0.5
+    assert [o["score"] for o in out] == pytest.approx([3.6, 2.5, 2.0])
+    failed = batch.scores(["one"] * 3, None)  # the embedding pass failed: every similarity is None
+    assert [o["score"] for o in failed] == pytest.approx([2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="2 similarities for 3 pairs"):
+        batch.scores(["one"] * 3, [0.9, 0.6])
 
 
 # --- similarity requests ----------------------------------------------------------------------------------

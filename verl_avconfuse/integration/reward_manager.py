@@ -2,7 +2,7 @@
 
 verl scores each rollout as it finishes, in several reward-loop workers. For each response this
 manager parses it, finds the prompt's reference a-think, has the similarities computed, and
-combines them with :func:`verl_avconfuse.method.step_rr.step_rr_scores`:
+combines them with :class:`verl_avconfuse.method.step_rr.StepRRBatch` (the Step-RR batch form ``reward_fns/step_rr.py`` uses too):
 
 - reference a-think: ``extra_info.reference_a_think`` when precomputed
   (``avconfuse reference precompute``); else the reference worker that owns the prompt
@@ -29,7 +29,7 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from verl_avconfuse.method.parsing import parse_response
-from verl_avconfuse.method.step_rr import similarity_requests, step_rr_scores
+from verl_avconfuse.method.step_rr import StepRRBatch
 from verl_avconfuse.reference.requests import reference_request_for
 from verl_avconfuse.settings import avconfuse_settings
 
@@ -130,24 +130,22 @@ class StepRRRewardManager(RewardManagerBase):
         options = (non_tensor.get("extra_info") or {}).get("options")
 
         reference, ref_cached, ref_error = await self._reference(non_tensor)
-        arr_pair, avc_pair = similarity_requests(parsed, reference)
-        pairs = [pair for pair in (arr_pair, avc_pair) if pair is not None]
+        batch = StepRRBatch((parsed,), (reference,))
+        (arr_pair, avc_pair), pairs = batch.requests[0], batch.pairs
         try:
-            sims = iter(await self._similarities(pairs))
+            sims = await self._similarities(pairs)
             sim_error = 0.0
         except Exception as error:  # noqa: BLE001 -- counted; the trainer stops the run past the error budget
             logger.warning("step_rr: the similarity service failed for this sample (arr = avc-sim = 0): %s", error)
-            sims, sim_error = iter([None] * len(pairs)), 1.0
-        sim_a_ref = next(sims) if arr_pair is not None else None
-        sim_a_v = next(sims) if avc_pair is not None else None
-        scores = step_rr_scores(
-            parsed,
-            ground_truth,
-            sim_a_ref,
-            sim_a_v,
+            sims, sim_error = None, 1.0
+        (scores,) = batch.scores(
+            [ground_truth],
+            sims,
             omega=self.settings.step_rr.omega,
-            options=list(options) if options is not None else None,
+            options_list=[list(options) if options is not None else None],
         )
+        sim_a_ref = sims[0] if sims is not None and arr_pair is not None else None
+        sim_a_v = sims[-1] if sims is not None and avc_pair is not None else None
         extra = {
             **scores,
             "ref_cached": ref_cached,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from verl_avconfuse.method.answers import answers_match
@@ -163,3 +164,57 @@ def step_rr_batch(
         step_rr_scores(p, gt, s_ref, s_av, omega=omega, options=opts)
         for p, gt, s_ref, s_av, opts in zip(parsed_list, ground_truths, sims_a_ref, sims_a_v, options_seq, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class StepRRBatch:
+    """Step-RR over a batch of responses, in two steps around the one embedding pass a step makes.
+
+    ``pairs`` are the text pairs to embed, every response's ``(arr, avc)`` pairs that exist, in order;
+    :meth:`scores` takes their similarities, in that order, and gives one :func:`step_rr_scores` dict per
+    response. The ``step_rr`` reward manager (one response per call, its embedding batched across calls) and
+    ``reward_fns/step_rr.py`` (verl's ``custom_reward_function``) both score this way.
+
+    Args:
+        parsed: the responses (``bs``), from :func:`verl_avconfuse.method.parsing.parse_response`.
+        references: each response's reference a-think (the same for a prompt's G rollouts); ``None``: none.
+    """
+
+    parsed: tuple[ParsedResponse, ...]
+    references: tuple[str | None, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.parsed) != len(self.references):
+            raise ValueError(f"StepRRBatch: {len(self.references)} references for {len(self.parsed)} responses")
+
+    @property
+    def requests(self) -> list[tuple[SimilarityPair | None, SimilarityPair | None]]:
+        """Each response's ``(arr_pair, avc_pair)`` (:func:`similarity_requests`)."""
+        return [similarity_requests(p, r) for p, r in zip(self.parsed, self.references, strict=True)]
+
+    @property
+    def pairs(self) -> list[SimilarityPair]:
+        """The pairs to embed, flat: every response's arr then avc pair, those that exist."""
+        return [pair for request in self.requests for pair in request if pair is not None]
+
+    def scores(
+        self,
+        ground_truths: Sequence[str],
+        similarities: Sequence[float] | None,
+        omega: float = DEFAULT_OMEGA,
+        options_list: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[dict[str, float]]:
+        """One :func:`step_rr_scores` dict per response.
+
+        ``similarities``: one per :attr:`pairs` entry, in order; ``None`` when the embedding pass failed (every
+        similarity is then ``None``: ``r_arr = 0`` and ``s = 0``).
+        """
+        requests = self.requests
+        if similarities is not None and len(similarities) != sum(p is not None for r in requests for p in r):
+            raise ValueError(f"StepRRBatch.scores: {len(similarities)} similarities for {len(self.pairs)} pairs")
+        sims = iter(similarities if similarities is not None else [])
+        sims_a_ref, sims_a_v = [], []
+        for arr_pair, avc_pair in requests:
+            sims_a_ref.append(next(sims) if arr_pair is not None and similarities is not None else None)
+            sims_a_v.append(next(sims) if avc_pair is not None and similarities is not None else None)
+        return step_rr_batch(self.parsed, ground_truths, sims_a_ref, sims_a_v, omega=omega, options_list=options_list)
