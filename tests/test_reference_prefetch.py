@@ -18,7 +18,7 @@ import pytest
 from verl_avconfuse.integration.batching import BusyClock
 from verl_avconfuse.integration.reference_prefetch import ReferencePrefetcher, prefetch_requests
 from verl_avconfuse.reference.cache import ReferenceRequest
-from verl_avconfuse.reference.requests import reference_request_for
+from verl_avconfuse.reference.requests import reference_request_for, request_for_row
 from verl_avconfuse.settings import avconfuse_settings
 
 QUESTION, ANSWER = "Is there a violin sound?", "yes"
@@ -188,6 +188,38 @@ def test_prefetch_requests_are_the_rewards_requests_once_per_prompt(tmp_path):
     requests = prefetch_requests(rows, None)
     assert requests == [reference_request_for(rows[0], None), reference_request_for(rows[2], None)]
     assert requests[1] == ReferenceRequest(clips[1], QUESTION, ANSWER)
+
+
+def test_precompute_reads_a_parquet_row_as_the_reward_reads_the_sample_verl_makes_of_it(tmp_path):
+    from verl_avconfuse.method.prompts import format_question
+
+    (clip,) = _clips(tmp_path, 1)
+    row = {
+        "prompt": [{"role": "user", "content": format_question(QUESTION, "<video><audio>")}],
+        "videos": [clip],
+        "audios": [clip],
+        "extra_info": {"question": QUESTION},
+        "reward_model": {"ground_truth": ANSWER},
+    }
+    # verl's dataset moves the media into the messages (RLHFDataset._build_messages) and drops the columns
+    sample = {
+        "raw_prompt": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": clip},
+                    {"type": "audio", "audio": clip},
+                    {"type": "text", "text": format_question(QUESTION)},
+                ],
+            }
+        ],
+        "extra_info": row["extra_info"],
+        "reward_model": row["reward_model"],
+    }
+    assert request_for_row(row, None) == reference_request_for(sample, None) == ReferenceRequest(clip, QUESTION, ANSWER)
+    # a row written elsewhere, without extra_info.question: the prompt's question, the instruction removed
+    bare = {**row, "extra_info": {}}
+    assert request_for_row(bare, None) == ReferenceRequest(clip, QUESTION, ANSWER)
 
 
 def test_the_prefetcher_sends_each_request_to_its_rewards_replica_and_on_to_the_embedder(tmp_path):
