@@ -17,14 +17,17 @@ from typing import Protocol
 
 from verl_avconfuse.method.prompts import REFERENCE_PROMPT
 from verl_avconfuse.reference.cache import ReferenceRequest
+from verl_avconfuse.settings import ReferenceSettings
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    seed: int = 0
+    """How the reference audio LM samples; the defaults are ``avconfuse.reference``'s (settings.py)."""
+
+    temperature: float = ReferenceSettings.temperature
+    top_p: float = ReferenceSettings.top_p
+    max_new_tokens: int = ReferenceSettings.max_new_tokens
+    seed: int = ReferenceSettings.seed
 
 
 class AudioLM(Protocol):

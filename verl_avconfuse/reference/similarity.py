@@ -22,8 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from verl_avconfuse.method.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
+from verl_avconfuse.settings import DEFAULT_EMBEDDING_MODEL
 
-DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 INSTRUCTIONS = {"arr": ARR_INSTRUCTION, "avc": AVC_INSTRUCTION}
 #: Kinds whose query embeddings are kept: ARR's query is a reference a-think (one per prompt).
 REMEMBERED_KINDS = ("arr",)
