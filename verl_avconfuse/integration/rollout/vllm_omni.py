@@ -10,7 +10,7 @@ field is documented against vLLM's source and tested field by field; nothing els
   the engine's ``hf_overrides`` (``vllm_engine_overrides``) and bans every media token;
 - :class:`OmniVLLMServerAdapter` renames the actor's weights (``thinker.`` prefix) on sync;
 - :class:`OmniVLLMReplica` launches the server above under its own actor-name prefix;
-- the server names :mod:`.vllm_worker`'s extension as vLLM's ``worker_extension_cls`` (weight sync on
+- the server names :mod:`.vllm_omni_worker`'s extension as vLLM's ``worker_extension_cls`` (weight sync on
   vLLM's CPU build), and takes the rollout settings the active verl platform asks for
   (``vllm_rollout_settings``: the CPU platform turns sleep mode off and eager mode on).
 
