@@ -312,6 +312,8 @@ def test_the_reference_is_fitted_on_the_reference_workers_own_prompt(tiny_asset,
     )
     assert inputs["input_ids"][0, :length].tolist() == expected["input_ids"][0].tolist()
     assert confusion.names_heard(example["a_think"]) == set(example["heard"])
+    assert confusion.names_heard("I hear a piano. The violin is not heard.") == {"piano"}
+    assert confusion.names_heard("I hear a piano and a violin. The violin is heard.") == {"piano", "violin"}
 
 
 @pytest.mark.parametrize("recipe", ["grpo_baseline", "avconfuse", "avconfuse_ansco"])
