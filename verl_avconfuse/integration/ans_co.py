@@ -31,6 +31,7 @@ splits it (:func:`assign_global_set_sizes`), as verl counts ``batch_num_tokens``
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Any
 
@@ -38,6 +39,8 @@ import torch
 
 from verl_avconfuse.method.ans_co import AnsCoSetSizes, ans_co_loss_from_stats, ans_co_set_sizes, logit_rows
 from verl_avconfuse.settings import AnsCoSettings
+
+logger = logging.getLogger(__name__)
 
 ANSWER_MASK_FIELD = "ans_co_answer_mask"
 UNCERTAINTY_MASK_FIELD = "ans_co_uncertainty_mask"
@@ -278,4 +281,57 @@ def answer_entropy_applies(engine, output, micro_batch, logits_processor_func) -
         and flag("pad_mode", DatasetPadMode.NO_PADDING) == DatasetPadMode.NO_PADDING
         and not getattr(engine, "use_ulysses_sp", False)
         and getattr(output, "logits", None) is not None
+    )
+
+
+def install_ans_co_loss(actor_rollout_wg, actor, settings: AnsCoSettings, tokenizer) -> None:
+    """Install Ans-CO's loss on the actor workers (``set_loss_fn``), from verl's ``actor_rollout_ref.actor``."""
+    from verl.utils.config import omega_conf_to_dataclass
+
+    if settings.lam > 0 and not actor.get("calculate_entropy", False):
+        raise ValueError(
+            "avconfuse.ans_co.lam > 0 needs the policy entropy in the actor update: set "
+            "actor_rollout_ref.actor.calculate_entropy=true (the avconfuse_ansco recipe does)"
+        )
+    actor_config = omega_conf_to_dataclass(actor)
+    loss_fn = make_ans_co_loss_fn(actor_config, settings, len(tokenizer))
+    if settings.entropy_positions == "answer" and not getattr(loss_fn, ANSWER_ENTROPY_ONLY):
+        logger.warning(
+            "Ans-CO: actor.entropy_coeff=%s needs the entropy at every position; computing it there "
+            "(avconfuse.ans_co.entropy_positions=answer applies only with entropy_coeff=0)",
+            actor_config.entropy_coeff,
+        )
+    actor_rollout_wg.set_loss_fn(loss_fn)
+
+
+def ans_co_fields(view, tokenizer, settings: AnsCoSettings):
+    """The step's answer-token masks and NLL flags for the actor update (read by :func:`ans_co_ppo_loss`),
+    from the trainer's one read of the step (``view``: its ``responses``, ``response_mask``, reward infos)."""
+    from tensordict import TensorDict
+    from verl.workers.utils.padding import response_to_nested
+
+    from verl_avconfuse.method.answer_mask import answer_token_mask
+
+    response_mask_nested = view.data["response_mask"]
+    responses = view.data["responses"].to_padded_tensor(padding=tokenizer.pad_token_id or 0)
+    response_mask = response_mask_nested.to_padded_tensor(padding=0)
+    answer_mask = answer_token_mask(responses, tokenizer, response_mask, span=settings.answer_span)
+    # u is measured on what the answer says, not on its near-certain tags and EOS (docs/ans_co.md)
+    content_mask = answer_token_mask(responses, tokenizer, response_mask, span="content")
+    if settings.nll_on == "all":
+        nll = torch.ones(len(view.keys))
+    else:
+        if any("acc" not in info for info in view.reward_infos):
+            raise KeyError(
+                "avconfuse.ans_co.nll_on=right needs each sample's 'acc' in the reward extra info (Step-RR and "
+                "format_acc provide it); use nll_on=all with other rewards"
+            )
+        nll = torch.tensor([float(info["acc"]) for info in view.reward_infos])
+    return TensorDict(
+        {
+            ANSWER_MASK_FIELD: response_to_nested(answer_mask.to(torch.int64), response_mask_nested),
+            UNCERTAINTY_MASK_FIELD: response_to_nested(content_mask.to(torch.int64), response_mask_nested),
+            NLL_MASK_FIELD: nll,
+        },
+        batch_size=len(view.keys),
     )

@@ -42,6 +42,8 @@ import numpy as np
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from verl_avconfuse.method.signal import advantage_signal
+
 logger = logging.getLogger(__name__)
 
 TRAINER_MODE = "avconfuse"
@@ -149,6 +151,46 @@ SUMMARY_METRICS = (
 )
 #: Per-step costs of RL-CoMM's extra work, summed over the run for the summary.
 REFERENCE_TIMINGS = ("timing_s/reference_generate", "timing_s/reference_wait", "timing_s/similarity")
+
+
+class StepView:
+    """One step's fields from verl's transfer queue, read once (after the advantages) and shared by every
+    use of the step: the Step-RR service check, the advantage signal, Ans-CO's inputs, the metrics and the
+    rollout dump."""
+
+    FIELDS = ("uid", "extra_fields", "extra_info", "advantages", "responses", "response_mask", "prompts")
+
+    def __init__(self, keys: list, data) -> None:
+        self.keys = keys
+        self.data = data
+        uids = data["uid"]
+        self.uids = uids.tolist() if hasattr(uids, "tolist") else list(uids)
+        self.reward_infos = (
+            reward_extra_infos(data["extra_fields"]) if "extra_fields" in data.keys() else [{}] * len(keys)
+        )
+
+    @classmethod
+    def read(cls, batch) -> StepView:
+        import transfer_queue as tq
+
+        # A dataset without extra_info (none of this package's) has no such field to read.
+        listed = getattr(batch, "fields", None)
+        fields = [f for f in cls.FIELDS if f != "extra_info" or not listed or f in listed]
+        return cls(
+            list(batch.keys), tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        )
+
+    def advantages(self) -> list[float]:
+        """One advantage per response: the mean over its tokens (GRPO's is the same at every token)."""
+        mask = self.data["response_mask"].to_padded_tensor(padding=0).float()
+        values = self.data["advantages"].to_padded_tensor(padding=0.0)
+        return ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+
+    def cells(self) -> list[str | None]:
+        """Each row's ``extra_info.cell`` (a task's question kind, e.g. the ablation replica's), or None."""
+        if "extra_info" not in self.data.keys():
+            return [None] * len(self.keys)
+        return [info.get("cell") if isinstance(info, dict) else None for info in self.data["extra_info"]]
 
 
 def run_summary(trainer_config, steps: int, last_metrics: dict, elapsed_s: float, totals: dict | None = None) -> str:
@@ -332,78 +374,15 @@ class AvconfuseTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------------------ Ans-CO
 
     def _install_ans_co_loss(self) -> None:
-        from verl.utils.config import omega_conf_to_dataclass
+        from verl_avconfuse.integration.ans_co import install_ans_co_loss
 
-        from verl_avconfuse.integration.ans_co import ANSWER_ENTROPY_ONLY, make_ans_co_loss_fn
-
-        settings = self.avconfuse_settings.ans_co
-        actor = self.config.actor_rollout_ref.actor
-        if settings.lam > 0 and not actor.get("calculate_entropy", False):
-            raise ValueError(
-                "avconfuse.ans_co.lam > 0 needs the policy entropy in the actor update: set "
-                "actor_rollout_ref.actor.calculate_entropy=true (the avconfuse_ansco recipe does)"
-            )
-        actor_config = omega_conf_to_dataclass(actor)
-        vocab_size = len(self.tokenizer)
-        loss_fn = make_ans_co_loss_fn(actor_config, settings, vocab_size)
-        if settings.entropy_positions == "answer" and not getattr(loss_fn, ANSWER_ENTROPY_ONLY):
-            logger.warning(
-                "Ans-CO: actor.entropy_coeff=%s needs the entropy at every position; computing it there "
-                "(avconfuse.ans_co.entropy_positions=answer applies only with entropy_coeff=0)",
-                actor_config.entropy_coeff,
-            )
-        self.actor_rollout_wg.set_loss_fn(loss_fn)
-
-    def _write_ans_co_inputs(self, batch):
-        """Answer-token masks and NLL flags for the actor update (read by ``ans_co_ppo_loss``)."""
-        import torch
-        import transfer_queue as tq
-        from tensordict import TensorDict
-        from verl.workers.utils.padding import response_to_nested
-
-        from verl_avconfuse.integration.ans_co import ANSWER_MASK_FIELD, NLL_MASK_FIELD, UNCERTAINTY_MASK_FIELD
-        from verl_avconfuse.method.answer_mask import answer_token_mask
-
-        settings = self.avconfuse_settings.ans_co
-        data = tq.kv_batch_get(
-            keys=batch.keys,
-            partition_id=batch.partition_id,
-            select_fields=["responses", "response_mask", "extra_fields"],
+        install_ans_co_loss(
+            self.actor_rollout_wg, self.config.actor_rollout_ref.actor, self.avconfuse_settings.ans_co, self.tokenizer
         )
-        response_mask_nested = data["response_mask"]
-        responses = data["responses"].to_padded_tensor(padding=self.tokenizer.pad_token_id or 0)
-        response_mask = response_mask_nested.to_padded_tensor(padding=0)
-        answer_mask = answer_token_mask(responses, self.tokenizer, response_mask, span=settings.answer_span)
-        # u is measured on what the answer says, not on its near-certain tags and EOS (docs/ans_co.md)
-        content_mask = answer_token_mask(responses, self.tokenizer, response_mask, span="content")
-        if settings.nll_on == "all":
-            nll = torch.ones(len(batch.keys))
-        else:
-            infos = reward_extra_infos(data["extra_fields"])
-            if any("acc" not in info for info in infos):
-                raise KeyError(
-                    "avconfuse.ans_co.nll_on=right needs each sample's 'acc' in the reward extra info (Step-RR and "
-                    "format_acc provide it); use nll_on=all with other rewards"
-                )
-            nll = torch.tensor([float(info["acc"]) for info in infos])
-        fields = TensorDict(
-            {
-                ANSWER_MASK_FIELD: response_to_nested(answer_mask.to(torch.int64), response_mask_nested),
-                UNCERTAINTY_MASK_FIELD: response_to_nested(content_mask.to(torch.int64), response_mask_nested),
-                NLL_MASK_FIELD: nll,
-            },
-            batch_size=len(batch.keys),
-        )
-        # The returned batch meta lists the new fields too (the worker fetches the fields it lists).
-        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
-    def _check_step_rr_services(self, batch, metrics) -> None:
+    def _check_step_rr_services(self, view: StepView, metrics) -> None:
         """Stop the run, loudly, when a step's reference or similarity failures exceed their budget."""
-        import transfer_queue as tq
-
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
-        infos = reward_extra_infos(data["extra_fields"])
-        health = service_health(infos, data["uid"].tolist() if hasattr(data["uid"], "tolist") else list(data["uid"]))
+        health = service_health(view.reward_infos, view.uids)
         metrics.update(health)
         settings = self.avconfuse_settings
         problems = []
@@ -416,7 +395,7 @@ class AvconfuseTrainer(PPOTrainerSync):
         budget = settings.similarity.max_error_rate
         if budget is not None and health["similarity/error_frac"] > budget:
             problems.append(
-                f"{health['similarity/errors']:.0f} of {len(infos)} samples got no similarity "
+                f"{health['similarity/errors']:.0f} of {len(view.reward_infos)} samples got no similarity "
                 f"(more than avconfuse.similarity.max_error_rate={budget})"
             )
         if problems:
@@ -426,28 +405,33 @@ class AvconfuseTrainer(PPOTrainerSync):
             )
 
     def _compute_advantage(self, batch, metrics):
-        if self._uses_step_rr():
-            self._check_step_rr_services(batch, metrics)
         batch = super()._compute_advantage(batch, metrics)
-        metrics.update(self._advantage_signal(batch))
+        # The step's one read of the transfer queue: every later use this step takes it from here.
+        self._step_view = view = StepView.read(batch)
+        if self._uses_step_rr():
+            self._check_step_rr_services(view, metrics)
+        metrics.update(advantage_signal(view.uids, view.advantages(), view.cells()))
         if self.avconfuse_settings.ans_co.enable:
             # Written with the advantages, outside the actor update (whose time is compared with plain GRPO).
-            batch = self._write_ans_co_inputs(batch)
+            import transfer_queue as tq
+
+            from verl_avconfuse.integration.ans_co import ans_co_fields
+
+            fields = ans_co_fields(view, self.tokenizer, self.avconfuse_settings.ans_co)
+            # The returned batch meta lists the new fields too (the worker fetches the fields it lists).
+            batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         return batch
 
-    def _advantage_signal(self, batch) -> dict[str, float]:
-        """Which groups carry advantage, and on which questions (:mod:`verl_avconfuse.method.signal`)."""
-        import transfer_queue as tq
-
-        from verl_avconfuse.method.signal import advantage_signal
-
-        fields = ["uid", "advantages", "response_mask", "extra_info"]
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        mask = data["response_mask"].to_padded_tensor(padding=0).float()
-        advantages = (data["advantages"].to_padded_tensor(padding=0.0) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        uids = data["uid"].tolist() if hasattr(data["uid"], "tolist") else list(data["uid"])
-        cells = [(info or {}).get("cell") if hasattr(info, "get") else None for info in data["extra_info"]]
-        return advantage_signal(uids, advantages.tolist(), cells)
+    def _view(self, batch) -> StepView:
+        """This step's :class:`StepView` (verl 0.9.1 hands the metrics and the dump the batch whose advantages
+        it computed, in the same order)."""
+        view = getattr(self, "_step_view", None)
+        if view is None or view.keys != list(batch.keys):
+            raise RuntimeError(
+                "avconfuse trainer: this step's batch was not read after its advantages (verl called the step's "
+                "metrics or dump on another batch; verl 0.9.1, which this trainer is written for, does not)"
+            )
+        return view
 
     def _update_actor(self, batch, metrics):
         if not self.avconfuse_settings.ans_co.enable:
@@ -466,10 +450,7 @@ class AvconfuseTrainer(PPOTrainerSync):
 
     def _log_rollout_data(self, batch, timing_raw, rollout_data_dir):
         """verl's rollout dump, plus each response's Step-RR terms and the texts they came from."""
-        import transfer_queue as tq
-
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        infos = reward_extra_infos(data["extra_fields"])
+        infos = self._view(batch).reward_infos
         # verl writes the rows sorted by (sample, rollout, output) of the key; the same order here.
         order = sorted(range(len(batch.keys)), key=lambda i: _dump_sort_key(batch.keys[i]))
         self._step_rr_dump = {key: [infos[i].get(key) for i in order] for key in self.DUMP_KEYS}
@@ -488,18 +469,13 @@ class AvconfuseTrainer(PPOTrainerSync):
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
-        metrics.update(self._media_metrics(batch))
-        metrics.update(self._reward_metrics(batch))
+        view = self._view(batch)
+        metrics.update(self._media_metrics(view))
+        metrics.update(reward_metrics(view.reward_infos))
         metrics.update(self._worker_stats())
         skipped = getattr(self.train_dataset, "skipped_samples", None)
         if skipped is not None:
             metrics["data/skipped_samples"] = float(len(skipped))
-
-    def _reward_metrics(self, batch) -> dict[str, float]:
-        import transfer_queue as tq
-
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        return reward_metrics(reward_extra_infos(data["extra_fields"]))
 
     def _worker_stats(self) -> dict[str, float]:
         import ray
@@ -529,14 +505,11 @@ class AvconfuseTrainer(PPOTrainerSync):
             metrics.update(self._reference_prefetcher.collect())
         return metrics
 
-    def _media_metrics(self, batch) -> dict[str, float]:
-        import transfer_queue as tq
-
+    def _media_metrics(self, view: StepView) -> dict[str, float]:
         token_ids = media_token_ids(self.processor) if self.processor is not None else {}
         if not token_ids:
             return {}
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])
-        prompts = data["prompts"]
+        prompts = view.data["prompts"]
         rows = prompts.unbind() if prompts.is_nested else list(prompts)
         return media_token_metrics((row.tolist() for row in rows), token_ids)
 
