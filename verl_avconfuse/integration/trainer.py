@@ -2,8 +2,8 @@
 
 RL-CoMM trains without KL, so verl builds no reference policy; in its place this trainer starts
 the *heterogeneous reference*, Ray workers holding a large audio LM, and the shared Step-RR
-embedder (:mod:`verl_avconfuse.reference.worker`), when the reward manager is ``step_rr``. They are
-placed inside verl's resource model (:mod:`verl_avconfuse.placement`: a pool of their own added to
+embedder (:mod:`verl_avconfuse.integration.reference_worker`), when the reward manager is ``step_rr``. They are
+placed inside verl's resource model (:mod:`verl_avconfuse.integration.placement`: a pool of their own added to
 verl's ``ResourcePoolManager``, or slots of the actor pool's bundles), after a preflight of every role
 against the Ray cluster that runs before any model loads. Each step, before the actor update, it stops
 the run when the reference or similarity failures exceed their budget. It adds, through
@@ -19,16 +19,21 @@ the run when the reference or similarity failures exceed their budget. It adds, 
   (prompts whose reference was asked for ahead, when the batch was drawn; ``avconfuse.reference.prefetch``);
 - ``rollout/media/{audio,video,image}_tokens/mean`` and ``with_*_frac``: proof the rollouts carried
   the media (placeholder tokens per prompt);
-- ``data/skipped_samples``: rows the dataset dropped for unusable media (see ``OmniRLDataset``).
+- ``data/skipped_samples``: rows the dataset dropped for unusable media (see ``OmniRLDataset``);
+- ``adv/nonzero_group_frac`` and, for rows with an ``extra_info.cell``, ``adv/mass_frac/{cell}``: where the
+  step's advantage lands (:mod:`verl_avconfuse.method.signal`).
 
-Prefetch (:mod:`verl_avconfuse.reference.prefetch`): when the trainer draws a batch (``_next_train_batch``,
+Each step reads the transfer queue once, right after verl computes the advantages (:class:`StepView`):
+the service check, the advantage signal, Ans-CO's inputs, the metrics and the rollout dump all use that read.
+
+Prefetch (:mod:`verl_avconfuse.integration.reference_prefetch`): when the trainer draws a batch (``_next_train_batch``,
 before verl hands it to the rollout) it sends the batch's unique prompts to the reference workers, so the
 reference generates while the policy rolls out; with ``prefetch=next`` it also draws the next batch then
 and sends its prompts (a checkpoint saves the dataloader's state from before that draw).
 
 With ``avconfuse.ans_co.enable`` (RL-CoMM stage 3) it installs the Ans-CO loss in the actor workers
-(``set_loss_fn``) and, before each actor update, writes each response's answer-token mask and NLL
-flag into the transfer queue; ``ansco/{nll,answer_entropy,u_mean,gated_fraction,loss}`` are logged.
+and, before each actor update, writes each response's answer-token mask and NLL flag into the transfer
+queue (both in :mod:`verl_avconfuse.integration.ans_co`); ``ansco/{nll,answer_entropy,u_mean,gated_fraction,loss}`` are logged.
 
 Everything else is ``PPOTrainerSync``.
 """
