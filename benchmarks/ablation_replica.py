@@ -93,7 +93,9 @@ HYPERPARAMETERS = (
     "avconfuse",
 )
 SFT_HYPERPARAMETERS = (
+    "model.path",
     "optim.lr",
+    "optim.lr_scheduler_type",
     "optim.lr_warmup_steps_ratio",
     "optim.weight_decay",
     "optim.clip_grad",
@@ -188,28 +190,57 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sft_overrides(out: Path, train: Path, media_root: Path) -> list[str]:
+#: The warm-up SFT's two stages: (name, overrides of ``+machine=cpu_ablation_sft``). At a constant 5e-3 the
+#: tiny thinker's answers swing between "always yes", "always no" and right from one epoch count to another
+#: (measured: 48 epochs right on 89.6% of the gate, 56 and 64 epochs one answer for everything); a short
+#: stage at 1e-3 from the first stage's checkpoint settles them.
+SFT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("sft", ()),
+    ("sft_settle", ("trainer.total_epochs=8", "optim.lr=1e-3")),
+)
+
+
+def sft_overrides(out: Path, train: Path, media_root: Path, stage: str = "sft", start: str | None = None) -> list[str]:
     from verl_avconfuse.tiny.resolver import tiny_asset
 
+    extra = dict(SFT_STAGES)[stage]
     return [
         "+recipe=sft_warmup",
         f"+machine={SFT_MACHINE}",
-        f"model.path={tiny_asset('models/omni_thinker')}",
+        f"model.path={start or tiny_asset('models/omni_thinker')}",
         f"data.train_files={train}",
         f"data.media.root={media_root}",
-        f"trainer.default_local_dir={out / 'sft' / 'checkpoints'}",
+        f"trainer.default_local_dir={out / stage / 'checkpoints'}",
+        *extra,
     ]
 
 
 def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
-    """verl's SFT trainer from the tiny thinker; its last checkpoint's ``huggingface/`` becomes ``OUT/sft_model``."""
+    """verl's SFT trainer from the tiny thinker, stage by stage (:data:`SFT_STAGES`); the last stage's last
+    checkpoint's ``huggingface/`` becomes ``OUT/sft_model``."""
     target = out / "sft_model"
     if (target / "config.json").exists():
         return target
-    work = out / "sft"
+    start = None
+    record: dict = {}
+    for stage, _ in SFT_STAGES:
+        start = _sft_stage(out, train, media_root, stage, start)
+        record[stage] = json.loads((out / f"{stage}.json").read_text())
+    shutil.copytree(start, target.with_name(target.name + ".tmp"), dirs_exist_ok=True)
+    os.replace(target.with_name(target.name + ".tmp"), target)
+    write_json(out / "sft.json", {"stages": record})
+    return target
+
+
+def _sft_stage(out: Path, train: Path, media_root: Path, stage: str, start: Path | None) -> Path:
+    """One SFT stage; its model at ``OUT/{stage}_model`` (kept: a finished stage is not run again)."""
+    target = out / f"{stage}_model"
+    if (target / "config.json").exists():
+        return target
+    work = out / stage
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    overrides = sft_overrides(out, train, media_root)
+    overrides = sft_overrides(out, train, media_root, stage, os.fspath(start) if start else None)
     command = [sys.executable, "-m", "verl.trainer.sft_trainer", *overrides]
     # One process of torch.distributed, as torchrun would start it.
     env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
@@ -217,7 +248,7 @@ def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
     # One intra-op thread: a tiny model gains nothing from two, and two threads spinning on a core another
     # process holds made a step ~20x slower on the 2-core machine (0.2 -> 4.5 s).
     env.setdefault("OMP_NUM_THREADS", "1")
-    log("sft: verl's SFT trainer on the synchronized clips")
+    log(f"{stage}: verl's SFT trainer on the synchronized clips")
     start = time.monotonic()
     text = run_logged(command, work / "sft.log", cwd=work, env=env)
     from verl_avconfuse.experiments.console_metrics import parse_console_metrics
@@ -225,10 +256,11 @@ def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
     losses = {step: m["train/loss"] for step, m in parse_console_metrics(text).items() if "train/loss" in m}
     steps = sorted((work / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
     if not steps or not (steps[-1] / "huggingface" / "config.json").exists():
-        raise RuntimeError(f"sft: no huggingface checkpoint under {work / 'checkpoints'}")
+        raise RuntimeError(f"{stage}: no huggingface checkpoint under {work / 'checkpoints'}")
     os.replace(steps[-1] / "huggingface", target)
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
     write_json(
-        out / "sft.json",
+        out / f"{stage}.json",
         {
             "losses": losses,
             "checkpoint": steps[-1].name,
@@ -238,7 +270,7 @@ def sft_phase(out: Path, train: Path, media_root: Path) -> Path:
     )
     if losses:
         first, last = losses[min(losses)], losses[max(losses)]
-        log(f"sft: train/loss {first:.3f} -> {last:.3f} over {len(losses)} steps")
+        log(f"{stage}: train/loss {first:.3f} -> {last:.3f} over {len(losses)} steps")
     return target
 
 

@@ -349,7 +349,7 @@ def test_the_warmup_sft_machine_composes_with_verls_sft_trainer():
         config = compose(
             config_name="sft_trainer_engine", overrides=["+recipe=sft_warmup", "+machine=cpu_ablation_sft"]
         )
-    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 16
+    assert config.trainer.device == "cpu" and config.trainer.total_epochs == 48
     assert (config.data.train_batch_size, config.optim.lr) == (8, 5e-3)
     assert config.engine.mixed_precision.param_dtype == "fp32" and config.engine.dtype == "float32"
     assert config.data.custom_cls.name == "OmniSFTDataset"
