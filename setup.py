@@ -38,7 +38,7 @@ setup(
         "verl_avconfuse.bench": ["published/*.json"],
     },
     install_requires=[
-        # Tested range: the integration targets verl 0.9.1's registries (see verl_avconfuse/patches.py).
+        # Tested range: the integration targets verl 0.9.1's registries (see verl_avconfuse/integration/patches.py).
         "verl==0.9.1",
         "transformers>=5.5.3,<5.11",
         # What verl's main_ppo imports but verl's base requirements miss.
@@ -62,13 +62,21 @@ setup(
         "openai>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ruff", "matplotlib"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout",
+            "pytest-xdist",
+            "hypothesis>=6",
+            "ruff",
+            "import-linter>=2.1",
+            "matplotlib",
+        ],
         "plots": ["matplotlib"],
     },
     entry_points={
-        "verl.plugins": ["avconfuse = verl_avconfuse.plugin"],
-        # vLLM calls it in each of its processes: the Omni thinker patches (verl_avconfuse/patches.py).
-        "vllm.general_plugins": ["avconfuse = verl_avconfuse.omni.vllm_plugin:register"],
+        "verl.plugins": ["avconfuse = verl_avconfuse.integration.plugin"],
+        # vLLM calls it in each of its processes: the Omni thinker patches (verl_avconfuse/integration/patches.py).
+        "vllm.general_plugins": ["avconfuse = verl_avconfuse.integration.vllm_plugin:register"],
         "console_scripts": ["avconfuse = verl_avconfuse.cli:main"],
     },
     classifiers=[

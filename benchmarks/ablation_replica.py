@@ -154,7 +154,7 @@ def composed(config_name: str, overrides: list[str], keys: tuple[str, ...]) -> d
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import verl_avconfuse.platform  # noqa: F401 -- registers the ${avconfuse_tiny:...} resolver
+    import verl_avconfuse.integration.platform  # noqa: F401 -- registers the ${avconfuse_tiny:...} resolver
 
     config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
@@ -261,7 +261,7 @@ def _sft_stage(out: Path, train: Path, media_root: Path, stage: str, start: Path
     log(f"{stage}: verl's SFT trainer on the synchronized clips")
     start = time.monotonic()
     text = run_logged(command, work / "sft.log", cwd=work, env=env)
-    from verl_avconfuse.console_metrics import parse_console_metrics
+    from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
     losses = {step: m["train/loss"] for step, m in parse_console_metrics(text).items() if "train/loss" in m}
     steps = sorted((work / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
@@ -301,7 +301,7 @@ def score_generations(path: Path, rows: list[dict]) -> dict:
       (it "hears" what it only sees); ``format_rate``: well-formed replies over the whole set.
     """
     from verl_avconfuse.evaluation.tasks import EvalDoc, process_results
-    from verl_avconfuse.rewards import parse_response
+    from verl_avconfuse.method.parsing import parse_response
     from verl_avconfuse.tiny.confusion import names_heard
 
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -457,7 +457,7 @@ def step_timing(train: dict[int, dict[str, float]], seconds: float) -> dict[str,
 
 
 def rl_phase(out: Path, arm: str, seed: int, paths: dict[str, Path], gate: dict, extra: list[str]) -> dict:
-    from verl_avconfuse.console_metrics import parse_console_metrics
+    from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
     run_dir = out / "runs" / f"{arm}-seed{seed}"
     result_path = run_dir / "result.json"
@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     arms = [arm for arm in ARMS if arm in args.arms or any(ARMS[a][2] == arm for a in args.arms)]
 
-    from verl_avconfuse.provenance import result_record, write_result
+    from verl_avconfuse.experiments.provenance import result_record, write_result
     from verl_avconfuse.tiny.confusion import build_confusion_task
 
     record = result_record(["python", "benchmarks/ablation_replica.py", *(sys.argv[1:] if argv is None else argv)])

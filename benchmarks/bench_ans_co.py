@@ -12,10 +12,10 @@ whole update: forward over every position (as verl's engine computes log-probs o
 sequence), loss, backward, AdamW step:
 
 - ``vanilla PG``: verl's ``compute_policy_loss_vanilla`` on the response log-probs (the limit);
-- ``+ Ans-CO, answer-only entropy``: plus :func:`verl_avconfuse.losses.ans_co_loss_from_stats` with
+- ``+ Ans-CO, answer-only entropy``: plus :func:`verl_avconfuse.method.ans_co_loss_from_stats` with
   the entropy computed at the answer tokens only, what the Ans-CO engine computes: the answer rows of the
-  logits read with :func:`verl_avconfuse.losses.logit_rows` (a sparse gradient, added in place into the
-  log-probs' dense one), then :func:`verl_avconfuse.losses.token_entropy` on that ``(answer tokens, V)``
+  logits read with :func:`verl_avconfuse.method.logit_rows` (a sparse gradient, added in place into the
+  log-probs' dense one), then :func:`verl_avconfuse.method.token_entropy` on that ``(answer tokens, V)``
   slice; the issue's limit for its ratio to vanilla PG is 1.05;
 - ``+ Ans-CO, answer-only, dense-gradient rows``: the same rows read by plain indexing (the engine before
   ``logit_rows``), whose backward is a zero-filled dense ``(bs, L, V)`` gradient plus an add;
@@ -160,7 +160,7 @@ def update_loss(model, batch, variant: str, prompt_len: int, verl):
     """The loss of one update: forward, log-probs at every position, PG loss, [entropy, Ans-CO]."""
     import torch
 
-    from verl_avconfuse.losses import ans_co_loss_from_stats, logit_rows, token_entropy, token_log_probs
+    from verl_avconfuse.method.ans_co import ans_co_loss_from_stats, logit_rows, token_entropy, token_log_probs
 
     input_ids = batch["input_ids"]
     hidden = model.model(input_ids=input_ids).last_hidden_state[:, :-1]  # position t predicts token t + 1
@@ -179,7 +179,7 @@ def update_loss(model, batch, variant: str, prompt_len: int, verl):
     answer = batch["answer_mask"]
     rows, positions = answer.nonzero(as_tuple=True)
     if variant == "ansco_answer":
-        # as the Ans-CO engine (losses/verl_loss.answer_entropy): rows of the logits, a sparse gradient
+        # as the Ans-CO engine (integration/ans_co.answer_entropy): rows of the logits, a sparse gradient
         answer_logits = logit_rows(logits, torch.stack([rows, positions + prompt_len - 1]))
         entropy = torch.zeros_like(log_prob).index_put((rows, positions), token_entropy(answer_logits))
     elif variant == "ansco_answer_dense":
@@ -374,7 +374,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from verl_avconfuse.provenance import result_record, write_result  # the checkout's (on sys.path via _common)
+    from verl_avconfuse.experiments.provenance import (  # the checkout's (on sys.path via _common)
+        result_record,
+        write_result,
+    )
 
     record = result_record(["python", "benchmarks/bench_ans_co.py", *(sys.argv[1:] if argv is None else argv)])
     print(machine_line())

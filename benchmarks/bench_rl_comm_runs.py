@@ -42,7 +42,7 @@ import time
 
 from _common import REPO, machine_line
 
-from verl_avconfuse.console_metrics import parse_console_metrics
+from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
 BATCH = 2  # prompts per step (cpu_tiny's data.train_batch_size)
 ROLLOUTS = 4  # rollouts per prompt (cpu_tiny's rollout.n)

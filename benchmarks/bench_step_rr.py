@@ -71,7 +71,8 @@ def realistic_step(prompts: int, group: int, words: int, seed: int = 0) -> list[
 
 def score_step(model, data):
     """The pipeline: parse, pair, one batched similarity pass, the Step-RR formula; one dict per rollout."""
-    from verl_avconfuse.rewards import parse_response, similarity_requests, step_rr_scores
+    from verl_avconfuse.method.parsing import parse_response
+    from verl_avconfuse.method.step_rr import similarity_requests, step_rr_scores
 
     parsed = [parse_response(text) for text, _, _ in data]
     pairs = [similarity_requests(p, reference) for p, (_, reference, _) in zip(parsed, data, strict=True)]
@@ -86,7 +87,8 @@ def score_step(model, data):
 
 def encodes_needed(model, data, *, across_kinds: bool) -> list[tuple[str | None, list[str]]]:
     """The ``encode`` calls a step needs: (prompt, distinct texts); per (kind, side) if not ``across_kinds``."""
-    from verl_avconfuse.rewards import parse_response, similarity_requests
+    from verl_avconfuse.method.parsing import parse_response
+    from verl_avconfuse.method.step_rr import similarity_requests
 
     groups: dict[tuple, set[str]] = {}
     for text, reference, _ in data:
@@ -113,7 +115,7 @@ def timed(fn) -> float:
 
 
 def bench_mode(args, model_path: str, instructions: bool, data) -> dict[str, float]:
-    from verl_avconfuse.similarity import SimilarityModel
+    from verl_avconfuse.reference.similarity import SimilarityModel
 
     model = SimilarityModel(model_path, device=args.device, use_instructions=instructions, batch_size=args.batch_size)
     needed = encodes_needed(model, data, across_kinds=True)
@@ -182,7 +184,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "(the committed one: benchmarks/results/bench_step_rr.json)",
     )
     args = parser.parse_args(argv)
-    from verl_avconfuse.provenance import result_record, write_result  # the checkout's (on sys.path via _common)
+    from verl_avconfuse.experiments.provenance import (  # the checkout's (on sys.path via _common)
+        result_record,
+        write_result,
+    )
 
     record = result_record(["python", "benchmarks/bench_step_rr.py", *(sys.argv[1:] if argv is None else argv)])
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from _common import REPO, machine_line
 
-from verl_avconfuse.provenance import result_record, write_result
+from verl_avconfuse.experiments.provenance import result_record, write_result
 
 POLL_S = 0.05
 STEP_KEYS = ("timing_s/gen", "timing_s/update_weights", "timing_s/step", "training/rollout_probs_diff_mean")
@@ -41,7 +41,7 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "vllm_rollout.json"
 
 
 def _run(machine: str, steps: int, workdir: Path) -> dict:
-    from verl_avconfuse.console_metrics import parse_console_metrics
+    from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo", "+recipe=avconfuse", f"+machine={machine}",

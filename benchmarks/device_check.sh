@@ -25,7 +25,7 @@ python - <<'PY'
 import torch, transformers
 assert torch.cuda.is_available(), "device_check.sh: torch sees no CUDA device"
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name(0)}")
-import verl_avconfuse.losses.ans_co  # the checkout's Ans-CO must import with torch alone
+import verl_avconfuse.method.ans_co  # the checkout's Ans-CO must import with torch alone
 PY
 timeout "${DEVICE_CHECK_TIMEOUT_S:-450}" python benchmarks/device_check.py --out "$out_dir/device_check.json" "$@" \
     2>&1 | tee "$out_dir/device_check.log"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _common import REPO
 
-from verl_avconfuse.provenance import result_record, write_result
+from verl_avconfuse.experiments.provenance import result_record, write_result
 
 
 def main(argv: list[str] | None = None) -> int:

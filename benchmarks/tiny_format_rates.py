@@ -22,7 +22,7 @@ from transformers import (
     Qwen2AudioForConditionalGeneration,
 )
 
-from verl_avconfuse.provenance import result_record, write_result
+from verl_avconfuse.experiments.provenance import result_record, write_result
 from verl_avconfuse.tiny import models as tiny
 from verl_avconfuse.tiny.corpus import WELL_FORMED_REFERENCE, WELL_FORMED_RESPONSE, policy_chats, reference_chats
 from verl_avconfuse.tiny.resolver import tiny_asset

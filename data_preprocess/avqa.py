@@ -11,7 +11,7 @@ Release format (``train_qa.json`` / ``val_qa.json``, a list of objects)::
 The clip is ``{video_dir}/{video_name}.mp4``. The prompt lists the options as ``A. ...`` lines and
 asks for the letter or the text; the ground truth is the right option's *text*, the options go to
 ``extra_info.options`` and the index to ``extra_info.answer_index``, so the answer check accepts ``B``,
-``motorboat`` or ``B. motorboat`` (:func:`verl_avconfuse.rewards.answers_match`; the evaluation
+``motorboat`` or ``B. motorboat`` (:func:`verl_avconfuse.method.answers_match`; the evaluation
 harness grades by the index, so two options that normalise alike cannot move the truth).
 
 ``question_type`` is one of the eight types the official ``validate.py`` reports (:data:`QUESTION_TYPES`).

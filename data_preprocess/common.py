@@ -10,7 +10,7 @@ A converter (``music_avqa.py``, ``avqa.py``, ``avhbench.py``) only reads its rel
    Without ``--skip-bad`` any bad file aborts the run, naming every bad file and why; with it the
    bad samples are replaced by the next candidates (so ``--first 1000`` still gives 1,000 rows when
    enough good ones exist) and a JSON report lands next to the output;
-3. **write** verl's RL rows (:func:`rl_row`) to parquet through a temp file and ``os.replace``, so an
+3. **write** verl's RL rows (:func:`rl_row`, through :func:`verl_row`) to parquet through a temp file and ``os.replace``, so an
    interrupted run leaves no output file.
 
 Row schema (verl ``RLHFDataset`` / ``OmniRLDataset``)::
@@ -22,6 +22,9 @@ Row schema (verl ``RLHFDataset`` / ``OmniRLDataset``)::
     ability       what is tested, e.g. "audio_visual_qa"
     reward_model  {"style": "rule", "ground_truth": answer}
     extra_info    {index, split, question, question_type, video_id, [options], dataset ids...}
+
+:func:`verl_row` builds every verl RL row this package writes (these converters, AV-ConfuseBench's
+builders, the tiny datasets), so the schema is written down once.
 
 Paths are absolute unless ``--relative-paths`` (relative to ``--video-dir``; train with
 ``data.media.root=DIR``).
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_avconfuse.io import atomic_path, atomic_write_json, atomic_write_parquet
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 __all__ = [
     "BadMedia",
@@ -57,6 +60,7 @@ __all__ = [
     "rl_row",
     "run_converter",
     "select_candidates",
+    "verl_row",
     "write_json_atomic",
     "write_parquet_atomic",
 ]
@@ -269,35 +273,67 @@ def media_reference(path: Path, video_dir: Path, relative: bool) -> str:
     return str(path.resolve())
 
 
+def verl_row(
+    *,
+    data_source: str,
+    question: str,
+    ground_truth: str,
+    index: int,
+    split: str,
+    extra_info: dict[str, Any] | None = None,
+    prompt_text: str | None = None,
+    placeholders: str = "",
+    videos: Sequence[str] = (),
+    audios: Sequence[str] = (),
+    ability: str = "audio_visual_qa",
+    reward_style: str = "rule",
+) -> dict:
+    """One verl RL row (module docstring: the schema), the one builder of them in this package.
+
+    ``prompt_text`` is what the prompt asks (default ``question``; AVQA's adds the lettered options),
+    wrapped by :func:`~verl_avconfuse.method.prompts.format_question` after the media ``placeholders``;
+    ``extra_info`` follows ``index``, ``split`` and ``question`` (which the reference request reads).
+    ``videos`` / ``audios`` are left out when empty (a text-only row).
+    """
+    row: dict[str, Any] = {
+        "data_source": data_source,
+        "prompt": [
+            {"role": "user", "content": format_question(question if prompt_text is None else prompt_text, placeholders)}
+        ],
+    }
+    if videos:
+        row["videos"] = list(videos)
+    if audios:
+        row["audios"] = list(audios)
+    row.update(
+        ability=ability,
+        reward_model={"style": reward_style, "ground_truth": ground_truth},
+        extra_info={"index": index, "split": split, "question": question, **(extra_info or {})},
+    )
+    return row
+
+
 def rl_row(sample: Sample, *, audio_in_video: bool, video_dir: Path, relative_paths: bool = False) -> dict:
     """verl's RL row for one sample (module docstring: the schema)."""
     media = media_reference(sample.video, video_dir, relative_paths)
-    extra_info: dict[str, Any] = {
-        "index": sample.index,
-        "split": sample.split,
-        "question": sample.question,
-        "question_type": sample.question_type,
-        "video_id": sample.video_id,
-    }
+    extra_info: dict[str, Any] = {"question_type": sample.question_type, "video_id": sample.video_id}
     if sample.options is not None:
         extra_info["options"] = list(sample.options)
     extra_info.update(sample.extra)
-    row: dict[str, Any] = {
-        "data_source": sample.data_source,
-        "prompt": [
-            {"role": "user", "content": format_question(sample.prompt_text, media_placeholders(audio_in_video))}
-        ],
-        "videos": [media],
-    }
-    if not audio_in_video:
+    return verl_row(
+        data_source=sample.data_source,
+        question=sample.question,
+        prompt_text=sample.prompt_text,
+        placeholders=media_placeholders(audio_in_video),
+        videos=[media],
         # The soundtrack as its own <audio> item: the same file, read for its audio stream.
-        row["audios"] = [media]
-    row.update(
+        audios=[] if audio_in_video else [media],
         ability=sample.ability,
-        reward_model={"style": "rule", "ground_truth": sample.ground_truth},
+        ground_truth=sample.ground_truth,
+        index=sample.index,
+        split=sample.split,
         extra_info=extra_info,
     )
-    return row
 
 
 # ------------------------------------------------------------------------------------ writing

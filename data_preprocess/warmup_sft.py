@@ -16,10 +16,10 @@ against ``--video-dir`` (``./00000238.mp4`` is a Music-AVQA clip). The release p
 as an ``audio_url`` and builds inputs with ``use_audio_in_video=True``: the model sees the clip and
 hears its soundtrack. So a media file with a picture becomes ``<video><audio>`` (its soundtrack as
 the audio item; ``<video>`` alone with ``--audio-in-video``), an audio-only file becomes ``<audio>``.
-User text gets RL-CoMM's format instruction (:func:`verl_avconfuse.prompts.format_question`), as
+User text gets RL-CoMM's format instruction (:func:`verl_avconfuse.method.prompts.format_question`), as
 in the RL prompts, unless ``--no-format-instruction``.
 
-Output columns (read by :class:`verl_avconfuse.omni.sft_dataset.OmniSFTDataset`)::
+Output columns (read by :class:`verl_avconfuse.integration.omni_sft_dataset.OmniSFTDataset`)::
 
     messages    [{"role": "user", "content": "<video><audio>\\n{question} {instruction}"},
                  {"role": "assistant", "content": "<a-think> ... </answer>"}]
@@ -55,7 +55,7 @@ from verl_avconfuse.data_preprocess.common import (
     write_parquet_atomic,
 )
 from verl_avconfuse.io import iter_jsonl
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 DATA_SOURCE = "warmup_sft"
 _MEDIA_KEYS = {"audio": ("audio_url", "audio"), "video": ("video_url", "video")}

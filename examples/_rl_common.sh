@@ -45,7 +45,7 @@ RL_OVERRIDES=(
     ++actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2
     actor_rollout_ref.model.path="$MODEL_PATH"
     actor_rollout_ref.model.enable_gradient_checkpointing=true
-    # the Omni thinker on vLLM (verl_avconfuse/omni/vllm_server.py)
+    # the Omni thinker on vLLM (verl_avconfuse/integration/rollout/vllm_omni.py)
     actor_rollout_ref.rollout.name=vllm_omni
     actor_rollout_ref.rollout.tensor_model_parallel_size=1
     actor_rollout_ref.rollout.gpu_memory_utilization=0.5

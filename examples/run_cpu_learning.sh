@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does RL-CoMM learn? A tiny CPU run, offline, against a same-seed control (verl_avconfuse/learning.py).
+# Does RL-CoMM learn? A tiny CPU run, offline, against a same-seed control (verl_avconfuse/experiments/learning.py).
 #   STAGE=2 (default)  Step-RR GRPO vs lr = 0; hyperparameters: recipes/machine/cpu_learning.yaml.
 #                      Ends with  LEARNING gain=G control_gain=C noise=S   (G, C: rise of the reward)
 #   STAGE=3            Step-RR + Ans-CO vs the policy gradient alone (ansco_coef = 0); recipes/machine/cpu_ansco_learning.yaml.
@@ -15,4 +15,4 @@ set -euo pipefail
 
 STAGE="${STAGE:-2}"
 if [[ "$STAGE" == 3 ]]; then default_out=outputs/cpu_ansco_learning; else default_out=outputs/cpu_learning; fi
-python -m verl_avconfuse.learning "${OUT_DIR:-$default_out}" --stage "$STAGE" "$@"
+python -m verl_avconfuse.experiments.learning "${OUT_DIR:-$default_out}" --stage "$STAGE" "$@"

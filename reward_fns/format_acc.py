@@ -7,8 +7,9 @@ Same parsing and answer matching as Step-RR, so the two recipes differ only in A
 
 from __future__ import annotations
 
-from verl_avconfuse.rewards import answers_match, parse_response
-from verl_avconfuse.rewards.rows import data_index
+from verl_avconfuse.method.answers import answers_match
+from verl_avconfuse.method.parsing import parse_response
+from verl_avconfuse.method.rows import data_index
 
 
 def compute_score(

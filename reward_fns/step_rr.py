@@ -7,14 +7,15 @@
 The reference a-think comes from ``extra_info["reference_a_think"]`` (write it into the dataset with
 ``avconfuse reference precompute``); without it ``arr`` is 0. The embedder is loaded once per
 process. The ``step_rr`` reward manager (the ``avconfuse`` recipe) is the batched, reference-worker
-version of the same function.
+version of the same function; both score through :class:`verl_avconfuse.method.step_rr.StepRRBatch`.
 """
 
 from __future__ import annotations
 
-from verl_avconfuse.rewards import DEFAULT_OMEGA, parse_response, similarity_requests, step_rr_scores
-from verl_avconfuse.rewards.rows import data_index
-from verl_avconfuse.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
+from verl_avconfuse.method.parsing import parse_response
+from verl_avconfuse.method.rows import data_index
+from verl_avconfuse.method.step_rr import DEFAULT_OMEGA, StepRRBatch
+from verl_avconfuse.reference.similarity import DEFAULT_EMBEDDING_MODEL, get_similarity_model
 
 
 def compute_score(
@@ -27,14 +28,11 @@ def compute_score(
     **kwargs,
 ) -> dict[str, float]:
     extra_info = extra_info or {}
-    parsed = parse_response(solution_str)
-    arr_pair, avc_pair = similarity_requests(parsed, extra_info.get("reference_a_think"))
-    pairs = [pair for pair in (arr_pair, avc_pair) if pair is not None]
-    sims = iter(get_similarity_model(embedding_model).score(pairs).tolist() if pairs else [])
-    sim_a_ref = next(sims) if arr_pair is not None else None
-    sim_a_v = next(sims) if avc_pair is not None else None
+    batch = StepRRBatch((parse_response(solution_str),), (extra_info.get("reference_a_think"),))
+    pairs = batch.pairs
+    sims = get_similarity_model(embedding_model).score(pairs).tolist() if pairs else []
     options = extra_info.get("options")
-    scores = step_rr_scores(
-        parsed, ground_truth, sim_a_ref, sim_a_v, omega=omega, options=list(options) if options is not None else None
+    (scores,) = batch.scores(
+        [ground_truth], sims, omega=omega, options_list=[list(options) if options is not None else None]
     )
     return {**scores, **data_index(extra_info)}

@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from verl_avconfuse.console_metrics import parse_console_metrics
+from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
 from conftest import REPO
 

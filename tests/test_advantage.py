@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from verl_avconfuse.advantage import GRPO_RELEASE_EPS, RELEASE_GRPO_EPSILON
+from verl_avconfuse.integration.advantage import GRPO_RELEASE_EPS, RELEASE_GRPO_EPSILON
 
 
 def _advantages(estimator: str, rewards: list[float], norm_adv_by_std_in_grpo: bool = True) -> list[float]:

@@ -1,11 +1,11 @@
-"""Where a step's advantage lands (rewards/signal.py), and the row index rewards report for dumps (rewards/rows.py)."""
+"""Where a step's advantage lands (method/signal.py), and the row index rewards report for dumps (method/rows.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from verl_avconfuse.rewards.rows import data_index
-from verl_avconfuse.rewards.signal import advantage_signal
+from verl_avconfuse.method.rows import data_index
+from verl_avconfuse.method.signal import advantage_signal
 
 
 def test_groups_whose_rewards_agree_carry_no_advantage_and_mass_is_split_by_cell():

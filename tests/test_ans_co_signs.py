@@ -1,6 +1,6 @@
 """Sign of the Ans-CO update through the loss function the actor installs, and the gate's zero gradient.
 
-The loss is :func:`verl_avconfuse.losses.verl_loss.make_ans_co_loss_fn` with the settings of
+The loss is :func:`verl_avconfuse.integration.ans_co.make_ans_co_loss_fn` with the settings of
 ``recipes/avconfuse_ansco.yaml`` and verl's actor config of that recipe, fed the way verl's FSDP engine
 feeds it (nested full-sequence ``log_probs`` / ``entropy`` where position t scores token t + 1,
 computed with verl's own ``logprobs_from_logits`` / ``entropy_from_logits``); the step is verl's
@@ -29,8 +29,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from verl_avconfuse.losses import answer_token_mask
-from verl_avconfuse.losses.verl_loss import (
+from verl_avconfuse.integration.ans_co import (
     ANS_CO_ENGINE_VENDOR,
     ANSWER_MASK_FIELD,
     NLL_MASK_FIELD,
@@ -39,6 +38,7 @@ from verl_avconfuse.losses.verl_loss import (
     local_set_sizes,
     make_ans_co_loss_fn,
 )
+from verl_avconfuse.method.answer_mask import answer_token_mask
 from verl_avconfuse.settings import AnsCoSettings
 
 from conftest import REPO, verl_actor_config

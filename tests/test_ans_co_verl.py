@@ -14,8 +14,7 @@ import copy
 import pytest
 import torch
 
-from verl_avconfuse.losses import answer_token_mask
-from verl_avconfuse.losses.verl_loss import (
+from verl_avconfuse.integration.ans_co import (
     ANS_CO_ENGINE_VENDOR,
     ANSWER_ENTROPY_ONLY,
     ANSWER_MASK_FIELD,
@@ -26,6 +25,7 @@ from verl_avconfuse.losses.verl_loss import (
     local_set_sizes,
     make_ans_co_loss_fn,
 )
+from verl_avconfuse.method.answer_mask import answer_token_mask
 from verl_avconfuse.settings import AnsCoSettings
 
 from conftest import verl_actor_config
@@ -277,7 +277,7 @@ def _engine_micro_batch(tokenizer, model, rows, *, use_remove_padding, temperatu
     from verl.utils import torch_functional as verl_F
     from verl.workers.engine.fsdp import transformer_impl
 
-    from verl_avconfuse.losses.verl_engine import AnsCoFSDPEngineWithLMHead
+    from verl_avconfuse.integration.ans_co_engine import AnsCoFSDPEngineWithLMHead
 
     # the real class without its FSDP setup: prepare_model_outputs reads only these attributes
     engine = AnsCoFSDPEngineWithLMHead.__new__(AnsCoFSDPEngineWithLMHead)
@@ -572,7 +572,7 @@ def test_the_ans_co_engine_is_chosen_by_verls_registry_only_when_asked(monkeypat
     from verl.workers.engine import EngineRegistry
     from verl.workers.engine.fsdp import transformer_impl
 
-    from verl_avconfuse.losses.verl_engine import AnsCoFSDPEngineWithLMHead
+    from verl_avconfuse.integration.ans_co_engine import AnsCoFSDPEngineWithLMHead
 
     for device in ("cuda", "npu", "cpu"):
         monkeypatch.setenv("VERL_ENGINE_DEVICE", device)

@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_losses_answer_mask import explicit_bpe
 
-from verl_avconfuse.bench.evaluate import answer_prefix
 from verl_avconfuse.evaluation.matching import extract_answer
-from verl_avconfuse.losses import answer_span, answer_token_mask
-from verl_avconfuse.rewards import parse_response
-from verl_avconfuse.rewards.parsing import AnswerBlock, locate_answer
+from verl_avconfuse.evaluation.yes_probability import answer_prefix
+from verl_avconfuse.method.answer_mask import answer_span, answer_token_mask
+from verl_avconfuse.method.parsing import AnswerBlock, locate_answer, parse_response
 
 
 def test_r1_style_think_block_ends_the_reasoning():

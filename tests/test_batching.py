@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from verl_avconfuse.batching import MicroBatcher
+from verl_avconfuse.integration.batching import MicroBatcher
 
 
 def test_concurrent_submissions_share_one_call_and_keep_their_order():

@@ -532,7 +532,11 @@ def test_modified_build_is_deterministic_and_atomic(rain_bank, tmp_path):
 def avconfuse(monkeypatch):
     from verl_avconfuse import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", ("verl_avconfuse.bench.cli", "AV-ConfuseBench: build sets, evaluate"))
+    monkeypatch.setitem(
+        cli.COMMANDS,
+        "bench",
+        (("verl_avconfuse.bench.cli", "verl_avconfuse.evaluation.cli"), "AV-ConfuseBench: build sets, evaluate"),
+    )
     return cli.main
 
 

@@ -17,17 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verl_avconfuse.bench.evaluate import (
-    NO_STRINGS,
-    YES_STRINGS,
-    answer_polarity,
-    answer_prefix,
-    evaluate,
-    extracted_answer,
-    single_token_variants,
-    yes_probability,
-)
-from verl_avconfuse.bench.judge import (
+from verl_avconfuse.bench.report import PAPER_RESULTS, published_setting
+from verl_avconfuse.bench.schemas import BenchFormatError, load_questions, published_questions
+from verl_avconfuse.evaluation.confusebench import evaluate
+from verl_avconfuse.evaluation.judge import (
     JudgeCache,
     JudgeParseError,
     LLMJudge,
@@ -39,9 +32,16 @@ from verl_avconfuse.bench.judge import (
     parse_judge_reply,
     scaled_similarity,
 )
-from verl_avconfuse.bench.report import PAPER_RESULTS, published_setting
-from verl_avconfuse.bench.schemas import BenchFormatError, load_questions, published_questions
 from verl_avconfuse.evaluation.tasks import ScoredDoc, muted_cell
+from verl_avconfuse.evaluation.yes_probability import (
+    NO_STRINGS,
+    YES_STRINGS,
+    answer_polarity,
+    answer_prefix,
+    extracted_answer,
+    single_token_variants,
+    yes_probability,
+)
 from verl_avconfuse.media import tone, write_synthetic_video
 
 API_KEY = "sk-test-bench-0123456789"
@@ -490,7 +490,9 @@ def test_cli_eval_modified_offline_and_muted_over_http(
 ):
     from verl_avconfuse import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", ("verl_avconfuse.bench.cli", "AV-ConfuseBench"))
+    monkeypatch.setitem(
+        cli.COMMANDS, "bench", (("verl_avconfuse.bench.cli", "verl_avconfuse.evaluation.cli"), "AV-ConfuseBench")
+    )
     omni_path = tiny_asset("models/omni_thinker")
     args = ["bench", "eval", "--setting", "modified", "--questions", "published", "--video-dir", str(video_dir)]
     args += ["--backend", f"hf:{omni_path}", "--out", str(tmp_path / "mod"), "--max-new-tokens", "8", "--fps", "1"]

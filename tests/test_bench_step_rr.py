@@ -11,7 +11,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_step_rr  # noqa: E402
 
-from verl_avconfuse.rewards import parse_response  # noqa: E402
+from verl_avconfuse.method.parsing import parse_response
 
 
 def test_every_rollout_is_a_distinct_sample_and_each_group_shares_one_reference():

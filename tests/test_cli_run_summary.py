@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from verl_avconfuse.trainer import run_summary
+from verl_avconfuse.integration.trainer import run_summary
 
 
 def _trainer(**overrides):

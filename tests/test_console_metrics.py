@@ -1,4 +1,4 @@
-from verl_avconfuse.console_metrics import parse_console_metrics
+from verl_avconfuse.experiments.console_metrics import parse_console_metrics
 
 
 def test_reads_verls_console_step_lines():

@@ -16,7 +16,7 @@ from verl_avconfuse.data_preprocess.common import (  # noqa: E402
     parse_stringified_list,
     select_candidates,
 )
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 from fixtures.datasets import (
     AVHBENCH_JSON_DIR,
@@ -146,7 +146,7 @@ def test_avqa_short_and_none_options_are_padded_as_the_official_preprocessing(vi
 
 
 def test_avqa_lists_lettered_options_and_grades_by_option_text(video_dir):
-    from verl_avconfuse.rewards import answers_match
+    from verl_avconfuse.method.answers import answers_match
 
     rows = _convert(avqa, AVQA_JSON, video_dir).rows
     first = rows[0]
@@ -339,7 +339,7 @@ def test_converted_rows_load_in_omni_rl_dataset(module, in_video, video_dir, tmp
     from omegaconf import OmegaConf
     from verl.utils import hf_processor
 
-    from verl_avconfuse.omni.dataset import OmniRLDataset
+    from verl_avconfuse.integration.omni_dataset import OmniRLDataset
 
     source = {"music_avqa": MUSIC_AVQA_JSON, "avqa": AVQA_JSON, "avhbench": AVHBENCH_JSON_DIR}[module.DATA_SOURCE]
     clips = tmp_path / "clips"

@@ -58,7 +58,7 @@ def _returned_by_the_pure_ans_co_function() -> set[str]:
     """The keys ``ans_co_loss_from_stats`` returns (its sums and counts are not logged; docs/ans_co.md lists them)."""
     import torch
 
-    from verl_avconfuse.losses import ans_co_loss_from_stats
+    from verl_avconfuse.method.ans_co import ans_co_loss_from_stats
 
     mask = torch.ones(1, 3, dtype=torch.bool)
     _, metrics = ans_co_loss_from_stats(
@@ -116,8 +116,8 @@ def test_the_pure_functions_sums_and_counts_the_docs_list_are_what_it_returns():
 
 def test_an_answer_before_the_reasoning_is_no_answer():
     """docs/step_rr.md: ``<answer>no</answer><a-think>...`` has no answer, and scores as unanswered."""
-    from verl_avconfuse.rewards import parse_response
-    from verl_avconfuse.rewards.step_rr import step_rr_scores
+    from verl_avconfuse.method.parsing import parse_response
+    from verl_avconfuse.method.step_rr import step_rr_scores
 
     doc = (REPO / "docs" / "step_rr.md").read_text()
     assert "(`<answer>no</answer><a-think>…</a-think>` has none" in doc

@@ -83,6 +83,10 @@ def test_grpo_baseline_recipe_trains_with_format_and_accuracy_only(tmp_path):
         assert _is_count_over(fmt, RESPONSES_PER_STEP) and _is_count_over(acc, RESPONSES_PER_STEP), (fmt, acc)
         assert metrics["critic/score/mean"] == pytest.approx(fmt + acc, abs=1e-5)
         assert "reward/arr/mean" not in metrics and "reference/generated" not in metrics
+        # where the advantage landed: a share of the step's 2 prompts (groups), logged for every step
+        assert metrics["adv/nonzero_group_frac"] in (0.0, 0.5, 1.0), metrics["adv/nonzero_group_frac"]
+        if fmt + acc in (0.0, 2.0):  # every response scored alike: no group has any advantage
+            assert metrics["adv/nonzero_group_frac"] == 0.0
 
 
 def test_ans_co_stage_trains_resumes_and_exports_a_model_that_speaks(tmp_path, tiny_asset):

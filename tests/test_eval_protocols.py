@@ -14,7 +14,7 @@ from verl_avconfuse.evaluation.backends import PredictionsBackend
 from verl_avconfuse.evaluation.matching import is_correct, polarity, release_match
 from verl_avconfuse.evaluation.runner import evaluate
 from verl_avconfuse.evaluation.tasks import TASKS, LoadOptions
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 from fixtures.datasets import (
     AVHBENCH_ALIGN_FT_JSON,
@@ -68,7 +68,7 @@ def test_release_rule_is_two_way_substring_without_spaces_and_underscores():
 
 def test_option_index_decides_when_two_options_normalise_alike():
     options = ("dog", "cat", "The dog", "bird")
-    from verl_avconfuse.rewards import answers_match
+    from verl_avconfuse.method.answers import answers_match
 
     assert not answers_match("C", "The dog", list(options))  # by text the truth resolves to option A
     assert is_correct("C", "The dog", "strict", options, answer_index=2)
@@ -261,7 +261,9 @@ def test_a_missing_matplotlib_costs_the_chart_only(tmp_path, clips, monkeypatch,
 def test_bench_eval_is_an_alias_of_the_muted_task(tmp_path, clips, monkeypatch, capsys):
     from verl_avconfuse import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", ("verl_avconfuse.bench.cli", "AV-ConfuseBench"))
+    monkeypatch.setitem(
+        cli.COMMANDS, "bench", (("verl_avconfuse.bench.cli", "verl_avconfuse.evaluation.cli"), "AV-ConfuseBench")
+    )
     monkeypatch.setitem(cli.COMMANDS, "eval", ("verl_avconfuse.evaluation.cli", "evaluate a model"))
     replies = {"muted-00000-000001": "no", "muted-00001-000002": "yes", "muted-00002-000003": "yes"}
     backend = _predictions(tmp_path, replies)

@@ -9,7 +9,7 @@ import torch
 from verl.workers.config import HFModelConfig, RolloutConfig
 from verl.workers.rollout.replica import RolloutMode
 
-from verl_avconfuse.rollout.hf_server import HFRolloutServer
+from verl_avconfuse.integration.rollout.hf_server import HFRolloutServer
 
 PROMPTS = [
     "Is there a violin sound?",
@@ -21,7 +21,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def server(tiny_asset):
-    from verl_avconfuse.platform import activate_cpu_platform
+    from verl_avconfuse.integration.platform import activate_cpu_platform
 
     activate_cpu_platform()
     path = tiny_asset("models/qwen2")

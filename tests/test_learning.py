@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from verl_avconfuse.learning import ANSWER_ENTROPY, SCORE, STAGES, first_last, table, verdict
+from verl_avconfuse.experiments.learning import ANSWER_ENTROPY, SCORE, STAGES, first_last, table, verdict
 
 from conftest import REPO
 
@@ -81,7 +81,7 @@ def test_the_control_differs_from_the_run_only_in_what_it_trains():
 def test_a_further_arm_is_a_label_and_its_overrides():
     import argparse
 
-    from verl_avconfuse.learning import parse_arm
+    from verl_avconfuse.experiments.learning import parse_arm
 
     assert parse_arm("lop_only:avconfuse.ans_co.pg_coef=0") == ("lop_only", ["avconfuse.ans_co.pg_coef=0"])
     assert parse_arm(" sets : a=1  b=2") == ("sets", ["a=1", "b=2"])

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from verl_avconfuse.losses import (
+from verl_avconfuse.method.ans_co import (
     ans_co_denominators,
     ans_co_loss,
     ans_co_loss_from_stats,
@@ -348,7 +348,7 @@ def omni_tokenizer(tiny_asset):
 def _realistic_stats(omni_tokenizer, p_answer: float):
     """The tiny thinker's tokens of REALISTIC; every token at p = 0.99 but the answer "two" at ``p_answer``;
     entropy 0.1 nats at each tag/EOS token and 1.5 at "two"."""
-    from verl_avconfuse.losses import answer_token_mask
+    from verl_avconfuse.method.answer_mask import answer_token_mask
 
     ids = torch.tensor([omni_tokenizer(REALISTIC, add_special_tokens=False)["input_ids"]])
     # precondition: the tags are split as the tiny (and, in spirit, Qwen2's) BPE splits them

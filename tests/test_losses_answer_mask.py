@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from verl_avconfuse.losses import answer_span, answer_token_mask, token_bytes_table
+from verl_avconfuse.method.answer_mask import answer_span, answer_token_mask, token_bytes_table
 
 # Qwen2's pre-tokenizer split, so the trained tokenizer cuts tags the way the real policy's does.
 QWEN2_SPLIT = (
@@ -361,8 +361,8 @@ def test_property_mask_is_a_minimal_cover_of_the_answer(trained_tok, sample, pad
 
 
 def test_answer_tags_are_case_insensitive_like_the_reward_parser():
-    from verl_avconfuse.losses.answer_mask import answer_span
-    from verl_avconfuse.rewards import parse_response
+    from verl_avconfuse.method.answer_mask import answer_span
+    from verl_avconfuse.method.parsing import parse_response
 
     text = "<A-THINK> hear </A-THINK> <V-Think> see </V-Think> <ANSWER> yes </Answer>"
     assert parse_response(text).answer == "yes"

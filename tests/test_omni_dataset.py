@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from verl_avconfuse.omni.dataset import OmniRLDataset, processor_fps
+from verl_avconfuse.integration.omni_dataset import OmniRLDataset, processor_fps
 
 from conftest import SILENT_VIDEO
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from verl_avconfuse.omni.dataset import OmniRLDataset
+from verl_avconfuse.integration.omni_dataset import OmniRLDataset
 
 MODES = [pytest.param(False, id="audio-as-item"), pytest.param(True, id="audio-in-video")]
 
@@ -25,8 +25,8 @@ def server(tiny_asset):
     from verl.workers.config import HFModelConfig, RolloutConfig
     from verl.workers.rollout.replica import RolloutMode
 
-    from verl_avconfuse.platform import activate_cpu_platform
-    from verl_avconfuse.rollout.hf_server import HFRolloutServer
+    from verl_avconfuse.integration.platform import activate_cpu_platform
+    from verl_avconfuse.integration.rollout.hf_server import HFRolloutServer
 
     activate_cpu_platform()
     model_config = HFModelConfig(

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vllm_prompt_model import audio_token_count, predict_vllm_prompt_ids
 
+from verl_avconfuse.integration.rollout.vllm_weights import vllm_thinker_weights, vllm_thinker_weights_async
 from verl_avconfuse.omni.vllm_contract import (
     HF_TEXT_TIE_DEFAULT,
     HF_THINKER_TIE_DEFAULT,
@@ -32,8 +33,6 @@ from verl_avconfuse.omni.vllm_contract import (
     vllm_engine_overrides,
     vllm_internal_weight_name,
     vllm_thinker_weight_name,
-    vllm_thinker_weights,
-    vllm_thinker_weights_async,
     wrap_thinker_config,
 )
 

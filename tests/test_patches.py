@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from verl_avconfuse import patches
+from verl_avconfuse.integration import patches
 
 from conftest import free_port, run_python
 

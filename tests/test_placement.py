@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from verl_avconfuse.placement import (
+from verl_avconfuse.integration.placement import (
     ACTOR_POOL,
     REFERENCE_POOL,
     NodeResources,
@@ -18,9 +18,9 @@ from verl_avconfuse.placement import (
     reference_replica_for,
     simulated_nodes,
 )
+from verl_avconfuse.integration.trainer import service_health
 from verl_avconfuse.reference.cache import ReferenceRequest
 from verl_avconfuse.settings import avconfuse_settings
-from verl_avconfuse.trainer import service_health
 
 
 def _config(n_gpus=8, trainer_nodes=1, **reference):
@@ -197,7 +197,7 @@ def test_our_placement_groups_are_verls_bundles_and_a_wait_that_cannot_succeed_t
     from ray.util.placement_group import placement_group_table, remove_placement_group
     from verl.single_controller.ray.base import RayResourcePool
 
-    from verl_avconfuse.placement import PreflightError, ready_placement_groups
+    from verl_avconfuse.integration.placement import PreflightError, ready_placement_groups
 
     verls = RayResourcePool([1], use_gpu=True, max_colocate_count=3, name_prefix="verl_own")
     ours = RayResourcePool([1], use_gpu=True, max_colocate_count=3, name_prefix=REFERENCE_POOL)
@@ -230,7 +230,7 @@ def _wait_until_gpus_free(ray, gpus: float, timeout_s: float = 30.0) -> None:
 
 
 def test_preflight_reads_the_live_cluster(ray_two_logical_gpus):
-    from verl_avconfuse.placement import PreflightError, check_cluster
+    from verl_avconfuse.integration.placement import PreflightError, check_cluster
 
     assert check_cluster(_config(n_gpus=1, placement="separate", num_gpus=1)).ok
     with pytest.raises(PreflightError) as error:

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from verl_avconfuse.platform.cpu import PlatformCPU
+from verl_avconfuse.integration.platform.cpu import PlatformCPU
 
 from conftest import run_python
 
@@ -56,7 +56,7 @@ def test_trainer_device_cpu_switches_platform_through_the_hydra_callback(tmp_pat
 import json, verl
 from omegaconf import OmegaConf
 from verl.utils.device import auto_set_device, get_device_name
-from verl_avconfuse.platform.hydra_callback import CpuPlatformCallback
+from verl_avconfuse.integration.platform.hydra_callback import CpuPlatformCallback
 import os
 config = OmegaConf.create({"trainer": {"device": "cpu"}})
 CpuPlatformCallback().on_job_start(config=config)
@@ -72,7 +72,7 @@ def test_callback_leaves_gpu_configs_alone(tmp_path):
     code = """
 import json, os, verl
 from omegaconf import OmegaConf
-from verl_avconfuse.platform.hydra_callback import CpuPlatformCallback
+from verl_avconfuse.integration.platform.hydra_callback import CpuPlatformCallback
 CpuPlatformCallback().on_job_start(config=OmegaConf.create({"trainer": {"device": "cuda"}}))
 print(json.dumps(os.environ.get("VERL_PLATFORM", "")))
 """

@@ -13,7 +13,7 @@ import verl
 from verl.plugin.platform import PlatformRegistry
 print(json.dumps({
     "platforms": list(PlatformRegistry.registered_names()),
-    "plugin_loaded": "verl_avconfuse.plugin" in sys.modules,
+    "plugin_loaded": "verl_avconfuse.integration.plugin" in sys.modules,
     "heavy": [m for m in ("verl.workers.rollout.base", "verl.workers.engine", "sentence_transformers", "av")
               if m in sys.modules],
 }))
@@ -28,7 +28,7 @@ def _probe(tmp_path, env=None, prelude=""):
 
 def test_entry_point_is_declared_in_the_verl_plugins_group():
     names = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
-    assert names.get("avconfuse") == "verl_avconfuse.plugin"
+    assert names.get("avconfuse") == "verl_avconfuse.integration.plugin"
 
 
 def test_import_verl_loads_the_plugin_without_heavy_imports(tmp_path):
@@ -96,13 +96,13 @@ print(json.dumps({"adapter": _ROLLOUT_REGISTRY[("vllm_omni", "async")], "resolve
     result = run_python(["-c", code], cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads(result.stdout.strip().splitlines()[-1])
-    assert state["adapter"] == "verl_avconfuse.omni.vllm_server.OmniVLLMServerAdapter"
+    assert state["adapter"] == "verl_avconfuse.integration.rollout.vllm_omni.OmniVLLMServerAdapter"
     if importlib.util.find_spec("vllm") is None:
         for error in state["resolved"]:  # verl's own vLLM server module refuses to import without vLLM, nothing else
             assert error[0] == "error" and error[1] == "ValueError" and "vllm version None" in error[2], error
         return
     (adapter, adapter_mro), (replica, replica_mro) = state["resolved"]
-    assert adapter == "verl_avconfuse.omni.vllm_server.OmniVLLMServerAdapter"
+    assert adapter == "verl_avconfuse.integration.rollout.vllm_omni.OmniVLLMServerAdapter"
     assert "verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter" in adapter_mro
-    assert replica == "verl_avconfuse.omni.vllm_server.OmniVLLMReplica"
+    assert replica == "verl_avconfuse.integration.rollout.vllm_omni.OmniVLLMReplica"
     assert "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMReplica" in replica_mro

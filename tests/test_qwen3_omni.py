@@ -18,7 +18,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from verl_avconfuse.omni.dataset import OmniRLDataset
+from verl_avconfuse.integration.omni_dataset import OmniRLDataset
 
 MODES = [pytest.param(False, id="audio-as-item"), pytest.param(True, id="audio-in-video")]
 QUESTION = "Is there a trumpet sound?"
@@ -34,8 +34,8 @@ def server(thinker_dir):
     from verl.workers.config import HFModelConfig, RolloutConfig
     from verl.workers.rollout.replica import RolloutMode
 
-    from verl_avconfuse.platform import activate_cpu_platform
-    from verl_avconfuse.rollout.hf_server import HFRolloutServer
+    from verl_avconfuse.integration.platform import activate_cpu_platform
+    from verl_avconfuse.integration.rollout.hf_server import HFRolloutServer
 
     activate_cpu_platform()
     model_config = HFModelConfig(path=thinker_dir, override_config={"attn_implementation": "sdpa"})

@@ -28,6 +28,7 @@ from vllm_prompt_model import (
     vllm_qwen3_omni_parameters,
 )
 
+from verl_avconfuse.integration.rollout.vllm_weights import vllm_thinker_weights
 from verl_avconfuse.omni.vllm_contract import (
     QWEN2_5_OMNI,
     QWEN2_5_OMNI_TOKEN_IDS,
@@ -41,7 +42,6 @@ from verl_avconfuse.omni.vllm_contract import (
     qwen3_vision_overrides,
     vllm_engine_overrides,
     vllm_thinker_weight_name,
-    vllm_thinker_weights,
     wrap_thinker_config,
 )
 

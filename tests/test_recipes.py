@@ -120,7 +120,7 @@ def test_gpu_example_scripts_compose_in_verls_config(tmp_path, script, recipes):
     ],
 )
 def test_example_defaults_pass_the_preflight_on_the_8_gpu_node_they_document(tmp_path, script, env, actor_gpus):
-    from verl_avconfuse.placement import plan_layout, preflight, simulated_nodes
+    from verl_avconfuse.integration.placement import plan_layout, preflight, simulated_nodes
 
     config = _script_config(tmp_path, script, NGPUS="8", NNODES="1", **env)
     assert config["trainer"]["n_gpus_per_node"] == actor_gpus
@@ -170,7 +170,7 @@ def test_the_avconfuse_trainer_is_verls_sync_trainer_from_its_first_line():
     replay buffer; resetting the mode inside _build_replay_buffer (the old way) read trainer.v1.avconfuse and
     silently fell back to 1.
     """
-    from verl_avconfuse.trainer import AvconfuseTrainer
+    from verl_avconfuse.integration.trainer import AvconfuseTrainer
 
     config = verl_trainer_config("+recipe=avconfuse", "+machine=cpu_tiny", "+trainer.v1.sync.parameter_sync_step=2")
     assert config.trainer.v1.trainer_mode == "avconfuse"

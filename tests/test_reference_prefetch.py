@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from verl_avconfuse.batching import BusyClock
+from verl_avconfuse.integration.batching import BusyClock
+from verl_avconfuse.integration.reference_prefetch import ReferencePrefetcher, prefetch_requests
 from verl_avconfuse.reference.cache import ReferenceRequest
-from verl_avconfuse.reference.prefetch import ReferencePrefetcher, prefetch_requests
-from verl_avconfuse.reference.requests import reference_request_for
+from verl_avconfuse.reference.requests import reference_request_for, request_for_row
 from verl_avconfuse.settings import avconfuse_settings
 
 QUESTION, ANSWER = "Is there a violin sound?", "yes"
@@ -51,7 +51,7 @@ class StandInLM:
 
 def _worker(monkeypatch, tmp_path, lm: StandInLM, **reference):
     import verl_avconfuse.reference.backends as backends
-    from verl_avconfuse.reference.worker import ReferenceWorker
+    from verl_avconfuse.integration.reference_worker import ReferenceWorker
 
     monkeypatch.setattr(backends, "load_audio_lm", lambda *args, **kwargs: lm)
     settings = avconfuse_settings(
@@ -119,7 +119,7 @@ def test_after_the_prefetch_the_rewards_are_answered_from_memory_without_a_looku
 
 def _manager(settings, worker):
     """The reward manager's reference path, its replica lookup pointed at the in-process worker."""
-    from verl_avconfuse.rewards.manager import StepRRRewardManager
+    from verl_avconfuse.integration.reward_manager import StepRRRewardManager
 
     class Handle:  # what ``ray.get_actor(...).get_many.remote(...)`` gives the manager: an awaitable
         class get_many:  # noqa: N801
@@ -134,7 +134,7 @@ def _manager(settings, worker):
 
 
 def test_a_failed_prefetch_is_the_rewards_counted_reference_error_and_is_not_generated_again(monkeypatch, tmp_path):
-    from verl_avconfuse.trainer import service_health
+    from verl_avconfuse.integration.trainer import service_health
 
     lm = StandInLM(error="decoder exploded")
     worker, settings = _worker(monkeypatch, tmp_path, lm)
@@ -190,8 +190,40 @@ def test_prefetch_requests_are_the_rewards_requests_once_per_prompt(tmp_path):
     assert requests[1] == ReferenceRequest(clips[1], QUESTION, ANSWER)
 
 
+def test_precompute_reads_a_parquet_row_as_the_reward_reads_the_sample_verl_makes_of_it(tmp_path):
+    from verl_avconfuse.method.prompts import format_question
+
+    (clip,) = _clips(tmp_path, 1)
+    row = {
+        "prompt": [{"role": "user", "content": format_question(QUESTION, "<video><audio>")}],
+        "videos": [clip],
+        "audios": [clip],
+        "extra_info": {"question": QUESTION},
+        "reward_model": {"ground_truth": ANSWER},
+    }
+    # verl's dataset moves the media into the messages (RLHFDataset._build_messages) and drops the columns
+    sample = {
+        "raw_prompt": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": clip},
+                    {"type": "audio", "audio": clip},
+                    {"type": "text", "text": format_question(QUESTION)},
+                ],
+            }
+        ],
+        "extra_info": row["extra_info"],
+        "reward_model": row["reward_model"],
+    }
+    assert request_for_row(row, None) == reference_request_for(sample, None) == ReferenceRequest(clip, QUESTION, ANSWER)
+    # a row written elsewhere, without extra_info.question: the prompt's question, the instruction removed
+    bare = {**row, "extra_info": {}}
+    assert request_for_row(bare, None) == ReferenceRequest(clip, QUESTION, ANSWER)
+
+
 def test_the_prefetcher_sends_each_request_to_its_rewards_replica_and_on_to_the_embedder(tmp_path):
-    from verl_avconfuse.placement import reference_replica_for
+    from verl_avconfuse.integration.placement import reference_replica_for
 
     sent: list = []
 
@@ -224,7 +256,7 @@ def test_the_prefetcher_sends_each_request_to_its_rewards_replica_and_on_to_the_
 
 
 def test_busy_clock_counts_overlapping_waits_once(monkeypatch):
-    import verl_avconfuse.batching as batching
+    import verl_avconfuse.integration.batching as batching
 
     now = [0.0]
     monkeypatch.setattr(batching.time, "perf_counter", lambda: now[0])
@@ -262,7 +294,7 @@ def _trainer(tmp_path, prefetch: str, prompts: int = 8, total_steps: int = 3):
     from torchdata.stateful_dataloader import StatefulDataLoader
     from verl.utils.dataset.rl_dataset import collate_fn
 
-    from verl_avconfuse.trainer import AvconfuseTrainer
+    from verl_avconfuse.integration.trainer import AvconfuseTrainer
 
     clips = _clips(tmp_path, prompts)
     rows = [{"input_ids": torch.tensor([i]), **_row(clip)} for i, clip in enumerate(clips)]
@@ -341,7 +373,7 @@ def test_the_replay_buffer_polls_at_the_configured_interval_else_at_verls(monkey
     from omegaconf import OmegaConf
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-    from verl_avconfuse.trainer import AvconfuseTrainer
+    from verl_avconfuse.integration.trainer import AvconfuseTrainer
 
     class Buffer:
         poll_interval = 2.0  # verl 0.9.1's ReplayBuffer default

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_avconfuse.bench.schemas import published_questions
-from verl_avconfuse.rewards import answers_match, normalize_answer
+from verl_avconfuse.method.answers import answers_match, normalize_answer
 
 from conftest import WARMUP_RELEASE as WARMUP
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verl_avconfuse.losses import answer_span
-from verl_avconfuse.rewards import ParsedResponse, extract_block, parse_response, reference_a_think
+from verl_avconfuse.method.answer_mask import answer_span
+from verl_avconfuse.method.parsing import ParsedResponse, extract_block, parse_response, reference_a_think
 
 from conftest import WARMUP_RELEASE as WARMUP
 

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_avconfuse.bench.schemas import published_questions
-from verl_avconfuse.rewards import (
+from verl_avconfuse.method.parsing import ParsedResponse, parse_response
+from verl_avconfuse.method.step_rr import (
     DEFAULT_OMEGA,
     SCORE_KEYS,
-    ParsedResponse,
     SimilarityPair,
-    parse_response,
+    StepRRBatch,
     similarity_requests,
     step_rr_batch,
     step_rr_scores,
@@ -170,6 +170,20 @@ def test_step_rr_batch_length_mismatch_names_the_column(column):
         step_rr_batch([FULL, FULL], **args)
 
 
+def test_step_rr_batch_embeds_only_the_pairs_that_exist_and_gives_each_response_its_own():
+    # FULL with a reference: arr + avc pairs; FULL without: avc only; no a-think: no pair at all
+    no_audio = dataclasses.replace(FULL, a_think=None)
+    batch = StepRRBatch((FULL, FULL, no_audio), ("The reference.", None, "The reference."))
+    assert [p.kind for p in batch.pairs] == ["arr", "avc", "avc"]
+    out = batch.scores(["one"] * 3, [0.9, 0.6, 0.5])
+    # 1 + 1 + (1 + 0.6); 1 + 0 + (1 + 0.5); 1 + 0 + (1 + 0): the second response's s is its own 0.5
+    assert [o["score"] for o in out] == pytest.approx([3.6, 2.5, 2.0])
+    failed = batch.scores(["one"] * 3, None)  # the embedding pass failed: every similarity is None
+    assert [o["score"] for o in failed] == pytest.approx([2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="2 similarities for 3 pairs"):
+        batch.scores(["one"] * 3, [0.9, 0.6])
+
+
 # --- similarity requests ----------------------------------------------------------------------------------
 
 
@@ -196,8 +210,8 @@ def test_similarity_requests_refuses_a_non_text_reference():
 
 
 def test_similarity_pair_has_what_the_embedding_scorer_reads():
-    from verl_avconfuse import similarity
-    from verl_avconfuse.similarity import TextPair
+    from verl_avconfuse.reference import similarity
+    from verl_avconfuse.reference.similarity import TextPair
 
     assert set(TextPair.__annotations__) == {"kind", "query", "document"}  # what score() reads
     assert set(TextPair.__annotations__) <= set(SimilarityPair._fields)

@@ -15,7 +15,7 @@ import torch
 
 from verl_avconfuse.data_preprocess import warmup_sft  # noqa: E402
 from verl_avconfuse.data_preprocess.common import ConversionError  # noqa: E402
-from verl_avconfuse.prompts import format_question
+from verl_avconfuse.method.prompts import format_question
 
 from conftest import SILENT_VIDEO, WARMUP_RELEASE, WAV_16K
 from fixtures.datasets import WARMUP_JSONL, write_clips
@@ -138,7 +138,7 @@ def processor(tiny_asset):
 def test_dataset_items_carry_video_and_audio_features_and_train_only_the_replies(warmup, processor, in_video):
     from vllm_prompt_model import audio_token_count
 
-    from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
+    from verl_avconfuse.integration.omni_sft_dataset import OmniSFTDataset
 
     folder, result = warmup
     dataset = OmniSFTDataset(
@@ -170,7 +170,7 @@ def test_dataset_items_carry_video_and_audio_features_and_train_only_the_replies
 
 
 def test_dataset_refuses_right_padding(warmup, processor):
-    from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
+    from verl_avconfuse.integration.omni_sft_dataset import OmniSFTDataset
 
     folder, _ = warmup
     config = _data_config(folder, False)
@@ -231,7 +231,7 @@ def test_verl_sft_trainer_trains_the_omni_thinker_on_video_and_audio(warmup, pro
     from safetensors.torch import load_file
     from torch.utils.data import DistributedSampler
 
-    from verl_avconfuse.omni.sft_dataset import OmniSFTDataset
+    from verl_avconfuse.integration.omni_sft_dataset import OmniSFTDataset
 
     from conftest import free_port, run_python
 

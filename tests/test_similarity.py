@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verl_avconfuse.rewards import SimilarityPair
-from verl_avconfuse.similarity import SimilarityModel, get_similarity_model
+from verl_avconfuse.method.step_rr import SimilarityPair
+from verl_avconfuse.reference.similarity import SimilarityModel, get_similarity_model
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def _rollouts(prompts: int, group: int, seed: int = 0) -> list[SimilarityPair]:
     """A step's pairs as Step-RR sends them: distinct a-/v-thinks per rollout, one reference per group."""
     import random
 
-    from verl_avconfuse.rewards import parse_response, similarity_requests
+    from verl_avconfuse.method.parsing import parse_response
+    from verl_avconfuse.method.step_rr import similarity_requests
 
     rng = random.Random(seed)
     pairs = []

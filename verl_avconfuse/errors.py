@@ -38,12 +38,15 @@ class RunFailed(RuntimeError):
     """The run started on valid inputs but failed; the message says what failed and what was kept."""
 
 
-def _input_error_types() -> tuple[type[BaseException], ...]:
-    from verl_avconfuse.media import MediaError
-
-    # ValueError covers BenchFormatError, JSON errors and pyarrow's ArrowInvalid; OSError's file cases
-    # cover a mistyped path. ImportError: an optional dependency the chosen option needs is missing.
-    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, MediaError, ImportError)
+#: ValueError covers BenchFormatError, media's MediaError, JSON errors and pyarrow's ArrowInvalid; OSError's file
+#: cases cover a mistyped path. ImportError: an optional dependency the chosen option needs is missing.
+INPUT_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    ImportError,
+)
 
 
 def exit_code(error: BaseException) -> int:
@@ -52,7 +55,7 @@ def exit_code(error: BaseException) -> int:
         return EXIT_INTERRUPTED
     if isinstance(error, RunFailed):
         return EXIT_FAILED
-    if isinstance(error, _input_error_types()):
+    if isinstance(error, INPUT_ERROR_TYPES):
         return EXIT_USAGE
     return EXIT_FAILED
 

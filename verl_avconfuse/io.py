@@ -17,6 +17,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -99,6 +101,35 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "", parents: bool = Fa
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``out_dir``; on success it replaces ``out_dir`` in one rename.
+
+    On an exception the temporary folder is removed; a killed process leaves at most a hidden
+    ``.NAME.tmp-*`` folder, never a half-written ``out_dir``. An existing ``out_dir`` is replaced (moved
+    aside first, then deleted).
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    # mkdtemp makes the folder private (0700); give the result a normal directory's mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+            os.replace(out_dir, old / out_dir.name)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -12,6 +12,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+# The paper's numbers and open choices are named once, beside their formulas; the config reads them from there.
+from verl_avconfuse.method.ans_co import DEFAULT_LAM, DEFAULT_U_MAX, UNCERTAINTIES
+from verl_avconfuse.method.answer_mask import ANSWER_SPANS
+from verl_avconfuse.method.step_rr import DEFAULT_OMEGA
+
 
 def _default_cache_dir() -> str:
     return os.environ.get("AVCONFUSE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "verl_avconfuse")
@@ -23,6 +28,8 @@ REFERENCE_PLACEMENTS = ("separate", "colocated", "none")
 REFERENCE_PREFETCH = ("none", "batch", "next")
 #: Where the Step-RR embedder runs.
 SIMILARITY_PLACEMENTS = ("auto", "reference", "colocated", "cpu")
+#: Step-RR's embedder, as in the release (any sentence-transformers model works).
+DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class ReferenceSettings:
 @dataclass(frozen=True)
 class SimilaritySettings:
     #: The release: Qwen3-Embedding-0.6B.
-    model: str = "Qwen/Qwen3-Embedding-0.6B"
+    model: str = DEFAULT_EMBEDDING_MODEL
     #: "auto": beside the reference on its first GPU when the reference has a pool of its own, else in a
     #: free slot of the first actor GPU; "reference" / "colocated": one of those explicitly; "cpu": a
     #: CPU-only worker. One worker is shared by all reward workers.
@@ -92,7 +99,7 @@ class SimilaritySettings:
 
 @dataclass(frozen=True)
 class StepRRSettings:
-    omega: float = 0.8
+    omega: float = DEFAULT_OMEGA
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,13 @@ class AnsCoSettings:
 
     enable: bool = False
     #: Entropy weight lambda; 0 gives pure NLL (and no entropy is computed).
-    lam: float = 0.5
+    lam: float = DEFAULT_LAM
     #: Per sample, lambda = 0 when the answer's uncertainty u exceeds this.
-    u_max: float = 0.75
+    u_max: float = DEFAULT_U_MAX
     #: "answer_prob": u = 1 - exp(mean log-prob of the answer tokens); "entropy": mean answer entropy / log V.
-    uncertainty: str = "answer_prob"
+    uncertainty: str = UNCERTAINTIES[0]
     #: "through_end": <answer> ... through the end of the response; "content": inside <answer></answer> only.
-    answer_span: str = "through_end"
+    answer_span: str = ANSWER_SPANS[0]
     #: "right": NLL on responses whose answer is right (default); "all": on every response.
     nll_on: str = "right"
     #: Weight of verl's policy-gradient term. 1.0 (ours): Step-RR's reward keeps being optimised in stage 3;
@@ -196,8 +203,8 @@ def avconfuse_settings(config) -> AvconfuseSettings:
         raise ValueError(f"avconfuse.sampler_poll_interval_s: expected seconds > 0 or null, got {poll!r}")
     ans_co = settings.ans_co
     for name, value, allowed in (
-        ("uncertainty", ans_co.uncertainty, ("answer_prob", "entropy")),
-        ("answer_span", ans_co.answer_span, ("through_end", "content")),
+        ("uncertainty", ans_co.uncertainty, UNCERTAINTIES),
+        ("answer_span", ans_co.answer_span, ANSWER_SPANS),
         ("nll_on", ans_co.nll_on, ("right", "all")),
         ("entropy_positions", ans_co.entropy_positions, ("answer", "all")),
         ("normalize_by", ans_co.normalize_by, ("batch", "sets")),

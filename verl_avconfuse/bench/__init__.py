@@ -1,4 +1,5 @@
-"""AV-ConfuseBench: build audio/visual confusion sets from real media and evaluate any model on them.
+"""AV-ConfuseBench: build audio/visual confusion sets from real media (evaluating a model on them is the
+evaluation harness's: the ``avconfuse-muted`` / ``avconfuse-modified`` tasks of :mod:`verl_avconfuse.evaluation`).
 
 The benchmark (RL-CoMM, AAAI-26) has two settings:
 
@@ -8,12 +9,13 @@ The benchmark (RL-CoMM, AAAI-26) has two settings:
 - **modified** (:mod:`~verl_avconfuse.bench.modified`): a video's soundtrack is replaced by an
   environmental sound from a bank (:mod:`~verl_avconfuse.bench.sound_bank`: ESC-50, UrbanSound8K, a
   folder per class); the model is asked to describe what it sees and hears, scored against a reference
-  annotation by a judge (:mod:`~verl_avconfuse.bench.judge`).
+  annotation by a judge (:mod:`~verl_avconfuse.evaluation.judge`).
 
 :mod:`~verl_avconfuse.bench.schemas` holds the published file formats and the verl parquet rows,
-:mod:`~verl_avconfuse.bench.evaluate` runs a model (any :mod:`verl_avconfuse.evaluation.backends` backend),
-:mod:`~verl_avconfuse.bench.report` writes JSON, markdown and a chart, :mod:`~verl_avconfuse.bench.cli` is
-``avconfuse bench build muted|modified`` and ``avconfuse bench eval``. docs/avconfusebench.md has the details.
+:mod:`~verl_avconfuse.bench.report` the paper's rows and how a published set is recognised,
+:mod:`~verl_avconfuse.bench.cli` is ``avconfuse bench build muted|modified`` (``avconfuse bench eval`` comes from
+:mod:`verl_avconfuse.evaluation.cli`). This package imports nothing of the evaluation harness.
+docs/avconfusebench.md has the details.
 
 Submodules are imported on use; importing this package is cheap.
 """

@@ -132,33 +132,14 @@ def _add_build_arguments(build: argparse.ArgumentParser) -> None:
     modified.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def _add_eval_arguments(ev: argparse.ArgumentParser) -> None:
-    from verl_avconfuse.evaluation.cli import add_run_arguments
-
-    ev.add_argument("--setting", choices=("muted", "modified"), required=True, help="which AV-ConfuseBench set")
-    ev.add_argument("--questions", required=True, help="question JSON, or 'published' for the released file")
-    add_run_arguments(ev, with_data=False)
-    # The old name of --skip-bad here (one vocabulary across eval, bench eval and reference precompute).
-    ev.add_argument("--skip-missing", dest="skip_bad", action="store_true", help=argparse.SUPPRESS)
-    ev.set_defaults(judge="offline")
-
-
-def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+def add_actions(command: str, actions) -> None:
+    """``bench build``; ``bench eval`` is the evaluation harness's (:func:`verl_avconfuse.evaluation.cli.add_actions`)."""
     _add_build_arguments(
         actions.add_parser(
             "build",
             help="build a muted or modified set from real media",
             description="Build an AV-ConfuseBench set (muted or modified) from media you have: clips, the "
             "published question schema, verl parquet rows and a manifest of every clip's checks.",
-        )
-    )
-    _add_eval_arguments(
-        actions.add_parser(
-            "eval",
-            help="evaluate a model on a published or built set",
-            description="Evaluate a model on an AV-ConfuseBench set: the alias of `avconfuse eval "
-            "avconfuse-muted|avconfuse-modified` (same options; --questions for --data; judge offline by default).",
         )
     )
 
@@ -237,30 +218,11 @@ def _build(args: argparse.Namespace) -> dict:
     }
 
 
-def _eval(args: argparse.Namespace) -> dict:
-    """``bench eval`` is ``avconfuse eval avconfuse-muted|avconfuse-modified`` (one harness)."""
-    from verl_avconfuse.evaluation.cli import run_task
-    from verl_avconfuse.evaluation.tasks import SETTING_TASKS
-
-    results = run_task(SETTING_TASKS[args.setting], args.questions, args)
-    return {
-        "setting": args.setting,
-        "task": results["task"],
-        "published": results["published"],
-        "n_items": results["n_docs"],
-        "backend": results["backend"],
-        "judge": results["judge"],
-        "prompt": results["prompt"],
-        "metrics": {k: v for k, v in results["metrics"].items() if k != "groups"},
-        **results["files"],
-    }
-
-
 def run(command: str, args: argparse.Namespace) -> int:
     from verl_avconfuse.errors import InputError
 
-    if args.action == "build" and args.out.exists() and not args.out.is_dir():
+    if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: a file, expected a folder")
-    summary = _build(args) if args.action == "build" else _eval(args)
+    summary = _build(args)
     print(json.dumps(summary, indent=2, default=str))
     return 0

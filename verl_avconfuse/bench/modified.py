@@ -38,6 +38,7 @@ from verl_avconfuse.bench.schemas import (
     StagedDirectory,
     commit_build,
     file_fingerprint,
+    item_row,
     manifest_entries,
     modified_filename,
     output_names,
@@ -46,7 +47,6 @@ from verl_avconfuse.bench.schemas import (
     reusable_outputs,
     sha256_file,
     spec_digest,
-    verl_row,
 )
 from verl_avconfuse.bench.sound_bank import (
     DEFAULT_CROSSFADE_S,
@@ -275,7 +275,7 @@ def build_modified(
                     "sound_type": sound_type,
                     "annotation": render_annotation(annotation_template, visual, sound_type),
                 }
-                rows.append(verl_row(item, "modified", len(items), out_dir / relative, {"source_video": video.key}))
+                rows.append(item_row(item, "modified", len(items), out_dir / relative, {"source_video": video.key}))
                 items.append(item)
                 records.append(
                     {

@@ -46,6 +46,7 @@ from verl_avconfuse.bench.schemas import (
     StagedDirectory,
     commit_build,
     file_fingerprint,
+    item_row,
     manifest_entries,
     number_word,
     output_names,
@@ -54,7 +55,6 @@ from verl_avconfuse.bench.schemas import (
     reusable_outputs,
     sha256_file,
     spec_digest,
-    verl_row,
 )
 from verl_avconfuse.errors import RunFailed
 
@@ -480,7 +480,7 @@ def build_muted(
                         "instruments_len": number_word(len(piece.sources)),
                     }
                     rows.append(
-                        verl_row(
+                        item_row(
                             item,
                             "muted",
                             len(items),

@@ -11,7 +11,7 @@ Published formats (``avconfusebench_test_m1.json`` / ``_m2.json``, a JSON list o
 Videos are looked up in a video directory as ``{video_id}.mp4`` (muted) and ``filename`` (modified).
 
 verl rows follow the project's converters (``verl_avconfuse.tiny.data``): ``data_source``, ``prompt`` (one
-user turn built by :func:`verl_avconfuse.prompts.format_question` with ``<video><audio>``), ``videos`` and
+user turn built by :func:`verl_avconfuse.method.prompts.format_question` with ``<video><audio>``), ``videos`` and
 ``audios`` (the clip's path in both: its soundtrack is the audio item), ``ability``, ``reward_model``
 ``{style, ground_truth}`` and ``extra_info`` ``{index, split, question, video_id, setting, ...}``.
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verl_avconfuse.data_preprocess.common import verl_row
 from verl_avconfuse.io import atomic_write_bytes, atomic_write_parquet
 
 SETTINGS = ("muted", "modified")
@@ -283,14 +284,13 @@ def require_unique_keys(keys: Sequence[str], what: str) -> None:
 # ---------------------------------------------------------------------------------------- verl rows
 
 
-def verl_row(item: dict, setting: str, index: int, video_path: str | os.PathLike, extra: dict | None = None) -> dict:
+def item_row(item: dict, setting: str, index: int, video_path: str | os.PathLike, extra: dict | None = None) -> dict:
     """One verl RL parquet row for a benchmark item (module docstring: the schema).
 
     Muted rows are graded by rule (``ground_truth`` = ``"yes"``/``"no"``); modified rows carry the reference
     annotation as ``ground_truth`` with style ``"model"`` (a judge grades them). ``extra`` adds keys to
     ``extra_info``; every row of one file must use the same keys (parquet structs are typed per column).
     """
-    from verl_avconfuse.prompts import format_question
 
     if setting not in SETTINGS:
         raise ValueError(f"setting={setting!r}: expected one of {SETTINGS}")
@@ -301,23 +301,18 @@ def verl_row(item: dict, setting: str, index: int, video_path: str | os.PathLike
     else:
         reward = {"style": "model", "ground_truth": item["annotation"]}
         info = {"filename": item["filename"], "sound_type": item["sound_type"], "annotation": item["annotation"]}
-    return {
-        "data_source": DATA_SOURCES[setting],
-        "prompt": [{"role": "user", "content": format_question(item["question"], MEDIA_PLACEHOLDERS)}],
-        "videos": [path],
-        "audios": [path],
-        "ability": "audio_visual_qa",
-        "reward_model": reward,
-        "extra_info": {
-            "index": index,
-            "split": "test",
-            "question": item["question"],
-            "video_id": item["video_id"],
-            "setting": setting,
-            **info,
-            **(extra or {}),
-        },
-    }
+    return verl_row(
+        data_source=DATA_SOURCES[setting],
+        question=item["question"],
+        placeholders=MEDIA_PLACEHOLDERS,
+        videos=[path],
+        audios=[path],
+        reward_style=reward["style"],
+        ground_truth=reward["ground_truth"],
+        index=index,
+        split="test",
+        extra_info={"video_id": item["video_id"], "setting": setting, **info, **(extra or {})},
+    )
 
 
 # ------------------------------------------------------------------------------------------ writing

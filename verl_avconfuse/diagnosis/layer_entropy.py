@@ -161,7 +161,7 @@ def answer_prefix_for(prompt: str, override: str | None = None) -> str:
 
 
 def prompt_text(question: DiagnosisQuestion, prompt: str) -> str:
-    from verl_avconfuse.prompts import format_question
+    from verl_avconfuse.method.prompts import format_question
 
     return format_question(question.question) if prompt == "rl-comm" else question.question.strip()
 
@@ -169,11 +169,11 @@ def prompt_text(question: DiagnosisQuestion, prompt: str) -> str:
 def answer_tokens(tokenizer: Any) -> dict[str, dict[str, int]]:
     """``{"yes": {string: id}, "no": {...}}``: the evaluation's yes/no variants that are one token.
 
-    The same rule as ``mean_p_yes`` (:func:`verl_avconfuse.bench.evaluate.single_token_variants` of
+    The same rule as ``mean_p_yes`` (:func:`verl_avconfuse.evaluation.yes_probability.single_token_variants` of
     ``YES_STRINGS`` / ``NO_STRINGS``); a layer's readout needs one token per variant, so a tokenizer with
     no single-token "yes" (or "no") variant is an error.
     """
-    from verl_avconfuse.bench.evaluate import NO_STRINGS, YES_STRINGS
+    from verl_avconfuse.evaluation.yes_probability import NO_STRINGS, YES_STRINGS
 
     tokens: dict[str, dict[str, int]] = {}
     for side, variants in (("yes", YES_STRINGS), ("no", NO_STRINGS)):
@@ -212,7 +212,7 @@ def diagnose(
         reasoning: ``"skip"``: the assistant text is ``answer_prefix`` alone (one forward: the answer the model
             gives if made to answer now); ``"generate"``: the model first writes its greedy reply
             (``max_new_tokens``) and the readout is taken where that reply's answer starts
-            (:func:`verl_avconfuse.bench.evaluate.answer_prefix`, the position of the evaluation's
+            (:func:`verl_avconfuse.evaluation.yes_probability.answer_prefix`, the position of the evaluation's
             ``mean_p_yes``): the answer after the model's own audio and visual reasoning.
 
     Returns:
@@ -222,10 +222,10 @@ def diagnose(
     """
     import torch
 
-    from verl_avconfuse.bench.evaluate import answer_prefix as reply_answer_prefix
     from verl_avconfuse.diagnosis.lens import LogitLens
     from verl_avconfuse.diagnosis.stats import layer_readout
     from verl_avconfuse.evaluation.backends import EvalRequest
+    from verl_avconfuse.evaluation.yes_probability import answer_prefix as reply_answer_prefix
 
     if reasoning not in REASONING_MODES:
         raise InputError(f"--reasoning {reasoning}: expected one of {', '.join(REASONING_MODES)}")

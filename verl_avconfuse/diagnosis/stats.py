@@ -67,7 +67,7 @@ def layer_readout(logits: Any, yes_ids: Sequence[int], no_ids: Sequence[int], an
         logits: ``(n_layers, V)``: row ``l`` is layer ``l``'s logits (the logit lens of
             :mod:`verl_avconfuse.diagnosis.lens`; row 0 the embedding output, the last row the model's own).
         yes_ids / no_ids: token ids of the "yes" / "no" variants (the evaluation's rule:
-            :func:`verl_avconfuse.bench.evaluate.single_token_variants` of ``YES_STRINGS`` / ``NO_STRINGS``).
+            :func:`verl_avconfuse.evaluation.yes_probability.single_token_variants` of ``YES_STRINGS`` / ``NO_STRINGS``).
         answer_id: the token the model answers with (the top token of the last row).
 
     Returns:

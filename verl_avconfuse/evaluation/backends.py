@@ -4,7 +4,7 @@ Every backend has one method, ``generate(requests) -> list[str]`` (one reply per
 so a benchmark task never knows which model answered:
 
 - :class:`HFOmniBackend`: a Qwen2.5-Omni (or Qwen3-Omni) thinker checkpoint loaded with transformers, greedy
-  decoding, media decoded exactly as :class:`~verl_avconfuse.omni.dataset.OmniRLDataset` decodes them for training
+  decoding, media decoded exactly as :class:`~verl_avconfuse.integration.omni_dataset.OmniRLDataset` decodes them for training
   (PyAV, ``fps`` frames per second up to ``max_frames``, 16 kHz mono audio), batched left-padded;
   also :meth:`HFOmniBackend.next_token_logprobs` for answer-position probabilities (P(yes) vs P(no)).
 - :class:`VLLMOmniBackend`: the same checkpoint on vLLM's offline engine (GPU or its CPU build), the
@@ -385,7 +385,7 @@ class VLLMOmniBackend(HFOmniBackend):
         from vllm import LLM
 
         from verl_avconfuse.omni.vllm_contract import omni_family, omni_token_ids, wrap_thinker_config
-        from verl_avconfuse.platform.cpu import prepare_offline_vllm
+        from verl_avconfuse.omni.vllm_cpu import prepare_offline_vllm
 
         self._init_inputs(
             model_path, "vllm", use_audio_in_video=use_audio_in_video, fps=fps, max_frames=max_frames,
@@ -400,7 +400,7 @@ class VLLMOmniBackend(HFOmniBackend):
             "seed": 0,
             "max_num_seqs": self.batch_size,
             "limit_mm_per_prompt": {"audio": 1, "video": 1},
-            # see verl_avconfuse/omni/vllm_server.py: vLLM's processor cache mixes up shared soundtracks
+            # see verl_avconfuse/integration/rollout/vllm_omni.py: vLLM's processor cache mixes up shared soundtracks
             "mm_processor_cache_gb": 0,
         }
         options.update(engine_kwargs)

@@ -19,6 +19,7 @@ AV-ConfuseBench tasks.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,28 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
 
 
+def _add_bench_eval_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("--setting", choices=("muted", "modified"), required=True, help="which AV-ConfuseBench set")
+    ev.add_argument("--questions", required=True, help="question JSON, or 'published' for the released file")
+    add_run_arguments(ev, with_data=False)
+    # The old name of --skip-bad here (one vocabulary across eval, bench eval and reference precompute).
+    ev.add_argument("--skip-missing", dest="skip_bad", action="store_true", help=argparse.SUPPRESS)
+    ev.set_defaults(judge="offline")
+
+
+def add_actions(command: str, actions) -> None:
+    """``avconfuse bench eval``: the AV-ConfuseBench tasks under the ``bench`` command (``bench build`` is the
+    builders', :mod:`verl_avconfuse.bench.cli`)."""
+    _add_bench_eval_arguments(
+        actions.add_parser(
+            "eval",
+            help="evaluate a model on a published or built set",
+            description="Evaluate a model on an AV-ConfuseBench set: the alias of `avconfuse eval "
+            "avconfuse-muted|avconfuse-modified` (same options; --questions for --data; judge offline by default).",
+        )
+    )
+
+
 def backend_kwargs(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor options for the backend kind of ``spec``, from the parsed arguments."""
     kind = spec.partition(":")[0]
@@ -137,7 +160,7 @@ def make_judge(args: argparse.Namespace):
     """The judge ``--judge`` names (``None`` when not given); an LLM judge is checked to be reachable."""
     if args.judge is None:
         return None
-    from verl_avconfuse.bench.judge import LLMJudge, OfflineJudge
+    from verl_avconfuse.evaluation.judge import LLMJudge, OfflineJudge
 
     if args.judge == "offline":
         return OfflineJudge(args.embedding_model)
@@ -186,7 +209,8 @@ def run_task(task_name: str, data: str, args: argparse.Namespace) -> dict[str, A
         load_backend,
     )
     from verl_avconfuse.evaluation.runner import evaluate_prepared, prepare_docs
-    from verl_avconfuse.evaluation.tasks import LoadOptions, get_task
+    from verl_avconfuse.evaluation.task import LoadOptions
+    from verl_avconfuse.evaluation.tasks import get_task
 
     task = get_task(task_name)
     _check_numbers(args)
@@ -263,8 +287,30 @@ def summary_table(result: dict[str, Any], columns) -> str:
     return "\n".join(rows)
 
 
+def _bench_eval(args: argparse.Namespace) -> dict:
+    """``bench eval`` is ``avconfuse eval avconfuse-muted|avconfuse-modified`` (one harness)."""
+    from verl_avconfuse.evaluation.tasks import SETTING_TASKS
+
+    results = run_task(SETTING_TASKS[args.setting], args.questions, args)
+    return {
+        "setting": args.setting,
+        "task": results["task"],
+        "published": results["published"],
+        "n_items": results["n_docs"],
+        "backend": results["backend"],
+        "judge": results["judge"],
+        "prompt": results["prompt"],
+        "metrics": {k: v for k, v in results["metrics"].items() if k != "groups"},
+        **results["files"],
+    }
+
+
 def run(command: str, args: argparse.Namespace) -> int:
     from verl_avconfuse.evaluation.tasks import get_task
+
+    if command == "bench":  # bench eval
+        print(json.dumps(_bench_eval(args), indent=2, default=str))
+        return 0
 
     result = run_task(args.task, args.data, args)
     print(summary_table(result, get_task(args.task).columns))

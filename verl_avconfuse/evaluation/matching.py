@@ -1,14 +1,14 @@
 """Which answer a reply gives, and whether it is right: the two answer rules of the harness.
 
 Answer extraction (both rules): the ``<answer>`` block when the reply has one
-(:func:`verl_avconfuse.rewards.parse_response`), else the whole reply, so a base model that ignores the
+(:func:`verl_avconfuse.method.parsing.parse_response`), else the whole reply, so a base model that ignores the
 three-part format is still graded on what it said (``strict_format=True``: no block, no answer).
 
 Two rules, chosen with ``--match`` (``both`` scores every reply under each and reports both):
 
-- ``strict`` (default): :func:`verl_avconfuse.rewards.answers_match`, whole-answer comparison after
+- ``strict`` (default): :func:`verl_avconfuse.method.answers_match`, whole-answer comparison after
   normalisation (numbers, articles, ``_``); yes/no answers by their opening polarity ("Yes, there is");
-  multiple choice by the option *index* (:func:`verl_avconfuse.rewards.answers.matches_option_index`).
+  multiple choice by the option *index* (:func:`verl_avconfuse.method.answers.matches_option_index`).
   It never matches a substring ("piano" does not say "no"), and a verbose right reply ("There are two
   instruments.") is wrong.
 - ``release``: the rule of the paper's official release, which the paper's numbers come from: after
@@ -51,7 +51,7 @@ def match_rules(value: str) -> tuple[str, ...]:
 
 def extract_answer(reply: str, strict_format: bool = False) -> str | None:
     """The ``<answer>`` block, else the whole reply stripped (``None`` when blank or ``strict_format``)."""
-    from verl_avconfuse.rewards import parse_response
+    from verl_avconfuse.method.parsing import parse_response
 
     answer = parse_response(reply).answer
     if answer is not None or strict_format:
@@ -83,8 +83,7 @@ def is_correct(
     Multiple choice: with ``answer_index`` the right option is that index (the release's ``answer``
     field), so two options that normalise alike ("dog", "The dog") cannot move the truth to the first.
     """
-    from verl_avconfuse.rewards import answers_match
-    from verl_avconfuse.rewards.answers import matches_option_index
+    from verl_avconfuse.method.answers import answers_match, matches_option_index
 
     if answer is None:
         return False
@@ -99,7 +98,7 @@ def is_correct(
 
 def polarity(answer: str | None, rule: str, ground_truth: str | None = None) -> str | None:
     """``"yes"`` / ``"no"`` / ``None``: what a yes/no answer says under ``rule`` (module docstring)."""
-    from verl_avconfuse.rewards import answers_match
+    from verl_avconfuse.method.answers import answers_match
 
     if answer is None:
         return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from verl_avconfuse.io import atomic_write_figure, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from verl_avconfuse.evaluation.tasks import Task
+    from verl_avconfuse.evaluation.task import Task
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from verl_avconfuse.errors import InputError
 from verl_avconfuse.evaluation.backends import Backend, EvalRequest
 from verl_avconfuse.evaluation.matching import match_rules
 from verl_avconfuse.evaluation.report import write_report
-from verl_avconfuse.evaluation.tasks import EvalDoc, LoadOptions, Task
+from verl_avconfuse.evaluation.task import EvalDoc, LoadOptions, Task
 from verl_avconfuse.io import append_jsonl, atomic_write_bytes, atomic_write_text, iter_jsonl
 
 logger = logging.getLogger(__name__)
@@ -162,10 +162,8 @@ def _check_media(docs: Sequence[EvalDoc], skip_bad: bool, progress: bool) -> tup
     return kept, skipped
 
 
-def _yes_probabilities(backend: Any, requests: Sequence[EvalRequest], replies: Sequence[str]) -> list[dict]:
-    from verl_avconfuse.bench.evaluate import yes_probability
-
-    return [{"p_yes": yes_probability(backend, r, reply)} for r, reply in zip(requests, replies, strict=True)]
+def _yes_probabilities(task: Task, backend: Any, requests: Sequence[EvalRequest], replies: Sequence[str]) -> list[dict]:
+    return [{"p_yes": task.yes_prob(backend, r, reply)} for r, reply in zip(requests, replies, strict=True)]
 
 
 def _judge(judge: Any, docs: Sequence[EvalDoc], replies: Sequence[str]) -> list[dict]:
@@ -242,7 +240,7 @@ def evaluate_docs(
 
     extras: list[dict] = [{} for _ in docs]
     if yes_prob:
-        extras = _yes_probabilities(backend, requests, replies)
+        extras = _yes_probabilities(task, backend, requests, replies)
     if task.judged:
         extras = _judge(judge, docs, replies)
 

@@ -24,12 +24,27 @@ __all__ = [
     "MediaInfo",
     "MissingStreamError",
     "UnreadableMediaError",
+    "media_path",
     "probe",
     "require_streams",
 ]
 
 # Microseconds: the unit of FFmpeg's container-level duration / start_time (AV_TIME_BASE).
 _AV_TIME_BASE = 1_000_000
+
+
+def media_path(item: Any, root: str | None, key: str) -> str:
+    """The file of one media item of a row (a path, or verl's ``{"video": path}`` / ``{"video_url": ...}``),
+    ``file://`` stripped and a relative path resolved against ``root``."""
+    path = item.get(key) or item.get(f"{key}_url") if isinstance(item, dict) else item
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{key}: expected a file path, got {type(path).__name__}")
+    path = os.fspath(path)
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    if root and not os.path.isabs(path):
+        path = os.path.join(root, path)
+    return path
 
 
 class MediaError(ValueError):

@@ -19,11 +19,9 @@ video), and :class:`Qwen3OmniProcessor` records the mode in its output as :class
 
 from __future__ import annotations
 
-import types
-
 from transformers import Qwen3OmniMoeProcessor
 
-from verl_avconfuse.omni.processor import OmniProcessorMixin
+from verl_avconfuse.omni.thinker import OmniProcessorMixin, prepare_processor, thinker_config
 
 FULL_MODEL_TYPE = "qwen3_omni_moe"
 THINKER_MODEL_TYPE = "qwen3_omni_moe_thinker"
@@ -44,24 +42,6 @@ TOKEN_ATTRIBUTES = {
 
 class Qwen3OmniProcessor(OmniProcessorMixin, Qwen3OmniMoeProcessor):
     """``Qwen3OmniMoeProcessor`` whose output records ``use_audio_in_video`` (see :class:`OmniProcessor`)."""
-
-
-class _ThinkerRopeIndex:
-    """What ``Qwen3OmniMoeThinkerForConditionalGeneration.get_rope_index`` reads from ``self``, without the model.
-
-    The method and its helpers are the thinker's own (one TMRoPE implementation, not a copy); they are not
-    bound onto the processor, whose ``get_chunked_index`` has another signature.
-    """
-
-    def __init__(self, thinker_config):
-        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
-            Qwen3OmniMoePreTrainedModelForConditionalGeneration as Thinker,
-        )
-
-        self.config = thinker_config
-        self.spatial_merge_size = thinker_config.vision_config.spatial_merge_size
-        for name in ("get_rope_index", "get_llm_pos_ids_for_vision", "get_chunked_index"):
-            setattr(self, name, types.MethodType(getattr(Thinker, name), self))
 
 
 def check_time_base(processor, thinker_config) -> None:
@@ -85,14 +65,8 @@ def check_time_base(processor, thinker_config) -> None:
 
 def prepare_qwen3_omni_processor(processor, config):
     """Attach the thinker's ``get_rope_index`` and the RoPE-inputs hook to a Qwen3-Omni processor."""
-    from verl_avconfuse.omni.processor import omni_rope_index_kwargs, thinker_config
-
-    thinker = thinker_config(config)
-    check_time_base(processor, thinker)
-    processor.config = thinker
-    processor.get_rope_index = _ThinkerRopeIndex(thinker).get_rope_index
-    processor.get_rope_index_kwargs = omni_rope_index_kwargs
-    return processor
+    check_time_base(processor, thinker_config(config))
+    return prepare_processor(processor, config)
 
 
 def parameter_counts(config) -> dict[str, int]:

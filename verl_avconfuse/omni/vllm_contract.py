@@ -58,7 +58,7 @@ Importing this module is cheap (numpy only); transformers is imported inside :fu
 from __future__ import annotations
 
 import numbers
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -80,8 +80,6 @@ __all__ = [
     "vllm_engine_overrides",
     "vllm_internal_weight_name",
     "vllm_thinker_weight_name",
-    "vllm_thinker_weights",
-    "vllm_thinker_weights_async",
     "wrap_thinker_config",
 ]
 
@@ -622,44 +620,6 @@ def vllm_internal_weight_name(vllm_name: str) -> str:
     return vllm_name
 
 
-def _per_expert(name: str, tensor: Any) -> Iterator[tuple[str, Any]]:
-    """A fused MoE expert tensor -> one tensor per expert under the checkpoint's names; others unchanged.
-
-    verl 0.9.1 unfuses experts on the full-weight sync path only (``FSDPEngine.get_per_tensor_param`` ->
-    ``unfuse_moe_params``); its merged-LoRA path (``_merged_lora_per_tensor_param``, used with
-    ``lora.merge=true`` as recipes/policy/qwen3_omni.yaml sets) streams transformers' fused
-    ``mlp.experts.gate_up_proj`` / ``down_proj``, which vLLM's ``Qwen3MoeModel.load_weights`` skips without an
-    error: a rollout started with ``load_format=dummy`` would keep random experts. verl's own function splits
-    them (it passes per-expert names through, so applying it twice is harmless).
-    """
-    if ".mlp.experts." not in name:
-        yield name, tensor
-        return
-    from verl.workers.engine.fsdp.utils import unfuse_moe_params
-
-    yield from unfuse_moe_params([(name, tensor)])
-
-
-def vllm_thinker_weights(named_tensors: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """``(name, tensor)`` pairs renamed by :func:`vllm_thinker_weight_name`, lazily, fused MoE experts split
-    into one tensor per expert (:func:`_per_expert`); other tensors untouched.
-
-    Wrap the generator a ``ServerAdapter.update_weights`` gets (verl: vllm_rollout.py), before
-    ``BucketedWeightSender`` ships it to the workers that call ``model.load_weights``.
-    """
-    items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
-    for name, tensor in items:
-        for expert_name, expert_tensor in _per_expert(name, tensor):
-            yield vllm_thinker_weight_name(expert_name), expert_tensor
-
-
-async def vllm_thinker_weights_async(named_tensors: AsyncIterable[tuple[str, Any]]) -> AsyncIterator[tuple[str, Any]]:
-    """:func:`vllm_thinker_weights` for async iterators (verl's sender accepts both)."""
-    async for name, tensor in named_tensors:
-        for expert_name, expert_tensor in _per_expert(name, tensor):
-            yield vllm_thinker_weight_name(expert_name), expert_tensor
-
-
 # ----------------------------------------------------------------------------------------------- engine
 #: transformers 5.10.4's Qwen3-Omni defaults: ``Qwen3OmniMoeThinkerConfig.tie_word_embeddings`` (the HF
 #: actor's) and ``Qwen3OmniMoeTextConfig.tie_word_embeddings`` (what vLLM's ``Qwen3MoeLLMForCausalLM`` reads).
@@ -815,7 +775,7 @@ def qwen3_omni_mrope_positions(
     vLLM's rotary cache is indexed by integer positions, so a fractional video time step is an error
     (:func:`build_omni_prompt` refuses such fps before a request is sent). Tested against transformers'
     ``get_rope_index`` on the tiny thinker and on random prompts. Not installed yet: it belongs in
-    verl_avconfuse/patches.py as a lazy patch of that method (signature ``(self, input_tokens, mm_features)``,
+    verl_avconfuse/integration/patches.py as a lazy patch of that method (signature ``(self, input_tokens, mm_features)``,
     returning ``(torch.from_numpy(positions), delta)``, with the thinker config's ``position_id_per_seconds``
     and ``vision_config.spatial_merge_size``), applied in vLLM's worker processes.
     """
@@ -995,13 +955,13 @@ def qwen2_5_omni_mrope_positions(
     higher in vLLM and everything after it two (most positions of the tiny clip; docs/vllm_omni.md).
     Separate audio and video items agree. Rather than re-deriving transformers' layout, this calls
     transformers' own ``get_rope_index`` (the one the actor's processor calls, through
-    :class:`~verl_avconfuse.omni.processor._ThinkerRopeIndex`) with the grids, audio lengths, seconds per
+    :class:`~verl_avconfuse.omni.thinker.ThinkerRopeIndex`) with the grids, audio lengths, seconds per
     grid and ``use_audio_in_video`` flag that vLLM's feature records carry — the processor outputs of the
     request, the same numbers the actor got. ``input_tokens`` is the expanded prompt, as vLLM has it.
     """
     import torch
 
-    from verl_avconfuse.omni.processor import _ThinkerRopeIndex
+    from verl_avconfuse.omni.thinker import ThinkerRopeIndex
 
     features = sorted(mm_features, key=lambda f: f.mm_position.offset)
 
@@ -1015,7 +975,7 @@ def qwen2_5_omni_mrope_positions(
     second_per_grids = (
         torch.tensor([float(x) if x is not None else 1.0 for x in seconds], dtype=torch.float32) if videos else None
     )
-    positions, delta = _ThinkerRopeIndex(thinker_config).get_rope_index(
+    positions, delta = ThinkerRopeIndex(thinker_config).get_rope_index(
         input_ids=torch.tensor([list(input_tokens)], dtype=torch.long),
         image_grid_thw=stacked("image", "image_grid_thw", torch.long),
         video_grid_thw=stacked("video", "video_grid_thw", torch.long),

@@ -15,16 +15,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
-from verl_avconfuse.prompts import REFERENCE_PROMPT
+from verl_avconfuse.method.prompts import REFERENCE_PROMPT
 from verl_avconfuse.reference.cache import ReferenceRequest
+from verl_avconfuse.settings import ReferenceSettings
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    seed: int = 0
+    """How the reference audio LM samples; the defaults are ``avconfuse.reference``'s (settings.py)."""
+
+    temperature: float = ReferenceSettings.temperature
+    top_p: float = ReferenceSettings.top_p
+    max_new_tokens: int = ReferenceSettings.max_new_tokens
+    seed: int = ReferenceSettings.seed
 
 
 class AudioLM(Protocol):
@@ -112,7 +115,7 @@ class VLLMAudioLM:
     """vLLM's offline engine: ``LLM.generate`` with ``{"prompt", "multi_modal_data": {"audio": (wav, sr)}}``.
 
     On vLLM's CPU build the engine runs eager (no inductor compile) with the KV cache and thread binding
-    of :func:`verl_avconfuse.platform.cpu.prepare_offline_vllm`, unless the caller set them.
+    of :func:`verl_avconfuse.omni.vllm_cpu.prepare_offline_vllm`, unless the caller set them.
     """
 
     def __init__(
@@ -126,7 +129,7 @@ class VLLMAudioLM:
         from transformers import AutoProcessor
         from vllm import LLM
 
-        from verl_avconfuse.platform.cpu import prepare_offline_vllm
+        from verl_avconfuse.omni.vllm_cpu import prepare_offline_vllm
 
         self.model_id = str(model_path)
         self.sampling = sampling

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from verl_avconfuse.prompts import REFERENCE_PROMPT_VERSION
+from verl_avconfuse.method.prompts import REFERENCE_PROMPT_VERSION
 
 _HASH_CHUNK = 1 << 20
 _identity_memo: dict[tuple[str, int, int], str] = {}

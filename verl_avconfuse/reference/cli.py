@@ -55,26 +55,6 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     pre.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def _row_request(row: dict, media_root: str | None):
-    from verl_avconfuse.reference.requests import reference_request_for
-
-    messages = [{"role": "user", "content": []}]
-    for key, kind in (("audios", "audio"), ("videos", "video")):
-        for item in row.get(key) if row.get(key) is not None else []:
-            messages[0]["content"].append({"type": kind, kind: item})
-    for message in row.get("prompt") if row.get("prompt") is not None else []:
-        content = message.get("content")
-        if message.get("role") == "user" and isinstance(content, str):
-            text = content.replace("<video>", "").replace("<audio>", "").replace("<image>", "")
-            messages[0]["content"].append({"type": "text", "text": text})
-    non_tensor = {
-        "raw_prompt": messages,
-        "extra_info": row.get("extra_info") or {},
-        "reward_model": row.get("reward_model") or {},
-    }
-    return reference_request_for(non_tensor, media_root)
-
-
 def read_rows(data: str | os.PathLike, media_root: str | os.PathLike | None = None):
     """``(frame, rows, requests)`` of a verl parquet: one reference request per row (``None``: no media).
 
@@ -96,7 +76,9 @@ def read_rows(data: str | os.PathLike, media_root: str | os.PathLike | None = No
         ) from None
     rows = frame.to_dict(orient="records")
     root = os.fspath(media_root) if media_root is not None else None
-    return frame, rows, [_row_request(row, root) for row in rows]
+    from verl_avconfuse.reference.requests import request_for_row
+
+    return frame, rows, [request_for_row(row, root) for row in rows]
 
 
 def media_problems(requests) -> list[dict]:

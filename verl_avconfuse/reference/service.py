@@ -11,9 +11,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from verl_avconfuse.method.parsing import reference_a_think
 from verl_avconfuse.reference.backends import AudioLM
 from verl_avconfuse.reference.cache import ReferenceCache, ReferenceRequest, reference_key
-from verl_avconfuse.rewards.parsing import reference_a_think
 
 logger = logging.getLogger(__name__)
 

@@ -241,20 +241,24 @@ def sft_conversations(
     return conversations
 
 
-def verl_row(question: str, answer: str, clip: str, extra_info: dict) -> dict:
-    """One verl RL row (the tiny dataset's schema): the clip as video and as audio, the question in the
-    project's prompt format, ``extra_info`` as given (``index`` is set by the caller)."""
-    from verl_avconfuse.prompts import format_question
+def task_row(question: str, answer: str, clip: str, extra_info: dict) -> dict:
+    """One verl RL row of this task (:func:`verl_avconfuse.data_preprocess.common.verl_row`): the clip as video
+    and as audio, ``extra_info`` with its ``index`` and ``split`` (set by the caller)."""
+    from verl_avconfuse.data_preprocess.common import verl_row
 
-    return {
-        "data_source": DATA_SOURCE,
-        "prompt": [{"role": "user", "content": format_question(question, "<video><audio>")}],
-        "videos": [clip],
-        "audios": [clip],
-        "ability": "audio_visual_qa",
-        "reward_model": {"style": "rule", "ground_truth": answer},
-        "extra_info": {"question": question, "question_type": "Existential", **extra_info},
-    }
+    info = {"question_type": "Existential", **extra_info}
+    index, split = info.pop("index"), info.pop("split")
+    return verl_row(
+        data_source=DATA_SOURCE,
+        question=question,
+        ground_truth=answer,
+        index=index,
+        split=split,
+        extra_info=info,
+        placeholders="<video><audio>",
+        videos=[clip],
+        audios=[clip],
+    )
 
 
 def rl_rows(
@@ -276,7 +280,7 @@ def rl_rows(
             wanted.setdefault("offscreen_silent", absent_instrument(piece, rng))
             asked = [wanted[c] for c in only if c in wanted]
         for question, answer, cell in questions(piece, asked):
-            row = verl_row(
+            row = task_row(
                 question,
                 answer,
                 os.fspath(clips[piece.key]),
@@ -323,7 +327,7 @@ def muted_rows(muted_parquet: Path, question_template: str = MUTED_QUESTION_TEMP
         if answer not in ("yes", "no"):
             raise ValueError(f"{muted_parquet}: reward_model.ground_truth: expected 'yes' or 'no', got {answer!r}")
         clip = str(list(record["videos"])[0])
-        row = verl_row(
+        row = task_row(
             str(info["question"]),
             answer,
             clip,
@@ -532,7 +536,8 @@ def train_reference(
     import transformers
     from transformers import AutoConfig, AutoProcessor
 
-    from verl_avconfuse.tiny.models import atomic_directory, deterministic_torch
+    from verl_avconfuse.io import atomic_directory
+    from verl_avconfuse.tiny.models import deterministic_torch
 
     processor = AutoProcessor.from_pretrained(base)
     config = AutoConfig.from_pretrained(base)

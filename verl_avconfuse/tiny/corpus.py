@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from verl_avconfuse.prompts import (
+from verl_avconfuse.method.prompts import (
     ARR_INSTRUCTION,
     AVC_INSTRUCTION,
     OUTPUT_FORMAT_INSTRUCTION,
@@ -72,7 +72,7 @@ TASK_INSTRUMENTS: tuple[str, ...] = ("cello", "flute", "piano", "trumpet", "viol
 TASK_MUTED_FRACTION = 1 / 3
 
 #: What the warm-start counts as a well-formed policy response (decoded, special tokens removed).
-#: This is the tiny models' own yardstick, not the reward parser of :mod:`verl_avconfuse.rewards`.
+#: This is the tiny models' own yardstick, not the reward parser of :mod:`verl_avconfuse.method`.
 WELL_FORMED_RESPONSE = re.compile(
     r"^\s*<a-think>(?P<a>.+?)</a-think>\s*<v-think>(?P<v>.+?)</v-think>\s*<answer>(?P<answer>.+?)</answer>\s*$",
     re.DOTALL,

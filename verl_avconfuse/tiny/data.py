@@ -10,8 +10,11 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from verl_avconfuse.data_preprocess.common import verl_row
 from verl_avconfuse.io import atomic_write_parquet
-from verl_avconfuse.prompts import format_question
+
+#: ``data_source`` of every tiny row.
+DATA_SOURCE = "avconfuse_tiny"
 
 INSTRUMENTS = ("violin", "piano", "acoustic_guitar", "cello", "flute", "drum", "trumpet", "erhu")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
@@ -50,18 +53,14 @@ def build_text_dataset(
         rows = []
         for index, q in enumerate(_questions(rng, n)):
             rows.append(
-                {
-                    "data_source": "avconfuse_tiny",
-                    "prompt": [{"role": "user", "content": format_question(q["question"])}],
-                    "ability": "audio_visual_qa",
-                    "reward_model": {"style": "rule", "ground_truth": q["answer"]},
-                    "extra_info": {
-                        "index": index,
-                        "split": split,
-                        "question": q["question"],
-                        "question_type": q["type"],
-                    },
-                }
+                verl_row(
+                    data_source=DATA_SOURCE,
+                    question=q["question"],
+                    ground_truth=q["answer"],
+                    index=index,
+                    split=split,
+                    extra_info={"question_type": q["type"]},
+                )
             )
         paths[split] = Path(out_dir) / f"{split}.parquet"
         atomic_write_parquet(paths[split], rows, parents=True)
@@ -106,22 +105,18 @@ def _omni_rows(clips: list[dict], *, audio_in_video: bool, split: str) -> list[d
         instrument = clip["instrument"]
         question = f"Is there a {instrument} sound?"
         answer = "no" if clip["muted"] else "yes"
-        row = {
-            "data_source": "avconfuse_tiny",
-            "prompt": [{"role": "user", "content": format_question(question, placeholders)}],
-            "videos": [clip["path"]],
-            "ability": "audio_visual_qa",
-            "reward_model": {"style": "rule", "ground_truth": answer},
-            "extra_info": {
-                "index": index,
-                "split": split,
-                "question": question,
-                "question_type": "Existential",
-                "video_id": Path(clip["path"]).stem,
-            },
-        }
-        if not audio_in_video:
-            row["audios"] = [clip["path"]]
+        path = clip["path"]
+        row = verl_row(
+            data_source=DATA_SOURCE,
+            question=question,
+            placeholders=placeholders,
+            videos=[path],
+            audios=[] if audio_in_video else [path],
+            ground_truth=answer,
+            index=index,
+            split=split,
+            extra_info={"question_type": "Existential", "video_id": Path(path).stem},
+        )
         rows.append(row)
     return rows
 

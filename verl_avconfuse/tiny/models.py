@@ -39,16 +39,15 @@ Importing this module is cheap: torch and transformers are imported inside the b
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verl_avconfuse.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
+from verl_avconfuse.io import atomic_directory
+from verl_avconfuse.method.prompts import ARR_INSTRUCTION, AVC_INSTRUCTION, embedding_query_prompt
 
 #: AdamW steps of the warm start (batch :data:`WARM_START_BATCH`).
 WARM_START_STEPS = 200
@@ -135,35 +134,6 @@ def deterministic_torch(seed: int, threads: int = BUILD_THREADS) -> Iterator[Non
             torch.use_deterministic_algorithms(old_deterministic, warn_only=old_warn_only)
 
 
-@contextlib.contextmanager
-def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``out_dir``; on success it replaces ``out_dir`` in one rename.
-
-    On an exception the temporary folder is removed; a killed process leaves at most a hidden
-    ``.NAME.tmp-*`` folder, never a half-written ``out_dir``. An existing ``out_dir`` is replaced (moved
-    aside first, then deleted).
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    # mkdtemp makes the folder private (0700); give the result a normal directory's mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _padded_vocab(tokenizer) -> int:
     """Embedding rows: the tokenizer's size rounded up to a multiple of 64, as Qwen pads its checkpoints.
 
@@ -205,17 +175,19 @@ def _text_config_kwargs(tokenizer, *, tie: bool, mrope: bool = False) -> dict[st
     )
 
 
-def _generation_config(tokenizer):
+def _generation_config(ids: dict[str, int]):
     from transformers import GenerationConfig
 
-    ids = _token_ids(tokenizer)
     return GenerationConfig(
         bos_token_id=ids["endoftext"], eos_token_id=[ids["im_end"], ids["endoftext"]], pad_token_id=ids["endoftext"]
     )
 
 
-def _save_model(model, tokenizer_or_processor, out: Path) -> None:
-    model.generation_config = _generation_config(getattr(tokenizer_or_processor, "tokenizer", tokenizer_or_processor))
+def _save_model(model, tokenizer_or_processor, out: Path, ids: dict[str, int] | None = None) -> None:
+    """Save ``model`` with its generation config (from ``ids``, default the tiny tokenizer's) and its tokenizer
+    or processor."""
+    tokenizer = getattr(tokenizer_or_processor, "tokenizer", tokenizer_or_processor)
+    model.generation_config = _generation_config(_token_ids(tokenizer) if ids is None else ids)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer_or_processor.save_pretrained(out)
 
@@ -443,35 +415,36 @@ def omni_processor(tokenizer):
     )
 
 
+#: What both tiny Omni thinkers' audio and vision encoders share; each family adds its own keys.
+_AUDIO_ENCODER: dict[str, Any] = dict(
+    num_mel_bins=NUM_MEL_BINS,
+    encoder_layers=1,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    d_model=32,
+    max_source_positions=1500,
+    output_dim=TEXT_HIDDEN,
+)
+_VISION_ENCODER: dict[str, Any] = dict(
+    depth=2,
+    hidden_size=32,
+    intermediate_size=64,
+    num_heads=2,
+    in_channels=3,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    out_hidden_size=TEXT_HIDDEN,
+)
+
+
 def omni_thinker_config(tokenizer):
     """The tiny thinker's config; every token id is read from ``tokenizer``."""
     from transformers import Qwen2_5OmniThinkerConfig
 
     ids = _token_ids(tokenizer)
     config = Qwen2_5OmniThinkerConfig(
-        audio_config=dict(
-            num_mel_bins=NUM_MEL_BINS,
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            d_model=32,
-            max_source_positions=1500,
-            n_window=100,
-            output_dim=TEXT_HIDDEN,
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            in_channels=3,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            out_hidden_size=TEXT_HIDDEN,
-            fullatt_block_indexes=[1],
-        ),
+        audio_config=dict(_AUDIO_ENCODER, n_window=100),
+        vision_config=dict(_VISION_ENCODER, patch_size=14, window_size=112, fullatt_block_indexes=[1]),
         text_config=_text_config_kwargs(tokenizer, tie=False, mrope=True),
         audio_token_index=ids["audio"],
         image_token_index=ids["image"],
@@ -497,34 +470,6 @@ def _omni_media_pools(processor, seed: int, **call_kwargs) -> tuple[list[MediaPr
         _media_prompts(processor, separate, seed=seed, with_video=True, use_audio_in_video=False, **call_kwargs),
         _media_prompts(processor, in_video, seed=seed + 1, with_video=True, use_audio_in_video=True, **call_kwargs),
     )
-
-
-def _build_thinker(tokenizer, processor, *, seed: int, warm_start_steps: int):
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-    from verl_avconfuse.tiny.corpus import policy_chats
-
-    model = Qwen2_5OmniThinkerForConditionalGeneration(omni_thinker_config(tokenizer))
-    pools = _omni_media_pools(processor, seed) if warm_start_steps > 0 else ()
-    warm_start(model, tokenizer, policy_chats(WARM_START_CHATS, seed), warm_start_steps, seed=seed, media_pools=pools)
-    return model
-
-
-def make_omni_thinker(out_dir: str | Path, *, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> Path:
-    """A tiny ``Qwen2_5OmniThinkerForConditionalGeneration`` + ``Qwen2_5OmniProcessor``, warm-started.
-
-    The warm start mixes text-only prompts with prompts carrying synthetic audio + video in both input
-    modes (audio as a separate item; audio interleaved in the video).
-    """
-    from verl_avconfuse.tiny.tokenizer import build_tokenizer
-
-    out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(seed=seed)
-    processor = omni_processor(tokenizer)
-    with deterministic_torch(seed), atomic_directory(out_dir) as tmp:
-        model = _build_thinker(tokenizer, processor, seed=seed, warm_start_steps=warm_start_steps)
-        _save_model(model, processor, tmp)
-    return out_dir
 
 
 def omni_full_config(tokenizer):
@@ -875,29 +820,13 @@ def qwen3_omni_thinker_config(tokenizer):
     )
     config = Qwen3OmniMoeThinkerConfig(
         audio_config=dict(
-            num_mel_bins=NUM_MEL_BINS,
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            d_model=32,
-            max_source_positions=1500,
+            _AUDIO_ENCODER,
             n_window=QWEN3_OMNI_AUDIO_N_WINDOW,
             n_window_infer=4 * QWEN3_OMNI_AUDIO_N_WINDOW * 2,
             downsample_hidden_size=8,
-            output_dim=TEXT_HIDDEN,
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            in_channels=3,
-            patch_size=QWEN3_OMNI_PATCH,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=TEXT_HIDDEN,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=[0],
+            _VISION_ENCODER, patch_size=QWEN3_OMNI_PATCH, num_position_embeddings=64, deepstack_visual_indexes=[0]
         ),
         text_config=text,
         audio_token_id=ids["audio"],
@@ -921,41 +850,75 @@ def qwen3_omni_thinker_config(tokenizer):
 QWEN3_OMNI_WARM_START_STEPS = 120
 
 
-def make_qwen3_omni_thinker(
-    out_dir: str | Path, *, seed: int = 0, warm_start_steps: int = QWEN3_OMNI_WARM_START_STEPS
-) -> Path:
-    """A tiny ``Qwen3OmniMoeThinkerForConditionalGeneration`` + ``Qwen3OmniMoeProcessor``, warm-started.
+@dataclass(frozen=True)
+class ThinkerFamily:
+    """What one Omni family's tiny thinker is made of; :func:`_make_thinker` builds either the same way."""
 
-    The Qwen3-Omni counterpart of :func:`make_omni_thinker`: same corpus and media pools (both input
-    modes), Qwen3-Omni's tokens, processor and MoE language model.
-    """
-    from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
+    #: The transformers class of the thinker.
+    model_class: str
+    tokenizer: Callable[[int], Any]
+    processor: Callable[[Any], Any]
+    config: Callable[[Any], Any]
+    token_ids: Callable[[Any], dict[str, int]]
+    #: Keyword arguments of the warm-start media pools' processor calls.
+    pool_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _tiny_tokenizer(seed: int):
+    from verl_avconfuse.tiny.tokenizer import build_tokenizer
+
+    return build_tokenizer(seed=seed)
+
+
+QWEN2_5_OMNI = ThinkerFamily(
+    model_class="Qwen2_5OmniThinkerForConditionalGeneration",
+    tokenizer=_tiny_tokenizer,
+    processor=omni_processor,
+    config=omni_thinker_config,
+    token_ids=_token_ids,
+)
+QWEN3_OMNI = ThinkerFamily(
+    model_class="Qwen3OmniMoeThinkerForConditionalGeneration",
+    tokenizer=lambda seed: qwen3_omni_tokenizer(seed=seed),
+    processor=qwen3_omni_processor,
+    config=qwen3_omni_thinker_config,
+    token_ids=_qwen3_omni_token_ids,
+    # The processor assumes 1 fps unless told; the tiny clips are sampled at 2 fps.
+    pool_kwargs={"fps": 2.0},
+)
+
+
+def _make_thinker(family: ThinkerFamily, out_dir: str | Path, *, seed: int, warm_start_steps: int) -> Path:
+    """A tiny thinker of ``family``, warm-started on the shared corpus with prompts carrying synthetic audio +
+    video in both input modes (audio as a separate item; audio interleaved in the video), and its processor."""
+    import transformers
 
     from verl_avconfuse.tiny.corpus import policy_chats
 
     out_dir = Path(out_dir)
-    tokenizer = qwen3_omni_tokenizer(seed=seed)
-    processor = qwen3_omni_processor(tokenizer)
+    tokenizer = family.tokenizer(seed)
+    processor = family.processor(tokenizer)
     with deterministic_torch(seed), atomic_directory(out_dir) as tmp:
-        model = Qwen3OmniMoeThinkerForConditionalGeneration(qwen3_omni_thinker_config(tokenizer))
-        # The processor assumes 1 fps unless told; the tiny clips are sampled at 2 fps.
-        pools = _omni_media_pools(processor, seed, fps=2.0) if warm_start_steps > 0 else ()
+        model = getattr(transformers, family.model_class)(family.config(tokenizer))
+        pools = _omni_media_pools(processor, seed, **family.pool_kwargs) if warm_start_steps > 0 else ()
         warm_start(
             model, tokenizer, policy_chats(WARM_START_CHATS, seed), warm_start_steps, seed=seed, media_pools=pools
         )
-        ids = _qwen3_omni_token_ids(tokenizer)
-        model.generation_config = _generation_config_from_ids(ids)
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
+        _save_model(model, processor, tmp, family.token_ids(tokenizer))
     return out_dir
 
 
-def _generation_config_from_ids(ids: dict[str, int]):
-    from transformers import GenerationConfig
+def make_omni_thinker(out_dir: str | Path, *, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> Path:
+    """A tiny ``Qwen2_5OmniThinkerForConditionalGeneration`` + ``Qwen2_5OmniProcessor``, warm-started."""
+    return _make_thinker(QWEN2_5_OMNI, out_dir, seed=seed, warm_start_steps=warm_start_steps)
 
-    return GenerationConfig(
-        bos_token_id=ids["endoftext"], eos_token_id=[ids["im_end"], ids["endoftext"]], pad_token_id=ids["endoftext"]
-    )
+
+def make_qwen3_omni_thinker(
+    out_dir: str | Path, *, seed: int = 0, warm_start_steps: int = QWEN3_OMNI_WARM_START_STEPS
+) -> Path:
+    """A tiny ``Qwen3OmniMoeThinkerForConditionalGeneration`` + ``Qwen3OmniMoeProcessor``, warm-started: the
+    Qwen2.5-Omni thinker's corpus and media pools, Qwen3-Omni's tokens, processor and MoE language model."""
+    return _make_thinker(QWEN3_OMNI, out_dir, seed=seed, warm_start_steps=warm_start_steps)
 
 
 TINY_MODELS: dict[str, Callable[..., Path]] = {

@@ -143,7 +143,7 @@ def build_tokenizer(out_dir: str | Path | None = None, *, vocab_size: int = 2000
         **init_kwargs,
     )
     if out_dir is not None:
-        from verl_avconfuse.tiny.models import atomic_directory
+        from verl_avconfuse.io import atomic_directory
 
         with atomic_directory(out_dir) as tmp:
             tokenizer.save_pretrained(tmp)
