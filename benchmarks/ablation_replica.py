@@ -540,11 +540,16 @@ def mean_ci(values: list[float]) -> dict:
 
 
 def run_signal(result: dict) -> dict:
-    """A run's signal figures averaged over its steps."""
+    """A run's signal figures averaged over its steps; the share of advantage mass on conflicts over the
+    steps that had any advantage (a step without has no mass to share)."""
     steps = list(result["signal"].values())
     out = {}
     for key in ("adv/nonzero_group_frac", "adv/mass_frac/conflict", "actor/entropy", "reward/acc/mean"):
-        values = [s[key] for s in steps if key in s]
+        values = [
+            s[key]
+            for s in steps
+            if key in s and (key != "adv/mass_frac/conflict" or s.get("adv/nonzero_group_frac", 0.0) > 0)
+        ]
         out[key] = statistics.fmean(values) if values else None
     return out
 

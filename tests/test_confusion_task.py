@@ -285,6 +285,11 @@ def test_the_summary_pairs_each_arm_with_grpo_seed_by_seed():
     assert "step_rr_ansco" not in summary["arms"]
     table = ablation_replica.markdown(summary)
     assert "| GRPO (format + accuracy) | 2 | 55.0 ± 63.5 |" in table
+    # the conflict share of the advantage is averaged over the steps that had any advantage
+    quiet = {"adv/nonzero_group_frac": 0.0, "adv/mass_frac/conflict": 0.0, "reward/acc/mean": 0.5}
+    both = {"signal": {**results[0]["signal"], "2": quiet}}
+    assert ablation_replica.run_signal(both)["adv/mass_frac/conflict"] == 0.6
+    assert ablation_replica.run_signal(both)["adv/nonzero_group_frac"] == 0.25
     assert "| step_rr-grpo | 4.0 ± 25.4 |" in table
     assert "| Step-RR | 50.0 ± 0.0 | 60.0 ± 0.0 |" in table
 
