@@ -154,7 +154,9 @@ def composed(config_name: str, overrides: list[str], keys: tuple[str, ...]) -> d
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import verl_avconfuse.integration.platform  # noqa: F401 -- registers the ${avconfuse_tiny:...} resolver
+    from verl_avconfuse.tiny.resolver import register_resolver
+
+    register_resolver()  # ${avconfuse_tiny:...}, as the plugin registers it in verl's own processes
 
     config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
     with initialize_config_dir(config_dir=config_dir, version_base=None):
