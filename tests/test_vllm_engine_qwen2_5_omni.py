@@ -201,9 +201,13 @@ def test_processor_cache_reuses_a_shared_soundtrack_and_fails_the_next_clip(thin
 
     Two clips with byte-identical soundtracks and different pictures, audio inside the video: with the cache
     on, the second request's audio is a cache hit, its video alone reaches the HF processor, which refuses
-    it. vLLM's own input processor is enough to show it (no second model load).
+    it. vLLM's own input processor is enough to show it.
     """
-    llm_cached = make_llm(thinker_dir, mm_processor_cache_gb=1, load_format="dummy")
+    # Real weights, not load_format="dummy": vLLM 0.24.0 shares one rotary-embedding module between all the engines
+    # of a process (get_rope's cache), and after a layerwise reload (the weight-sync test above) its dummy loader
+    # fills that module's cos/sin cache with dummy values too, breaking the positions of every later engine in
+    # the worker (the eval backends' tests then failed). One engine per process, as verl runs it, never meets it.
+    llm_cached = make_llm(thinker_dir, mm_processor_cache_gb=1)
     first = media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=5)[1]
     second = media_case(processor, IN_VIDEO, 8, 2.0, 3.0, True, seed=6)[1]
     engine_request(llm_cached, first, "a")
