@@ -10,10 +10,14 @@ put every token at transformers' TMRoPE position and give it transformers' log-p
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from vllm_engine import (
+    ENGINE_ENV,
     actor_inputs,
     batch_log_prob_gaps,
     engine_request,
@@ -29,6 +33,8 @@ from vllm_engine import (
 )
 
 from verl_avconfuse.omni.vllm_contract import OmniTokenIds, build_omni_prompt
+
+from conftest import run_python
 
 pytestmark = pytest.mark.vllm
 
@@ -213,3 +219,59 @@ def test_processor_cache_reuses_a_shared_soundtrack_and_fails_the_next_clip(thin
     engine_request(llm_cached, first, "a")
     with pytest.raises(ValueError, match="Failed to apply Qwen2_5OmniProcessor"):
         engine_request(llm_cached, second, "b")
+
+
+#: Run in a process of its own: it breaks the rotary cache of every engine in the process (that is the point).
+SHARED_ROPE_SCRIPT = """
+import json, sys
+import torch
+from vllm import SamplingParams
+from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+from vllm_engine import make_llm, vllm_model
+
+thinker = sys.argv[1]
+prompt = {"prompt": "<|im_start|>user\\nIs there a trumpet sound?<|im_end|>\\n<|im_start|>assistant\\n"}
+greedy = SamplingParams(max_tokens=16, temperature=0.0)
+rope = lambda llm: vllm_model(llm).language_model.model.layers[0].self_attn.rotary_emb
+synced = make_llm(thinker)
+fresh_text = synced.generate([prompt], greedy)[0].outputs[0].text
+cache_before = float(rope(synced).cos_sin_cache.abs().max())
+
+def sync(model):  # the rollout's layerwise reload, with the weights the engine already has
+    weights = [(name, tensor.detach().clone()) for name, tensor in model.named_parameters() if tensor.numel()]
+    initialize_layerwise_reload(model)
+    model.load_weights(weights)
+    finalize_layerwise_reload(model, synced.llm_engine.vllm_config.model_config)
+
+synced.apply_model(sync)
+dummy = make_llm(thinker, load_format="dummy")
+late = make_llm(thinker)
+print(json.dumps({
+    "shared": rope(synced) is rope(dummy) is rope(late),
+    "cache_before": cache_before,
+    "cache_after": float(rope(late).cos_sin_cache.abs().max()),
+    "fresh_text": fresh_text,
+    "late_text": late.generate([prompt], greedy)[0].outputs[0].text,
+}))
+"""
+
+
+def test_a_dummy_engine_after_a_sync_rewrites_the_rotary_cache_all_engines_share(thinker_dir, tmp_path):
+    """vLLM 0.24.0 (docs/vllm_omni.md, "For upstream"): why the lane's engines never load dummy weights.
+
+    ``get_rope`` shares one rotary module between a process's engines; after a layerwise reload on one engine,
+    a second built with ``load_format="dummy"`` fills that module's cos/sin cache with dummy values, and a third
+    engine on real weights then answers with broken positions. When a vLLM upgrade fixes it, this fails: the
+    processor-cache test above may then go back to dummy weights.
+    """
+    script = tmp_path / "shared_rope.py"
+    script.write_text(SHARED_ROPE_SCRIPT)
+    env = {**ENGINE_ENV, "PYTHONPATH": str(Path(__file__).parent)}  # the script imports vllm_engine
+    result = run_python([str(script), thinker_dir], cwd=tmp_path, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["shared"]
+    assert facts["cache_before"] > 0.9  # cos and sin reach 1
+    assert facts["cache_after"] <= 1e-3  # vLLM's dummy weights: uniform in [-1e-3, 1e-3]
+    assert facts["fresh_text"] == "<a-think>\n<answer> yes </answer>"  # the tiny thinker's greedy reply
+    assert facts["late_text"] != facts["fresh_text"]
