@@ -43,8 +43,9 @@ ARMS: dict[str, tuple[str, str, str]] = {
     "step_rr": ("avconfuse", "Step-RR", "warm_start"),
     "step_rr_ansco": ("avconfuse_ansco", "Step-RR -> Ans-CO", "step_rr"),
 }
-#: Overrides of one arm. Stage 3 runs one epoch of the RL set: at 24 steps (seed 0) its policy's entropy fell
-#: to 0.005 and verl's log-prob pass failed at step 15 on a nested-tensor size check.
+#: Overrides of one arm. Stage 3 runs one epoch of the RL set. (At 24 steps its policy's entropy fell to 0.005
+#: and verl's log-prob pass once stopped: every sequence of that batch had one length, verl issue #7899, which
+#: ``patches.MROPE_POSITION_IDS`` now fixes.)
 ARM_OVERRIDES: dict[str, tuple[str, ...]] = {"step_rr_ansco": ("trainer.total_training_steps=12",)}
 RL_MACHINE = "cpu_ablation"
 SFT_MACHINE = "cpu_ablation_sft"

@@ -160,6 +160,87 @@ def _patch_hf_processor(module: ModuleType) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# 2b. M-RoPE position ids of a batch whose sequences all have one length
+# --------------------------------------------------------------------------------------------------
+
+MROPE_POSITION_IDS = PatchTarget(
+    module="verl.utils.tensordict_utils",
+    attribute="maybe_fix_3d_position_ids",
+    signature="(data: tensordict._td.TensorDict)",
+    reason=(
+        "verl 0.9.1 nests each sample's (4, seq_len) M-RoPE position ids with torch.nested.as_nested_tensor "
+        "(workers/utils/padding.py, protocol.py, utils/seqlen_balancing.py); when every sequence of the batch "
+        "has one length, torch takes the 4 components as the jagged dimension (values (4B, L), offsets "
+        "0, 4, 8, ...). This function, which every engine's train_batch / infer_batch calls first, then sets "
+        "_ragged_idx = 2 without looking, and the next unbind fails (verl issue #7899): an Omni batch with one "
+        "clip length and responses of one length (a collapsed policy, or all cut at max_response_length) "
+        "stops training. There is no hook between the batch and the engine."
+    ),
+)
+#: Modules that import ``maybe_fix_3d_position_ids`` by name.
+MROPE_POSITION_IDS_REEXPORTS = (
+    "verl.workers.engine.base",
+    "verl.workers.engine_workers",
+    "verl.workers.engine_workers_tinker",
+)
+
+
+def canonical_mrope_position_ids(position_ids, input_ids):
+    """``position_ids`` (nested ``(B, C, *)``) in the layout the engines read -- values ``(C, total)`` split by
+    ``input_ids``' offsets, jagged dimension 2 -- or ``None`` when its layout is neither that one nor the one
+    ``as_nested_tensor`` gives equal-length samples (values ``(B * C, L)``, offsets every ``C``)."""
+    import torch
+    from verl.utils.tensordict_utils import nested_tensor_from_tensor_list
+
+    values, offsets, seq_offsets = position_ids.values(), position_ids.offsets(), input_ids.offsets()
+    batch = len(seq_offsets) - 1
+    if values.dim() != 2 or len(offsets) != batch + 1:
+        return None
+    if torch.equal(offsets, seq_offsets) and values.shape[1] == int(seq_offsets[-1]):
+        position_ids._ragged_idx = 2  # already split by sequence: verl's own fix is right
+        return position_ids
+    lengths = seq_offsets.diff()
+    components = values.shape[0] // max(batch, 1)
+    if (
+        batch > 0
+        and values.shape[0] == batch * components
+        and bool((offsets.diff() == components).all())
+        and bool((lengths == values.shape[1]).all())
+    ):  # one sequence length: the components were taken as the jagged dimension
+        return nested_tensor_from_tensor_list(list(values.view(batch, components, -1).unbind(0)), ragged_idx=2)
+    return None
+
+
+def _patch_mrope_position_ids(module: ModuleType) -> None:
+    original = getattr(module, MROPE_POSITION_IDS.attribute)
+    if getattr(original, "_avconfuse_patched", False):
+        return
+
+    @functools.wraps(original)
+    def maybe_fix_3d_position_ids(data):
+        position_ids, input_ids = data.get("position_ids", None), data.get("input_ids", None)
+        if (
+            position_ids is not None
+            and position_ids.is_nested
+            and position_ids.dim() == 3
+            and input_ids is not None
+            and input_ids.is_nested
+        ):
+            fixed = canonical_mrope_position_ids(position_ids, input_ids)
+            if fixed is not None:
+                data["position_ids"] = fixed
+                return
+        original(data)
+
+    maybe_fix_3d_position_ids._avconfuse_patched = True
+    setattr(module, MROPE_POSITION_IDS.attribute, maybe_fix_3d_position_ids)
+    for name in MROPE_POSITION_IDS_REEXPORTS:
+        reexporter = sys.modules.get(name)
+        if reexporter is not None and getattr(reexporter, MROPE_POSITION_IDS.attribute, None) is original:
+            setattr(reexporter, MROPE_POSITION_IDS.attribute, maybe_fix_3d_position_ids)
+
+
+# --------------------------------------------------------------------------------------------------
 # 3. vLLM's CPU build as verl's "vllm"
 # --------------------------------------------------------------------------------------------------
 
@@ -581,6 +662,7 @@ MODULE_PATCHES: dict[str, list[tuple[PatchTarget, Callable[[ModuleType], None]]]
         (SFT_PROCESS_GROUP_BACKEND, _patch_sft_process_group_backend),
     ],
     HF_PROCESSOR.module: [(HF_PROCESSOR, _patch_hf_processor)],
+    MROPE_POSITION_IDS.module: [(MROPE_POSITION_IDS, _patch_mrope_position_ids)],
 }
 
 #: verl targets (tests/test_patches.py checks them in every environment); VLLM_TARGETS need vLLM installed.
