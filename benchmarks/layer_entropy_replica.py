@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from verl_avconfuse.tiny.resolver import tiny_asset
 
     print(machine_line(), flush=True)
+    # Taken before the run: the charts it writes into docs/ would otherwise count as uncommitted changes.
+    header = provenance(["python", "benchmarks/layer_entropy_replica.py", *(sys.argv[1:] if argv is None else argv)])
     out = args.out.resolve()
     task = build_confusion_task(out / "task")
     warm_start = ablation_replica.sft_phase(out, task.sft_parquet, task.sft_parquet.parent / "clips")
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         chart = plot_results([runs[mode][label] for label in charted], args.charts / f"diagnosis_replica_{mode}.png")
         print(chart)
     payload = {
-        **provenance(["python", "benchmarks/layer_entropy_replica.py", *(sys.argv[1:] if argv is None else argv)]),
+        **header,
         "what": "avconfuse diagnose layer-entropy on the ablation replica's muted set (24 muted + 24 control "
         "questions), the tiny Qwen2.5-Omni thinker, the replica's SFT warm start and, where OUT holds them, "
         "Step-RR's last policy of every seed; reasoning skipped / generated",
