@@ -49,6 +49,17 @@ class PatchTarget:
         return str(inspect.signature(target)) if callable(target) else type(target).__name__
 
 
+def _install(module: ModuleType, target: PatchTarget, original: Callable, patched: Callable, reexports=()) -> None:
+    """Put ``patched`` in place of ``original`` in ``module`` and in every module of ``reexports`` already
+    imported that holds ``original`` by name (``from ... import``); later importers get it from ``module``."""
+    patched._avconfuse_patched = True
+    setattr(module, target.attribute, patched)
+    for name in reexports:
+        reexporter = sys.modules.get(name)
+        if reexporter is not None and getattr(reexporter, target.attribute, None) is original:
+            setattr(reexporter, target.attribute, patched)
+
+
 # --------------------------------------------------------------------------------------------------
 # 1. gloo on the CPU platform
 # --------------------------------------------------------------------------------------------------
@@ -78,8 +89,7 @@ def _patch_process_group_backend(module: ModuleType) -> None:
             backend = "gloo"
         return original(timeout_second=timeout_second, backend=backend)
 
-    initialize_global_process_group_ray._avconfuse_patched = True
-    setattr(module, PROCESS_GROUP_BACKEND.attribute, initialize_global_process_group_ray)
+    _install(module, PROCESS_GROUP_BACKEND, original, initialize_global_process_group_ray)
 
 
 SFT_PROCESS_GROUP_BACKEND = PatchTarget(
@@ -116,8 +126,7 @@ def _patch_sft_process_group_backend(module: ModuleType) -> None:
         )
         return int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
-    initialize_global_process_group._avconfuse_patched = True
-    setattr(module, SFT_PROCESS_GROUP_BACKEND.attribute, initialize_global_process_group)
+    _install(module, SFT_PROCESS_GROUP_BACKEND, original, initialize_global_process_group)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,12 +160,7 @@ def _patch_hf_processor(module: ModuleType) -> None:
             return load_omni_processor(name_or_path, **kwargs)
         return original(name_or_path, **kwargs)
 
-    hf_processor._avconfuse_patched = True
-    setattr(module, HF_PROCESSOR.attribute, hf_processor)
-    for name in HF_PROCESSOR_REEXPORTS:
-        reexporter = sys.modules.get(name)
-        if reexporter is not None and getattr(reexporter, HF_PROCESSOR.attribute, None) is original:
-            setattr(reexporter, HF_PROCESSOR.attribute, hf_processor)
+    _install(module, HF_PROCESSOR, original, hf_processor, HF_PROCESSOR_REEXPORTS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,12 +236,7 @@ def _patch_mrope_position_ids(module: ModuleType) -> None:
                 return
         original(data)
 
-    maybe_fix_3d_position_ids._avconfuse_patched = True
-    setattr(module, MROPE_POSITION_IDS.attribute, maybe_fix_3d_position_ids)
-    for name in MROPE_POSITION_IDS_REEXPORTS:
-        reexporter = sys.modules.get(name)
-        if reexporter is not None and getattr(reexporter, MROPE_POSITION_IDS.attribute, None) is original:
-            setattr(reexporter, MROPE_POSITION_IDS.attribute, maybe_fix_3d_position_ids)
+    _install(module, MROPE_POSITION_IDS, original, maybe_fix_3d_position_ids, MROPE_POSITION_IDS_REEXPORTS)
 
 
 # --------------------------------------------------------------------------------------------------
