@@ -198,18 +198,16 @@ def canonical_mrope_position_ids(position_ids, input_ids):
 
     values, offsets, seq_offsets = position_ids.values(), position_ids.offsets(), input_ids.offsets()
     batch = len(seq_offsets) - 1
-    if values.dim() != 2 or len(offsets) != batch + 1:
+    if values.dim() != 2 or batch < 1 or len(offsets) != batch + 1:
         return None
     if torch.equal(offsets, seq_offsets) and values.shape[1] == int(seq_offsets[-1]):
         position_ids._ragged_idx = 2  # already split by sequence: verl's own fix is right
         return position_ids
-    lengths = seq_offsets.diff()
-    components = values.shape[0] // max(batch, 1)
+    components = values.shape[0] // batch
     if (
-        batch > 0
-        and values.shape[0] == batch * components
+        values.shape[0] == batch * components
         and bool((offsets.diff() == components).all())
-        and bool((lengths == values.shape[1]).all())
+        and bool((seq_offsets.diff() == values.shape[1]).all())
     ):  # one sequence length: the components were taken as the jagged dimension
         return nested_tensor_from_tensor_list(list(values.view(batch, components, -1).unbind(0)), ragged_idx=2)
     return None
